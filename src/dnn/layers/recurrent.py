@@ -1,0 +1,624 @@
+"""Recurrent layers written from the lecture's equations: RNN, LSTM and GRU.
+
+A *cell* is one time step. The *runner* (:class:`RNN`, :class:`LSTM`, :class:`GRU`) owns time, stacked layers,
+direction, residual connections, dropout between layers, variable lengths and the carried state.
+
+Parameters are named and shaped exactly as torch's (``weight_ih_l{k}[_reverse]``, ``weight_hh_l{k}``,
+``bias_ih_l{k}``, ``bias_hh_l{k}``; gate order i, f, g, o for the LSTM and r, z, n for the GRU), so a
+``torch.nn.LSTM``'s ``state_dict`` loads into ours with ``strict=True`` and back, and torch's modules are the
+test oracle.
+
+Two implementations run the same parameters:
+
+- ``"reference"`` — our cells, step by step, in Python: the equations you can read. The input projection of all
+  steps is one matmul; each step is one matmul for the recurrence plus the gate arithmetic.
+- ``"fused"`` — torch's native kernel (``torch.lstm`` / ``torch.gru`` / ``torch.rnn_tanh``) on our parameters,
+  with packing for ``lengths``.
+
+``"auto"`` (the default) picks ``"fused"``; every configuration, ``residual`` included, runs fused (a residual
+stack calls the kernel one layer at a time).
+
+Shapes (time-major unless ``batch_first``): input ``(T, B, I)``, output ``(T, B, D·H)``, states
+``(L·D, B, H)`` with L layers and D = 2 if bidirectional else 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from dnn.errors import ConfigError
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "GRUCell",
+    "LSTMCell",
+    "RNNCell",
+    "gru_update",
+    "lstm_update",
+]
+
+IMPLEMENTATIONS = ("auto", "reference", "fused")
+NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
+GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The equations, shared by the cells and the runner
+# --------------------------------------------------------------------------------------------------------------
+
+
+def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """One LSTM update from the gate pre-activations ``gates = W_ih x + b_ih + W_hh h + b_hh`` ``(B, 4H)``.
+
+    i = σ(gates_i)             input gate: how much of the candidate to write
+    f = σ(gates_f)             forget gate: how much of the old cell state to keep
+    g = tanh(gates_g)          candidate cell state
+    o = σ(gates_o)             output gate
+    c' = f ⊙ c + i ⊙ g         the cell state: the "highway" the gradient travels along
+    h' = o ⊙ tanh(c')
+    """
+    i, f, g, o = gates.chunk(4, dim=-1)  # 4 × (B, H)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(c)
+    return h, c
+
+
+def gru_update(gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+    """One GRU update from ``gi = W_ih x + b_ih`` and ``gh = W_hh h + b_hh`` (both ``(B, 3H)``, order r, z, n).
+
+    r = σ(gi_r + gh_r)               reset gate
+    z = σ(gi_z + gh_z)               update gate: forget and input gates merged into one
+    n = tanh(gi_n + r ⊙ gh_n)        candidate state
+    h' = (1 − z) ⊙ n + z ⊙ h         one state: cell and hidden state merged
+    """
+    i_r, i_z, i_n = gi.chunk(3, dim=-1)  # 3 × (B, H)
+    h_r, h_z, h_n = gh.chunk(3, dim=-1)  # 3 × (B, H)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return n + z * (h - n)  # = (1 − z) ⊙ n + z ⊙ h, one operation fewer
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_choice(name: str, value: object, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def _init_forget_bias(bias_ih: Tensor, bias_hh: Tensor, hidden_size: int, forget_bias: float | None) -> None:
+    """Set the forget gate's total initial bias (b_ih + b_hh) to ``forget_bias``; None keeps torch's init."""
+    if forget_bias is None:
+        return
+    with torch.no_grad():
+        bias_ih[hidden_size : 2 * hidden_size].fill_(float(forget_bias))
+        bias_hh[hidden_size : 2 * hidden_size].zero_()
+
+
+def _check_forget_bias(forget_bias: object) -> None:
+    if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))):
+        raise ConfigError(f"forget_bias must be a number or None (torch's init), got {forget_bias!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cells: one time step
+# --------------------------------------------------------------------------------------------------------------
+
+
+class _CellBase(nn.Module):
+    gates: int = 1
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
+        super().__init__()
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.bias = bool(bias)
+        gh = self.gates * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(gh, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(gh, hidden_size))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(gh))
+            self.bias_hh = nn.Parameter(torch.empty(gh))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch's initialisation: every weight and bias ~ U(−1/√H, 1/√H)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def _zeros(self, input: Tensor) -> Tensor:
+        return input.new_zeros(*input.shape[:-1], self.hidden_size)
+
+    def _check_input(self, input: Tensor) -> None:
+        if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
+            raise ConfigError(
+                f"input must have shape (B, {self.input_size}) or ({self.input_size},), got {tuple(input.shape)}"
+            )
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        return s if self.bias else s + ", bias=False"
+
+
+class RNNCell(_CellBase):
+    """Elman RNN cell: the lecture's recurrence formula, one step.
+
+    h' = act(W_ih x + b_ih + W_hh h + b_hh),   act = tanh (default) or relu
+
+    Shapes: x ``(B, I)``, h ``(B, H)`` → h' ``(B, H)``.
+    """
+
+    gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh"):
+        _check_choice("nonlinearity", nonlinearity, tuple(NONLINEARITIES))
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, bias)
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        self._check_input(input)
+        h = self._zeros(input) if hx is None else hx
+        act = NONLINEARITIES[self.nonlinearity]
+        return act(F.linear(input, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
+
+
+class LSTMCell(_CellBase):
+    """LSTM cell (Hochreiter & Schmidhuber 1997, with a forget gate), one step.
+
+    gates = W_ih x + b_ih + W_hh h + b_hh        (B, 4H), order i, f, g, o
+    i, f, o = σ(gates_i), σ(gates_f), σ(gates_o)
+    g = tanh(gates_g)
+    c' = f ⊙ c + i ⊙ g
+    h' = o ⊙ tanh(c')
+
+    ``forget_bias`` is the initial value of the forget gate's bias (b_ih + b_hh), 1.0 as in Keras: the cell then
+    starts out remembering, and the gradient along c survives many steps. ``None`` keeps torch's uniform
+    initialisation (forget bias ≈ 0), under which the gradient vanishes almost as fast as in a tanh RNN.
+
+    Shapes: x ``(B, I)``, (h, c) ``(B, H)`` each → (h', c').
+    """
+
+    gates = 4
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, forget_bias: float | None = 1.0):
+        _check_forget_bias(forget_bias)
+        self.forget_bias = forget_bias
+        super().__init__(input_size, hidden_size, bias)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.bias:
+            _init_forget_bias(self.bias_ih, self.bias_hh, self.hidden_size, self.forget_bias)
+
+    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        self._check_input(input)
+        h, c = (self._zeros(input), self._zeros(input)) if hx is None else hx
+        gates = F.linear(input, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
+        return lstm_update(gates, c)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", forget_bias={self.forget_bias}"
+
+
+class GRUCell(_CellBase):
+    """GRU cell (Cho et al. 2014), one step: fewer gates and one state, so 3/4 of an LSTM's parameters.
+
+    r = σ(W_ir x + b_ir + W_hr h + b_hr)
+    z = σ(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+    h' = (1 − z) ⊙ n + z ⊙ h
+
+    Shapes: x ``(B, I)``, h ``(B, H)`` → h' ``(B, H)``.
+    """
+
+    gates = 3
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        self._check_input(input)
+        h = self._zeros(input) if hx is None else hx
+        gi = F.linear(input, self.weight_ih, self.bias_ih)  # (B, 3H)
+        gh = F.linear(h, self.weight_hh, self.bias_hh)  # (B, 3H)
+        return gru_update(gi, gh, h)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The runner: time, layers, directions, residuals, lengths
+# --------------------------------------------------------------------------------------------------------------
+
+
+class _RecurrentBase(nn.Module):
+    """Shared runner of :class:`RNN`, :class:`LSTM` and :class:`GRU` (see the module docstring)."""
+
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+        bidirectional: bool,
+        residual: bool,
+        implementation: str,
+    ):
+        super().__init__()
+        self.mode = mode
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.num_layers = _positive_int("num_layers", num_layers)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
+            raise ConfigError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        _check_choice("implementation", implementation, IMPLEMENTATIONS)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.residual = bool(residual)
+        self.implementation = implementation
+        self.num_directions = 2 if bidirectional else 1
+
+        gh = GATES[mode] * hidden_size
+        self._weight_names: list[list[list[str]]] = []  # [layer][direction] -> names in torch's flat order
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * self.num_directions
+            per_direction = []
+            for direction in range(self.num_directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes = {"weight_ih": (gh, layer_input), "weight_hh": (gh, hidden_size)}
+                if bias:
+                    shapes.update(bias_ih=(gh,), bias_hh=(gh,))
+                names = []
+                for kind, shape in shapes.items():
+                    self.register_parameter(kind + suffix, nn.Parameter(torch.empty(shape)))
+                    names.append(kind + suffix)
+                per_direction.append(names)
+            self._weight_names.append(per_direction)
+        self.reset_parameters()
+
+    # -- parameters ------------------------------------------------------------------------------------------
+
+    def reset_parameters(self) -> None:
+        """torch's initialisation: every weight and bias ~ U(−1/√H, 1/√H)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def _weights(self, layer: int, direction: int) -> list[Tensor]:
+        return [getattr(self, name) for name in self._weight_names[layer][direction]]
+
+    def _flat_weights(self) -> list[Tensor]:
+        return [w for per_direction in self._weight_names for names in per_direction for w in map(self.__getattr__, names)]
+
+    @property
+    def uses_fused(self) -> bool:
+        """Whether forward runs torch's native kernel ("fused") rather than our step-by-step cells."""
+        return self.implementation != "reference"
+
+    # -- forward -----------------------------------------------------------------------------------------------
+
+    def forward(self, input: Tensor, hx=None, lengths: Tensor | None = None):
+        """Run the stack over a sequence.
+
+        Args:
+            input: ``(T, B, I)`` (``(B, T, I)`` if ``batch_first``), or unbatched ``(T, I)``.
+            hx: initial state in torch's shapes, ``(L·D, B, H)`` (LSTM: a tuple ``(h_0, c_0)``); zeros if None.
+            lengths: ``(B,)`` true lengths of a padded batch. Outputs past a sequence's length are exactly 0, its
+                final state is the state at its own last step, and the reverse direction starts there.
+
+        Returns:
+            ``(output, h_n)``; for the LSTM ``(output, (h_n, c_n))``. output ``(T, B, D·H)``.
+        """
+        batched = input.dim() == 3
+        self._check_input(input)
+        if not batched:
+            input = input.unsqueeze(1)  # (T, 1, I)
+            if lengths is not None:
+                raise ConfigError("lengths is only supported for batched input (T, B, I)")
+        x = input.transpose(0, 1) if self.batch_first and batched else input  # (T, B, I)
+        T, B = x.shape[0], x.shape[1]
+        state = self._initial_state(x, hx, batched)
+        if lengths is not None:
+            lengths = self._check_lengths(lengths, T, B)
+        if self.uses_fused:
+            output, state = self._forward_fused(x, state, lengths)
+        else:
+            output, state = self._forward_reference(x, state, lengths)
+        if not batched:
+            output = output.squeeze(1)
+            state = tuple(s.squeeze(1) for s in state)
+        elif self.batch_first:
+            output = output.transpose(0, 1)  # (B, T, D·H)
+        return output, (state if self.mode == "LSTM" else state[0])
+
+    def _check_input(self, input: Tensor) -> None:
+        if input.dim() not in (2, 3):
+            raise ConfigError(
+                f"input must be 3-D (T, B, I) or (B, T, I) with batch_first, or 2-D (T, I); got {input.dim()}-D"
+            )
+        if input.shape[-1] != self.input_size:
+            raise ConfigError(f"input's last dimension must be input_size={self.input_size}, got {input.shape[-1]}")
+
+    def _initial_state(self, x: Tensor, hx, batched: bool) -> tuple[Tensor, ...]:
+        LD, B, H = self.num_layers * self.num_directions, x.shape[1], self.hidden_size
+        n_states = 2 if self.mode == "LSTM" else 1
+        if hx is None:
+            zeros = x.new_zeros(LD, B, H)
+            return (zeros,) * n_states
+        states = tuple(hx) if self.mode == "LSTM" else (hx,)
+        if len(states) != n_states or not all(isinstance(s, Tensor) for s in states):
+            raise ConfigError("hx for an LSTM must be a tuple (h_0, c_0) of tensors")
+        expected = (LD, B, H) if batched else (LD, H)
+        for name, s in zip(("h_0", "c_0"), states):
+            if tuple(s.shape) != expected:
+                raise ConfigError(f"{name} must have shape {expected} (L·D, B, H), got {tuple(s.shape)}")
+        return states if batched else tuple(s.unsqueeze(1) for s in states)
+
+    @staticmethod
+    def _check_lengths(lengths: Tensor, T: int, B: int) -> Tensor:
+        lengths = torch.as_tensor(lengths)
+        if lengths.shape != (B,) or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+            raise ConfigError(f"lengths must be an integer tensor of shape ({B},), got {tuple(lengths.shape)} {lengths.dtype}")
+        lo, hi = int(lengths.min()), int(lengths.max())
+        if lo < 1 or hi > T:
+            raise ConfigError(f"lengths must lie in [1, {T}] (the padded length), got values in [{lo}, {hi}]")
+        return lengths.to(device="cpu", dtype=torch.int64)
+
+    # -- fused: torch's kernel on our parameters -----------------------------------------------------------------
+
+    def _kernel(self, x, batch_sizes, state, weights, num_layers, dropout, bidirectional):
+        kernel = {"LSTM": torch.lstm, "GRU": torch.gru, "RNN_TANH": torch.rnn_tanh, "RNN_RELU": torch.rnn_relu}
+        hx = list(state) if self.mode == "LSTM" else state[0]
+        train = self.training
+        if batch_sizes is None:
+            result = kernel[self.mode](x, hx, weights, self.bias, num_layers, dropout, train, bidirectional, False)
+        else:
+            result = kernel[self.mode](x, batch_sizes, hx, weights, self.bias, num_layers, dropout, train, bidirectional)
+        return result[0], tuple(result[1:])
+
+    def _forward_fused(self, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None):
+        T = x.shape[0]
+        if lengths is not None:
+            packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+            x, batch_sizes = packed.data, packed.batch_sizes  # x: (sum of lengths, I)
+            state = tuple(s.index_select(1, packed.sorted_indices.to(s.device)) for s in state)
+        else:
+            batch_sizes = None
+        if not self.residual:
+            out, state = self._kernel(
+                x, batch_sizes, state, self._flat_weights(), self.num_layers, self.dropout, self.bidirectional
+            )
+        else:  # one kernel call per layer, with the skip connection between them
+            D, finals = self.num_directions, []
+            out = x
+            for layer in range(self.num_layers):
+                layer_in = out
+                if layer > 0 and self.dropout > 0:
+                    layer_in = F.dropout(layer_in, self.dropout, self.training)
+                weights = [w for d in range(D) for w in self._weights(layer, d)]
+                layer_state = tuple(s[layer * D : (layer + 1) * D] for s in state)
+                out, final = self._kernel(layer_in, batch_sizes, layer_state, weights, 1, 0.0, self.bidirectional)
+                if layer > 0:
+                    out = out + layer_in
+                finals.append(final)
+            state = tuple(torch.cat(parts, 0) for parts in zip(*finals))
+        if lengths is not None:
+            packed = packed._replace(data=out)
+            out, _ = pad_packed_sequence(packed, total_length=T)  # (T, B, D·H), zeros past each length
+            state = tuple(s.index_select(1, packed.unsorted_indices.to(s.device)) for s in state)
+        return out, state
+
+    # -- reference: our cells, step by step ------------------------------------------------------------------
+
+    def _forward_reference(self, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None):
+        T, B = x.shape[0], x.shape[1]
+        D = self.num_directions
+        if lengths is not None:
+            steps = torch.arange(T).unsqueeze(1)  # (T, 1)
+            valid = (steps < lengths.unsqueeze(0)).to(x.device)  # (T, B)
+            # position t of the reversed sequence b is position lengths[b] − 1 − t (padding stays in place)
+            reverse_index = torch.where(valid.cpu(), lengths.unsqueeze(0) - 1 - steps, steps).to(x.device)  # (T, B)
+            mask = valid.unsqueeze(-1)  # (T, B, 1)
+        else:
+            reverse_index = mask = None
+
+        finals = []
+        out = x
+        for layer in range(self.num_layers):
+            layer_in = out
+            if layer > 0 and self.dropout > 0:
+                layer_in = F.dropout(layer_in, self.dropout, self.training)
+            outputs = []
+            for direction in range(D):
+                k = layer * D + direction
+                seq = layer_in if direction == 0 else self._reverse(layer_in, reverse_index)
+                y, final = self._scan(seq, tuple(s[k] for s in state), self._weights(layer, direction), mask)
+                outputs.append(y if direction == 0 else self._reverse(y, reverse_index))
+                finals.append(final)
+            out = outputs[0] if D == 1 else torch.cat(outputs, dim=-1)  # (T, B, D·H)
+            if self.residual and layer > 0:
+                out = out + layer_in
+        if mask is not None:
+            out = out.masked_fill(~mask, 0.0)
+        state = tuple(torch.stack(parts, 0) for parts in zip(*finals))  # (L·D, B, H) each
+        return out, state
+
+    @staticmethod
+    def _reverse(seq: Tensor, reverse_index: Tensor | None) -> Tensor:
+        """Reverse each sequence in time within its own length (an involution)."""
+        if reverse_index is None:
+            return seq.flip(0)
+        return seq.gather(0, reverse_index.unsqueeze(-1).expand_as(seq))  # (T, B, F)
+
+    def _scan(self, seq: Tensor, state: tuple[Tensor, ...], weights: list[Tensor], mask: Tensor | None):
+        """One layer, one direction: ``seq (T, B, I)`` → outputs ``(T, B, H)`` and the final state.
+
+        The input projection of every step is a single matmul; each step adds one matmul for the recurrence.
+        Where ``mask`` says a step is padding, the state is carried through unchanged.
+        """
+        if self.bias:
+            w_ih, w_hh, b_ih, b_hh = weights
+        else:
+            (w_ih, w_hh), b_ih, b_hh = weights, None, None
+        w_hh_t = w_hh.t()  # (H, G·H)
+        if self.mode == "GRU":
+            gi = F.linear(seq, w_ih, b_ih)  # (T, B, 3H); b_hh stays inside r ⊙ (W_hn h + b_hn)
+        else:
+            gi = F.linear(seq, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, G·H): both biases folded in
+        act = NONLINEARITIES["relu" if self.mode == "RNN_RELU" else "tanh"]
+
+        h = state[0]
+        c = state[1] if self.mode == "LSTM" else None
+        outputs = []
+        for t in range(seq.shape[0]):
+            if self.mode == "LSTM":
+                h_new, c_new = lstm_update(torch.addmm(gi[t], h, w_hh_t), c)  # gates (B, 4H)
+            elif self.mode == "GRU":
+                gh = torch.mm(h, w_hh_t) if b_hh is None else torch.addmm(b_hh, h, w_hh_t)  # (B, 3H)
+                h_new = gru_update(gi[t], gh, h)
+            else:
+                h_new = act(torch.addmm(gi[t], h, w_hh_t))
+            if mask is not None:
+                h_new = torch.where(mask[t], h_new, h)
+                if c is not None:
+                    c_new = torch.where(mask[t], c_new, c)
+            h = h_new
+            if c is not None:
+                c = c_new
+            outputs.append(h)
+        final = (h, c) if c is not None else (h,)
+        return torch.stack(outputs, 0), final  # (T, B, H)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        for name, default in [
+            ("num_layers", 1),
+            ("bias", True),
+            ("batch_first", False),
+            ("dropout", 0.0),
+            ("bidirectional", False),
+            ("residual", False),
+            ("implementation", "auto"),
+        ]:
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)!r}"
+        return s
+
+
+class RNN(_RecurrentBase):
+    """Multi-layer Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh), act = tanh or relu.
+
+    torch's arguments and parameter names, plus ``residual`` (skip connections between stacked layers: layer
+    k ≥ 1 outputs rnn_k(x) + x) and ``lengths`` in :meth:`forward`. See the module docstring.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        residual: bool = False,
+        implementation: str = "auto",
+    ):
+        _check_choice("nonlinearity", nonlinearity, tuple(NONLINEARITIES))
+        self.nonlinearity = nonlinearity
+        mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        super().__init__(
+            mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, residual,
+            implementation,
+        )  # fmt: skip
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s if self.nonlinearity == "tanh" else s + f", nonlinearity={self.nonlinearity!r}"
+
+
+class LSTM(_RecurrentBase):
+    """Multi-layer LSTM; each step is :class:`LSTMCell`'s equations (h_t = o_t ⊙ tanh(c_t)).
+
+    torch's arguments and parameter names, plus ``forget_bias`` (initial forget-gate bias, 1.0 as in Keras;
+    ``None`` keeps torch's init), ``residual`` and ``lengths`` in :meth:`forward`. Returns
+    ``(output, (h_n, c_n))``.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        residual: bool = False,
+        forget_bias: float | None = 1.0,
+        implementation: str = "auto",
+    ):
+        _check_forget_bias(forget_bias)
+        self.forget_bias = forget_bias
+        super().__init__(
+            "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, residual,
+            implementation,
+        )  # fmt: skip
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.bias:
+            for per_direction in self._weight_names:
+                for _, _, b_ih, b_hh in (map(self.__getattr__, names) for names in per_direction):
+                    _init_forget_bias(b_ih, b_hh, self.hidden_size, self.forget_bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", forget_bias={self.forget_bias}"
+
+
+class GRU(_RecurrentBase):
+    """Multi-layer GRU; each step is :class:`GRUCell`'s equations. 3/4 of an LSTM's parameters.
+
+    torch's arguments and parameter names, plus ``residual`` and ``lengths`` in :meth:`forward`.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        residual: bool = False,
+        implementation: str = "auto",
+    ):
+        super().__init__(
+            "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, residual,
+            implementation,
+        )  # fmt: skip
