@@ -311,7 +311,9 @@ class _RecurrentBase(nn.Module):
         return [getattr(self, name) for name in self._weight_names[layer][direction]]
 
     def _flat_weights(self) -> list[Tensor]:
-        return [w for per_direction in self._weight_names for names in per_direction for w in map(self.__getattr__, names)]
+        return [
+            w for per_direction in self._weight_names for names in per_direction for w in map(self.__getattr__, names)
+        ]
 
     @property
     def uses_fused(self) -> bool:
@@ -381,7 +383,9 @@ class _RecurrentBase(nn.Module):
     def _check_lengths(lengths: Tensor, T: int, B: int) -> Tensor:
         lengths = torch.as_tensor(lengths)
         if lengths.shape != (B,) or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
-            raise ConfigError(f"lengths must be an integer tensor of shape ({B},), got {tuple(lengths.shape)} {lengths.dtype}")
+            raise ConfigError(
+                f"lengths must be an integer tensor of shape ({B},), got {tuple(lengths.shape)} {lengths.dtype}"
+            )
         lo, hi = int(lengths.min()), int(lengths.max())
         if lo < 1 or hi > T:
             raise ConfigError(f"lengths must lie in [1, {T}] (the padded length), got values in [{lo}, {hi}]")
@@ -396,7 +400,9 @@ class _RecurrentBase(nn.Module):
         if batch_sizes is None:
             result = kernel[self.mode](x, hx, weights, self.bias, num_layers, dropout, train, bidirectional, False)
         else:
-            result = kernel[self.mode](x, batch_sizes, hx, weights, self.bias, num_layers, dropout, train, bidirectional)
+            result = kernel[self.mode](
+                x, batch_sizes, hx, weights, self.bias, num_layers, dropout, train, bidirectional
+            )
         return result[0], tuple(result[1:])
 
     def _forward_fused(self, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None):
@@ -434,7 +440,7 @@ class _RecurrentBase(nn.Module):
     # -- reference: our cells, step by step ------------------------------------------------------------------
 
     def _forward_reference(self, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None):
-        T, B = x.shape[0], x.shape[1]
+        T = x.shape[0]
         D = self.num_directions
         if lengths is not None:
             steps = torch.arange(T).unsqueeze(1)  # (T, 1)

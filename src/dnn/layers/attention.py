@@ -1,0 +1,173 @@
+"""Attention written from the lecture's equations: dot, general (Luong) and concat (Bahdanau) scores.
+
+A query ``q`` (the decoder's state at one target step) scores every key ``k_s`` (the encoder's states), a
+softmax over the source steps turns the scores into weights, and the context is the weighted sum of the values
+(the keys themselves unless given)::
+
+    score(q, k) = qᵀ k                          "dot"      (query_size == key_size)
+    score(q, k) = qᵀ W k                        "general"  (Luong: the learnable weighted dot-product)
+    score(q, k) = vᵀ tanh(W [q; k])             "concat"   (Bahdanau: additive)
+               = vᵀ tanh(W_q q + W_k k + b)     W split in two: the keys are projected once, not once a step
+
+    a_s = softmax_s(score(q, k_s))              masked (padded) keys get a_s = 0
+    context = Σ_s a_s v_s
+
+Shapes: B batch, T target steps, S source steps, Hq/Hk/Hv the query, key and value sizes, H the hidden size of
+the concat score. The module keeps no state between calls: a decoder that wants the keys projected once per
+source sentence calls :meth:`Attention.project_keys` itself and passes the result to every step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from dnn.errors import ConfigError
+
+__all__ = ["SCORES", "Attention"]
+
+SCORES = ("dot", "general", "concat")
+
+
+class Attention(nn.Module):
+    """Attention of a query over keys and values with a ``"dot"``, ``"general"`` or ``"concat"`` score.
+
+    score(q, k) = qᵀ k                          dot:     no parameters
+    score(q, k) = qᵀ (W k)                      general: W = ``key_proj``, Linear(Hk → Hq, no bias)
+    score(q, k) = vᵀ tanh(W_q q + W_k k + b)    concat:  W_q = ``query_proj``, Linear(Hq → H, no bias),
+                                                         W_k, b = ``key_proj``, Linear(Hk → H),
+                                                         v = ``v``, Linear(H → 1, no bias)
+
+    ``W k`` (general) and ``W_k k + b`` (concat) depend on the keys only: :meth:`project_keys` computes them
+    once per source sentence and ``forward(..., projected_keys=...)`` reuses them at every target step.
+
+    Args:
+        query_size: Hq, the size of a query vector.
+        key_size: Hk, the size of a key vector.
+        score: ``"dot"``, ``"general"`` or ``"concat"``.
+        hidden_size: H of the concat score (default ``key_size``); must be None for dot and general.
+    """
+
+    def __init__(self, query_size: int, key_size: int, score: str = "dot", hidden_size: int | None = None):
+        super().__init__()
+        if score not in SCORES:
+            raise ConfigError(f"Attention: score must be one of {', '.join(map(repr, SCORES))}; got {score!r}")
+        for name, size in (("query_size", query_size), ("key_size", key_size)):
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ConfigError(f"Attention: {name} must be a positive int; got {size!r}")
+        if score == "dot" and query_size != key_size:
+            raise ConfigError(
+                f"Attention: score='dot' needs key_size == query_size ({query_size}); got key_size={key_size}"
+            )
+        if score != "concat" and hidden_size is not None:
+            raise ConfigError(f"Attention: hidden_size must be None for score={score!r}; got {hidden_size!r}")
+        if score == "concat":
+            hidden_size = key_size if hidden_size is None else hidden_size
+            if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
+                raise ConfigError(f"Attention: hidden_size must be a positive int or None; got {hidden_size!r}")
+
+        self.score = score
+        self.query_size = query_size
+        self.key_size = key_size
+        self.hidden_size = hidden_size
+        if score == "general":
+            self.key_proj = nn.Linear(key_size, query_size, bias=False)  # W
+        elif score == "concat":
+            self.query_proj = nn.Linear(query_size, hidden_size, bias=False)  # W_q
+            self.key_proj = nn.Linear(key_size, hidden_size, bias=True)  # W_k, b
+            self.v = nn.Linear(hidden_size, 1, bias=False)  # v
+
+    @property
+    def projected_size(self) -> int:
+        """The last size of :meth:`project_keys`' result: Hk (dot), Hq (general) or H (concat)."""
+        return {"dot": self.key_size, "general": self.query_size, "concat": self.hidden_size}[self.score]
+
+    def extra_repr(self) -> str:
+        text = f"query_size={self.query_size}, key_size={self.key_size}, score={self.score!r}"
+        return text + (f", hidden_size={self.hidden_size}" if self.score == "concat" else "")
+
+    def project_keys(self, keys: Tensor) -> Tensor:
+        """The part of the score that depends on the keys only, ``(B, S, Hk)`` → ``(B, S, projected_size)``.
+
+        dot: k itself; general: W k; concat: W_k k + b. Compute it once per source sentence and pass it to
+        every target step as ``forward(..., projected_keys=...)``.
+        """
+        _check_shape("keys", keys, (("B", None), ("S", None), ("Hk", self.key_size)))
+        if self.score == "dot":
+            return keys  # (B, S, Hk)
+        return self.key_proj(keys)  # (B, S, Hq) general, (B, S, H) concat
+
+    def forward(
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor | None = None,
+        mask: Tensor | None = None,
+        *,
+        projected_keys: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Attend from ``query`` over ``keys``; return ``(context, weights)``.
+
+        Args:
+            query: ``(B, T, Hq)``, or ``(B, Hq)`` for one target step.
+            keys: ``(B, S, Hk)``.
+            values: ``(B, S, Hv)``; the keys if None.
+            mask: ``(B, S)`` bool, True for a real key, False for padding. A masked key gets weight exactly 0;
+                a row whose keys are all masked gets weights 0 and context 0.
+            projected_keys: :meth:`project_keys` ``(keys)``, to skip projecting the keys again.
+
+        Returns:
+            context ``(B, T, Hv)`` / ``(B, Hv)`` and weights ``(B, T, S)`` / ``(B, S)``, as the query's rank.
+        """
+        if query.dim() not in (2, 3) or query.shape[-1] != self.query_size:
+            raise ConfigError(
+                f"Attention: query must have shape (B, T, Hq) or (B, Hq) with Hq = {self.query_size}; "
+                f"got {tuple(query.shape)}"
+            )
+        one_step = query.dim() == 2
+        q = query.unsqueeze(1) if one_step else query  # (B, T, Hq)
+        B = q.shape[0]
+        _check_shape("keys", keys, (("B", B), ("S", None), ("Hk", self.key_size)))
+        S = keys.shape[1]
+        values = keys if values is None else values
+        _check_shape("values", values, (("B", B), ("S", S), ("Hv", None)))
+        if mask is not None:
+            _check_shape("mask", mask, (("B", B), ("S", S)))
+            if mask.dtype != torch.bool:
+                raise ConfigError(f"Attention: mask must be a bool tensor (True = real key); got {mask.dtype}")
+        if projected_keys is None:
+            k = self.project_keys(keys)  # (B, S, Hk | Hq | H)
+        else:
+            _check_shape("projected_keys", projected_keys, (("B", B), ("S", S), ("P", self.projected_size)))
+            k = projected_keys
+
+        if self.score in ("dot", "general"):
+            scores = torch.bmm(q, k.transpose(1, 2))  # qᵀ k or qᵀ (W k): (B, T, S)
+        else:
+            qp = self.query_proj(q)  # W_q q: (B, T, H)
+            e = torch.tanh(qp.unsqueeze(2) + k.unsqueeze(1))  # tanh(W_q q + W_k k + b): (B, T, S, H)
+            scores = self.v(e).squeeze(-1)  # vᵀ tanh(...): (B, T, S)
+
+        if mask is None:
+            weights = torch.softmax(scores, dim=-1)  # (B, T, S)
+        else:
+            pad = ~mask.unsqueeze(1)  # (B, 1, S), True = padding
+            empty = pad.all(dim=-1, keepdim=True)  # (B, 1, 1), True = a row with no real key
+            scores = scores.masked_fill(pad, float("-inf"))  # exp(-inf) = 0: masked keys get weight 0
+            scores = scores.masked_fill(empty, 0.0)  # all -inf would give NaN; the row is zeroed below
+            weights = torch.softmax(scores, dim=-1).masked_fill(pad, 0.0)  # (B, T, S)
+        context = torch.bmm(weights, values)  # Σ_s a_s v_s: (B, T, Hv)
+
+        if one_step:
+            return context.squeeze(1), weights.squeeze(1)  # (B, Hv), (B, S)
+        return context, weights
+
+
+def _check_shape(name: str, tensor: Tensor, dims: tuple[tuple[str, int | None], ...]) -> None:
+    """Raise a one-line ConfigError unless ``tensor`` has one dimension per ``(letter, size)`` (None: any)."""
+    shape = tuple(tensor.shape)
+    if len(shape) == len(dims) and all(size in (None, got) for (_, size), got in zip(dims, shape, strict=True)):
+        return
+    letters = ", ".join(letter for letter, _ in dims)
+    sizes = ", ".join("*" if size is None else str(size) for _, size in dims)
+    raise ConfigError(f"Attention: {name} must have shape ({letters}) = ({sizes}); got {shape}")

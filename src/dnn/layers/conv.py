@@ -1,0 +1,507 @@
+"""Convolution arithmetic and the convolutional building blocks of the lecture (ResNet, GoogLeNet).
+
+Output size of a convolution along one spatial axis (lecture notation)::
+
+    K_eff = D * (K - 1) + 1                       # dilated ("effective") kernel size
+    W'    = floor((W - K_eff + 2P) / S) + 1       # W input size, P padding, S stride, D dilation
+
+Pooling uses the same formula; with ``ceil_mode`` the floor becomes a ceiling, except that the last
+window must start inside the input or the left padding (PyTorch's ``MaxPool2d`` rule).
+
+The blocks keep torchvision's attribute names and parameter shapes exactly, so that a ResNet or GoogLeNet
+built from them has the published parameter count and loads a torchvision ``state_dict`` with
+``strict=True``:
+
+* :class:`BasicBlock` / :class:`Bottleneck` — ``torchvision.models.resnet`` (v1.5: stride on the 3×3 conv).
+* :class:`Inception` / :class:`BasicConv2d` — ``torchvision.models.googlenet``.
+
+Shapes are written ``(B, C, H_img, W_img)``: batch, channels, image height, image width.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dnn.errors import ConfigError
+
+__all__ = [
+    "BasicBlock",
+    "BasicConv2d",
+    "Bottleneck",
+    "ConvBNAct",
+    "Inception",
+    "conv1x1",
+    "conv3x3",
+    "conv_output_size",
+    "make_downsample",
+    "pool_output_size",
+]
+
+IntOrPair = int | tuple[int, int]
+
+# ----------------------------------------------------------------------------------------------------
+# argument checks
+# ----------------------------------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(where: str, name: str, value: object, minimum: int) -> int:
+    """Return ``value`` if it is an int >= ``minimum``, else raise a one-line :class:`ConfigError`."""
+    if not _is_int(value) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ConfigError(f"{where}: {name} must be {kind}, got {value!r}")
+    return value
+
+
+def _pair(where: str, name: str, value: object, minimum: int) -> tuple[tuple[int, int], bool]:
+    """Turn an int or an (h, w) pair into an (h, w) pair; the flag says whether a pair was given."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2 or not all(_is_int(v) and v >= minimum for v in value):
+            kind = "positive ints" if minimum == 1 else f"ints >= {minimum}"
+            raise ConfigError(f"{where}: {name} must be an int or a pair (h, w) of {kind}, got {value!r}")
+        return (value[0], value[1]), True
+    v = _check_int(where, name, value, minimum)
+    return (v, v), False
+
+
+# ----------------------------------------------------------------------------------------------------
+# output-size arithmetic
+# ----------------------------------------------------------------------------------------------------
+
+
+def _conv_size_1d(where: str, axis: str, w: int, k: int, s: int, p: int, d: int) -> int:
+    k_eff = d * (k - 1) + 1
+    out = (w - k_eff + 2 * p) // s + 1  # floor division, as in the lecture's formula
+    if out < 1:
+        raise ConfigError(
+            f"{where}: input is too small for this kernel: size{axis}={w} with padding={p} gives {w + 2 * p} "
+            f"< effective kernel {k_eff} (kernel_size={k}, dilation={d}); expected size + 2*padding >= "
+            f"dilation*(kernel_size-1)+1"
+        )
+    return out
+
+
+def conv_output_size(
+    size: IntOrPair,
+    kernel_size: IntOrPair,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+) -> IntOrPair:
+    """Spatial output size of a convolution: ``W' = floor((W - K_eff + 2P) / S) + 1``, ``K_eff = D(K-1)+1``.
+
+    Every argument is an int or an ``(h, w)`` pair; the result is an int if all of them are ints, else an
+    ``(h', w')`` pair. Agrees with the output shape of :class:`torch.nn.Conv2d`.
+
+    Raises :class:`ConfigError` for a non-positive size, kernel, stride or dilation, a negative padding, or
+    when the input (plus padding) is smaller than the effective kernel, i.e. the output would be empty.
+    """
+    where = "conv_output_size"
+    sizes, t0 = _pair(where, "size", size, 1)
+    ks, t1 = _pair(where, "kernel_size", kernel_size, 1)
+    ss, t2 = _pair(where, "stride", stride, 1)
+    ps, t3 = _pair(where, "padding", padding, 0)
+    ds, t4 = _pair(where, "dilation", dilation, 1)
+    as_pair = t0 or t1 or t2 or t3 or t4
+    axes = ("[0]", "[1]") if as_pair else ("", "")
+    out = tuple(_conv_size_1d(where, axes[i], sizes[i], ks[i], ss[i], ps[i], ds[i]) for i in range(2))
+    return out if as_pair else out[0]
+
+
+def _pool_size_1d(where: str, axis: str, w: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    if p > k // 2:
+        raise ConfigError(
+            f"{where}: padding{axis} must be at most half the kernel size (kernel_size//2 = {k // 2}), got {p}"
+        )
+    k_eff = d * (k - 1) + 1
+    numerator = w + 2 * p - k_eff + (s - 1 if ceil_mode else 0)
+    out = numerator // s + 1  # floor division == rounding towards -inf, as torch's div_rtn
+    if ceil_mode and (out - 1) * s >= w + p:
+        out -= 1  # the last window would start in the right padding: torch drops it
+    if out < 1:
+        raise ConfigError(
+            f"{where}: input is too small for this kernel: size{axis}={w} with padding={p} gives "
+            f"output {out} < 1 (kernel_size={k}, dilation={d}, stride={s}, ceil_mode={ceil_mode}); "
+            f"expected size + 2*padding >= dilation*(kernel_size-1)+1"
+        )
+    return out
+
+
+def pool_output_size(
+    size: IntOrPair,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+) -> IntOrPair:
+    """Spatial output size of a pooling layer, as :class:`torch.nn.MaxPool2d` computes it.
+
+    ``W' = floor((W - K_eff + 2P) / S) + 1`` (``ceil`` instead of ``floor`` with ``ceil_mode``, dropping
+    a last window that would start in the right padding), ``K_eff = D(K-1)+1``. ``stride`` defaults to
+    ``kernel_size``. Every argument is an int or an ``(h, w)`` pair; the result is an int if all of them
+    are ints, else a pair.
+
+    Raises :class:`ConfigError` for a non-positive size, kernel, stride or dilation, a padding that is
+    negative or larger than ``kernel_size // 2`` (torch's limit), or an empty output.
+    """
+    where = "pool_output_size"
+    if not isinstance(ceil_mode, bool):
+        raise ConfigError(f"{where}: ceil_mode must be a bool, got {ceil_mode!r}")
+    sizes, t0 = _pair(where, "size", size, 1)
+    ks, t1 = _pair(where, "kernel_size", kernel_size, 1)
+    ss, t2 = (ks, False) if stride is None else _pair(where, "stride", stride, 1)
+    ps, t3 = _pair(where, "padding", padding, 0)
+    ds, t4 = _pair(where, "dilation", dilation, 1)
+    as_pair = t0 or t1 or t2 or t3 or t4
+    axes = ("[0]", "[1]") if as_pair else ("", "")
+    out = tuple(_pool_size_1d(where, axes[i], sizes[i], ks[i], ss[i], ps[i], ds[i], ceil_mode) for i in range(2))
+    return out if as_pair else out[0]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Conv → BN → activation
+# ----------------------------------------------------------------------------------------------------
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "identity": nn.Identity,
+}
+
+
+def _make_activation(where: str, act: object) -> nn.Module:
+    if act is True:
+        return nn.ReLU()
+    if act is None or act is False:
+        return nn.Identity()
+    if isinstance(act, str):
+        key = act.lower()
+        if key not in _ACTIVATIONS:
+            raise ConfigError(
+                f"{where}: act must be one of {sorted(_ACTIVATIONS)}, True, None or a module, got {act!r}"
+            )
+        return _ACTIVATIONS[key]()
+    if isinstance(act, nn.Module):
+        return act
+    raise ConfigError(f"{where}: act must be True, False, None, an activation name or an nn.Module, got {act!r}")
+
+
+class ConvBNAct(nn.Module):
+    """Conv2d → BatchNorm2d → activation, the standard CNN unit.
+
+    Computes ``act(BN(W * x))`` with ``W * x`` a 2-D cross-correlation (no bias when ``bn`` is on, since BN's
+    shift makes it redundant; with ``bn=False`` the conv has a bias and ``bn`` is an identity).
+
+    Shapes: input ``(B, in_channels, H_img, W_img)`` → output ``(B, out_channels, H_img', W_img')`` with
+    ``H_img' = floor((H_img - k + 2p) / stride) + 1`` (see :func:`conv_output_size`). ``padding=None``
+    means "same" padding ``k // 2`` (odd kernels only), so ``H_img' = ceil(H_img / stride)``.
+
+    ``act``: ``True``/``"relu"`` → ReLU, ``None``/``False`` → identity, another name from
+    ``relu6, leaky_relu, gelu, silu, tanh, sigmoid, identity``, or an ``nn.Module``.
+    Submodules: ``conv``, ``bn``, ``act``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrPair,
+        stride: IntOrPair = 1,
+        padding: IntOrPair | None = None,
+        groups: int = 1,
+        act: bool | str | nn.Module | None = True,
+        bn: bool = True,
+    ):
+        super().__init__()
+        where = "ConvBNAct"
+        _check_int(where, "in_channels", in_channels, 1)
+        _check_int(where, "out_channels", out_channels, 1)
+        ks, _ = _pair(where, "kernel_size", kernel_size, 1)
+        _pair(where, "stride", stride, 1)
+        _check_int(where, "groups", groups, 1)
+        if in_channels % groups or out_channels % groups:
+            raise ConfigError(
+                f"{where}: groups must divide in_channels and out_channels, got groups={groups} with "
+                f"in_channels={in_channels}, out_channels={out_channels}"
+            )
+        if not isinstance(bn, bool):
+            raise ConfigError(f"{where}: bn must be a bool, got {bn!r}")
+        if padding is None:
+            if ks[0] % 2 == 0 or ks[1] % 2 == 0:
+                raise ConfigError(
+                    f"{where}: padding=None ('same') needs an odd kernel_size, got {kernel_size!r}; "
+                    f"pass padding explicitly"
+                )
+            padding = (ks[0] // 2, ks[1] // 2) if isinstance(kernel_size, (tuple, list)) else ks[0] // 2
+        else:
+            _pair(where, "padding", padding, 0)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, groups=groups, bias=not bn
+        )
+        self.bn = nn.BatchNorm2d(out_channels) if bn else nn.Identity()
+        self.act = _make_activation(where, act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, H_img, W_img)`` → ``(B, out_channels, H_img', W_img')``."""
+        return self.act(self.bn(self.conv(x)))
+
+
+# ----------------------------------------------------------------------------------------------------
+# ResNet blocks (torchvision layout and names)
+# ----------------------------------------------------------------------------------------------------
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+    """3×3 conv, "same" padding, no bias (torchvision's ``conv3x3``): ``H' = floor((H-1)/stride)+1``."""
+    return nn.Conv2d(
+        in_planes,
+        out_planes,
+        kernel_size=3,
+        stride=stride,
+        padding=dilation,
+        groups=groups,
+        bias=False,
+        dilation=dilation,
+    )
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    """1×1 convolution without bias (torchvision's ``conv1x1``): a per-pixel linear map of the channels."""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+def make_downsample(inplanes: int, outplanes: int, stride: int) -> nn.Sequential | None:
+    """Projection shortcut of a residual block, or ``None`` when the identity shortcut fits.
+
+    Returns ``nn.Sequential(conv1x1(inplanes, outplanes, stride), BatchNorm2d(outplanes))`` (state-dict
+    keys ``0.weight``, ``1.weight``, ``1.bias``, ``1.running_mean``, …, as torchvision) when
+    ``stride != 1`` or ``inplanes != outplanes``; it maps ``(B, inplanes, H_img, W_img)`` →
+    ``(B, outplanes, H_img', W_img')`` with ``H_img' = floor((H_img - 1) / stride) + 1``.
+    ``outplanes`` is the block's ``planes * expansion``.
+    """
+    where = "make_downsample"
+    _check_int(where, "inplanes", inplanes, 1)
+    _check_int(where, "outplanes", outplanes, 1)
+    _check_int(where, "stride", stride, 1)
+    if stride == 1 and inplanes == outplanes:
+        return None
+    return nn.Sequential(conv1x1(inplanes, outplanes, stride), nn.BatchNorm2d(outplanes))
+
+
+def _check_downsample(where: str, downsample: object, inplanes: int, outplanes: int, stride: int) -> None:
+    if downsample is not None and not isinstance(downsample, nn.Module):
+        raise ConfigError(f"{where}: downsample must be None or an nn.Module, got {type(downsample).__name__}")
+    if downsample is None and (stride != 1 or inplanes != outplanes):
+        raise ConfigError(
+            f"{where}: downsample is None but the identity shortcut does not fit (inplanes={inplanes}, "
+            f"planes*expansion={outplanes}, stride={stride}); expected "
+            f"downsample=make_downsample({inplanes}, {outplanes}, {stride})"
+        )
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (ResNet-18/34), torchvision's ``BasicBlock``.
+
+    Computes ``y = ReLU(BN2(conv2(ReLU(BN1(conv1(x))))) + shortcut(x))`` with two 3×3 convolutions (the
+    first one strided) and ``shortcut = downsample`` if given, else the identity.
+
+    Shapes: input ``(B, inplanes, H_img, W_img)`` → output ``(B, planes, H_img', W_img')`` with
+    ``H_img' = floor((H_img - 1) / stride) + 1`` (``expansion = 1``).
+    Parameters: ``9·inplanes·planes + 9·planes² + 4·planes``, plus ``inplanes·planes + 2·planes`` for a
+    projection shortcut. Submodules: ``conv1``, ``bn1``, ``relu``, ``conv2``, ``bn2``, ``downsample``
+    (see :func:`make_downsample`).
+    """
+
+    expansion: int = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        where = "BasicBlock"
+        _check_int(where, "inplanes", inplanes, 1)
+        _check_int(where, "planes", planes, 1)
+        _check_int(where, "stride", stride, 1)
+        _check_downsample(where, downsample, inplanes, planes * self.expansion, stride)
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU()
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, inplanes, H_img, W_img)`` → ``(B, planes, H_img', W_img')``."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck block (ResNet-50/101/152), torchvision's ``Bottleneck`` (v1.5: strided 3×3 conv).
+
+    Computes ``y = ReLU(BN3(conv3(ReLU(BN2(conv2(ReLU(BN1(conv1(x)))))))) + shortcut(x))``: a 1×1 conv
+    reduces to ``width = int(planes · base_width / 64) · groups`` channels, a (grouped, strided) 3×3 conv
+    works there, and a 1×1 conv expands to ``planes · expansion`` channels. ``shortcut = downsample`` if
+    given, else the identity.
+
+    Shapes: input ``(B, inplanes, H_img, W_img)`` → output ``(B, 4·planes, H_img', W_img')`` with
+    ``H_img' = floor((H_img - 1) / stride) + 1`` (``expansion = 4``).
+    Parameters: ``inplanes·width + 9·width²/groups + width·4·planes + 2·(2·width + 4·planes)``.
+    Submodules: ``conv1``, ``bn1``, ``conv2``, ``bn2``, ``conv3``, ``bn3``, ``relu``, ``downsample``.
+    """
+
+    expansion: int = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+    ):
+        super().__init__()
+        where = "Bottleneck"
+        _check_int(where, "inplanes", inplanes, 1)
+        _check_int(where, "planes", planes, 1)
+        _check_int(where, "stride", stride, 1)
+        _check_int(where, "groups", groups, 1)
+        _check_int(where, "base_width", base_width, 1)
+        width = int(planes * (base_width / 64.0)) * groups
+        if width < 1:
+            raise ConfigError(
+                f"{where}: base_width must give at least one channel, got planes={planes}, "
+                f"base_width={base_width} (width = int(planes*base_width/64)*groups = 0)"
+            )
+        _check_downsample(where, downsample, inplanes, planes * self.expansion, stride)
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU()
+        self.downsample = downsample
+        self.stride = stride
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, inplanes, H_img, W_img)`` → ``(B, 4·planes, H_img', W_img')``."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+# ----------------------------------------------------------------------------------------------------
+# GoogLeNet inception block (torchvision layout and names)
+# ----------------------------------------------------------------------------------------------------
+
+
+class BasicConv2d(nn.Module):
+    """GoogLeNet's conv unit, torchvision's ``BasicConv2d``: ``ReLU(BN(conv(x)))``.
+
+    The conv has no bias; BN uses ``eps=0.001``.
+
+    Shapes: ``(B, in_channels, H_img, W_img)`` → ``(B, out_channels, H_img', W_img')`` with
+    ``H_img' = floor((H_img - k + 2·padding) / stride) + 1``. Submodules: ``conv``, ``bn``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrPair,
+        stride: IntOrPair = 1,
+        padding: IntOrPair = 0,
+    ):
+        super().__init__()
+        where = "BasicConv2d"
+        _check_int(where, "in_channels", in_channels, 1)
+        _check_int(where, "out_channels", out_channels, 1)
+        _pair(where, "kernel_size", kernel_size, 1)
+        _pair(where, "stride", stride, 1)
+        _pair(where, "padding", padding, 0)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, H_img, W_img)`` → ``(B, out_channels, H_img', W_img')``."""
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class Inception(nn.Module):
+    """GoogLeNet inception block, torchvision's ``Inception`` (same names: state dicts load strictly).
+
+    Four parallel branches on the same input, concatenated along the channels:
+
+    * ``branch1``: 1×1 conv → ``ch1x1`` channels;
+    * ``branch2``: 1×1 conv → ``ch3x3red``, then 3×3 conv (padding 1) → ``ch3x3``;
+    * ``branch3``: 1×1 conv → ``ch5x5red``, then a **3×3** conv (padding 1) → ``ch5x5``. The paper uses
+      5×5 here; torchvision uses 3×3 (a known quirk, kept for compatibility: torchvision's published
+      GoogLeNet count of 6,624,904 parameters and its pretrained weights depend on it);
+    * ``branch4``: 3×3 max pool (stride 1, padding 1, ceil_mode) → 1×1 conv → ``pool_proj``.
+
+    Every conv is a :class:`BasicConv2d` (conv + BN + ReLU). All branches keep the spatial size, so
+    input ``(B, in_channels, H_img, W_img)`` → output ``(B, out_channels, H_img, W_img)`` with
+    ``out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        ch1x1: int,
+        ch3x3red: int,
+        ch3x3: int,
+        ch5x5red: int,
+        ch5x5: int,
+        pool_proj: int,
+    ):
+        super().__init__()
+        where = "Inception"
+        for name, value in (
+            ("in_channels", in_channels),
+            ("ch1x1", ch1x1),
+            ("ch3x3red", ch3x3red),
+            ("ch3x3", ch3x3),
+            ("ch5x5red", ch5x5red),
+            ("ch5x5", ch5x5),
+            ("pool_proj", pool_proj),
+        ):
+            _check_int(where, name, value, 1)
+        self.in_channels = in_channels
+        self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
+        self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
+        self.branch2 = nn.Sequential(
+            BasicConv2d(in_channels, ch3x3red, kernel_size=1),
+            BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1),
+        )
+        self.branch3 = nn.Sequential(
+            BasicConv2d(in_channels, ch5x5red, kernel_size=1),
+            BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1),  # 3×3, not 5×5: torchvision's layout
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
+            BasicConv2d(in_channels, pool_proj, kernel_size=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, H_img, W_img)`` → ``(B, ch1x1 + ch3x3 + ch5x5 + pool_proj, H_img, W_img)``."""
+        branches = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
+        # (B, ch1x1 | ch3x3 | ch5x5 | pool_proj, H_img, W_img) each → (B, out_channels, H_img, W_img)
+        return torch.cat(branches, dim=1)
