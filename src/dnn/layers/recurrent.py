@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dnn.errors import ConfigError
+from dnn.layers.bptt import gru_scan, lstm_scan, rnn_scan
 
 __all__ = [
     "GRU",
@@ -482,41 +483,25 @@ class _RecurrentBase(nn.Module):
     def _scan(self, seq: Tensor, state: tuple[Tensor, ...], weights: list[Tensor], mask: Tensor | None):
         """One layer, one direction: ``seq (T, B, I)`` → outputs ``(T, B, H)`` and the final state.
 
-        The input projection of every step is a single matmul; each step adds one matmul for the recurrence.
-        Where ``mask`` says a step is padding, the state is carried through unchanged.
+        The input projection of every step is one matmul (differentiated by autograd); the recurrence runs in
+        :mod:`dnn.layers.bptt`, one matmul per step forward and one backward, with the gradient through time
+        written out by hand. Where ``mask`` says a step is padding, the state is carried through unchanged.
         """
         if self.bias:
             w_ih, w_hh, b_ih, b_hh = weights
         else:
             (w_ih, w_hh), b_ih, b_hh = weights, None, None
-        w_hh_t = w_hh.t()  # (H, G·H)
+        if self.mode == "LSTM":
+            gi = F.linear(seq, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, 4H): both biases folded in
+            out, h, c = lstm_scan(gi, state[0], state[1], w_hh, mask)
+            return out, (h, c)
         if self.mode == "GRU":
             gi = F.linear(seq, w_ih, b_ih)  # (T, B, 3H); b_hh stays inside r ⊙ (W_hn h + b_hn)
-        else:
-            gi = F.linear(seq, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, G·H): both biases folded in
-        act = NONLINEARITIES["relu" if self.mode == "RNN_RELU" else "tanh"]
-
-        h = state[0]
-        c = state[1] if self.mode == "LSTM" else None
-        outputs = []
-        for t in range(seq.shape[0]):
-            if self.mode == "LSTM":
-                h_new, c_new = lstm_update(torch.addmm(gi[t], h, w_hh_t), c)  # gates (B, 4H)
-            elif self.mode == "GRU":
-                gh = torch.mm(h, w_hh_t) if b_hh is None else torch.addmm(b_hh, h, w_hh_t)  # (B, 3H)
-                h_new = gru_update(gi[t], gh, h)
-            else:
-                h_new = act(torch.addmm(gi[t], h, w_hh_t))
-            if mask is not None:
-                h_new = torch.where(mask[t], h_new, h)
-                if c is not None:
-                    c_new = torch.where(mask[t], c_new, c)
-            h = h_new
-            if c is not None:
-                c = c_new
-            outputs.append(h)
-        final = (h, c) if c is not None else (h,)
-        return torch.stack(outputs, 0), final  # (T, B, H)
+            out, h = gru_scan(gi, state[0], w_hh, b_hh, mask)
+            return out, (h,)
+        gi = F.linear(seq, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, H)
+        out, h = rnn_scan(gi, state[0], w_hh, mask, relu=self.mode == "RNN_RELU")
+        return out, (h,)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
