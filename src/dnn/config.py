@@ -1,0 +1,253 @@
+"""Typed configuration: dataclasses filled from YAML and dotted command-line overrides, checked once.
+
+    cfg = load_config("recipe.yaml", ["model.hidden_size=256", "train.lr=3e-4"], RunConfig)
+
+Every value is checked against its dataclass field's annotation before anything runs. An unknown key or a wrong
+type is a :class:`ConfigError` that names the dotted key, what was expected, and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tempfile
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dnn.errors import ConfigError
+
+__all__ = [
+    "apply_overrides",
+    "config_from_kwargs",
+    "from_dict",
+    "load_config",
+    "load_yaml",
+    "parse_override",
+    "save_yaml",
+    "to_dict",
+]
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``3e-4`` as a string; here it is the number everybody means (as in YAML 1.2)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 — a SafeLoader subclass
+
+
+def from_dict(config_cls: type, values: dict[str, Any], context: str = "", owner: str = "") -> Any:
+    """Fill the dataclass ``config_cls`` (nested dataclasses included) from ``values``; errors name the key.
+
+    ``context`` is the dotted path of this section (``"train"``); ``owner`` names what takes the values as
+    arguments (``"model 'lenet5'"``), for messages like ``model 'lenet5': unknown argument 'num_clases'``.
+    """
+
+    def name(key: str) -> str:
+        return f"{owner}: {key}" if owner else (f"{context}.{key}" if context else key)
+
+    if not isinstance(values, dict):
+        raise ConfigError(f"{owner or context or 'config'} must be a mapping of keys to values, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
+    hints = typing.get_type_hints(config_cls)
+    for key in values:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            if owner:
+                hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(fields)}"
+                raise ConfigError(f"{owner}: unknown argument {key!r}{hint}")
+            hint = f"; did you mean {name(close[0])}?" if close else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"unknown key {name(str(key))}{hint}")
+    coerced = {key: _coerce(value, hints[key], name(key)) for key, value in values.items()}
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in coerced and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"missing required {'argument' if owner else 'key'} {name(missing[0])}")
+    try:
+        return config_cls(**coerced)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # a __post_init__ check written with a plain exception
+        raise ConfigError(f"{owner or context or config_cls.__name__}: {err}") from None
+
+
+def config_from_kwargs(config_cls: type, values: dict[str, Any], context: str) -> Any:
+    """Keyword arguments of a model or a function → its config dataclass; errors say ``<context>: <key> ...``."""
+    return from_dict(config_cls, values, owner=context)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; allow int → float and list → tuple, nothing else."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return value if isinstance(value, tp) else from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where} must be one of {', '.join(map(repr, choices))}; got {value!r}{hint}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            items = [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+        elif origin is tuple and args:
+            if len(args) != len(value):
+                raise ConfigError(f"{where} must have {len(args)} items, got {len(value)}")
+            items = [_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value))]
+        else:
+            items = [_coerce(v, args[0], f"{where}[{i}]") if args else v for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else list(items)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as plain dicts, lists and scalars (tuples become lists), ready for YAML or JSON."""
+
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(config)
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or a syntax error is a one-line ConfigError naming file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        data = _safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"model.hidden_size=256"`` → (["model", "hidden_size"], 256); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.subkey=value")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {text!r} has an empty key part")
+    try:
+        value = _safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of ``data`` with each ``a.b.c=value`` override set (intermediate mappings created as needed)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | os.PathLike, overrides: list[str], config_cls: type) -> Any:
+    """YAML file + dotted overrides → a validated ``config_cls``."""
+    return from_dict(config_cls, apply_overrides(load_yaml(path), overrides))
+
+
+def save_yaml(data: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``data`` as YAML atomically (a temporary file in the same folder, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yaml.safe_dump(data, f, sort_keys=False, allow_unicode=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,79 @@
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from dnn.config import apply_overrides, from_dict, load_config, load_yaml, save_yaml, to_dict
+from dnn.errors import ConfigError
+
+
+@dataclass
+class Train:
+    lr: float = 1e-3
+    epochs: int = 1
+    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
+    clip_norm: float | None = 1.0
+    milestones: tuple[int, ...] = ()
+
+
+@dataclass
+class Run:
+    seed: int = 0
+    name: str = "run"
+    train: Train = field(default_factory=Train)
+
+
+def test_yaml_plus_dotted_overrides_fill_typed_dataclasses(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("seed: 3\ntrain:\n  lr: 0.1\n  milestones: [2, 4]\n")
+    cfg = load_config(path, ["train.epochs=5", "train.lr=3e-4", "train.clip_norm=null", "name=x"], Run)
+    assert cfg == Run(seed=3, name="x", train=Train(lr=3e-4, epochs=5, clip_norm=None, milestones=(2, 4)))
+    assert isinstance(cfg.train.lr, float)
+
+
+def test_int_is_accepted_for_float_but_nothing_else_is_coerced():
+    assert from_dict(Run, {"train": {"lr": 1}}).train.lr == 1.0
+    with pytest.raises(ConfigError, match=r"^train.epochs must be an integer, got 2.5$"):
+        from_dict(Run, {"train": {"epochs": 2.5}})
+    with pytest.raises(ConfigError, match="seed must be an integer, got True"):
+        from_dict(Run, {"seed": True})
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["train.lrr=1"], "unknown key train.lrr; did you mean train.lr?"),
+        (["trian.lr=1"], "unknown key trian; did you mean train?"),
+        (
+            ["train.optimizer=adma"],
+            "train.optimizer must be one of 'sgd', 'adam', 'adamw'; got 'adma' (did you mean 'adam'?)",
+        ),
+        (["train.lr=fast"], "train.lr must be a number, got 'fast'"),
+        (["train=3"], "train must be a mapping of keys to values, got 3"),
+        (["seed.x=1"], "seed must be an integer, got {'x': 1}"),
+        (["seed"], "override 'seed' must look like key.subkey=value"),
+    ],
+)
+def test_errors_name_the_key_and_the_closest_valid_one(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        from_dict(Run, apply_overrides({}, overrides))
+    assert str(err.value) == message
+
+
+def test_yaml_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 1\ntrain:\n  lr: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: invalid YAML"):
+        load_yaml(bad)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_yaml(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_yaml(tmp_path / "list.yaml")
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg = from_dict(Run, {"train": {"milestones": [1, 2]}})
+    save_yaml(to_dict(cfg), tmp_path / "config.yaml")
+    assert from_dict(Run, load_yaml(tmp_path / "config.yaml")) == cfg
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]  # no temporary file left behind
