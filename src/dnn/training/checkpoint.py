@@ -1,0 +1,116 @@
+"""Checkpoints that a crash cannot corrupt and that never unpickle code.
+
+- weights: ``*.safetensors`` (tied weights handled by ``safetensors.torch.save_model``);
+- training state (optimiser, scheduler, counters, the RNG state of every generator): ``state.pt`` written with
+  ``torch.save`` and read back with ``torch.load(weights_only=True)`` — tensors, numbers, strings, lists and dicts
+  only, so a state file from elsewhere cannot run code.
+
+Every file is written to a temporary name in the same folder and renamed over the old one: a reader sees the old
+file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dnn.errors import CheckpointError
+
+__all__ = ["atomic_write", "load_state", "load_weights", "rng_state", "save_state", "save_weights", "set_rng_state"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)``, then rename the temporary file to ``path`` (same folder, so the rename is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:  # on disk before the rename makes it visible
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
+    from safetensors.torch import save_model
+
+    return atomic_write(path, lambda tmp: save_model(model, tmp))
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file")
+    try:
+        missing, unexpected = load_model(model, path, strict=False)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0]})") from None
+    except RuntimeError as err:  # shape mismatch
+        raise CheckpointError(f"{path}: does not fit this model: {str(err).splitlines()[-1].strip()}") from None
+    if strict and (missing or unexpected):
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} (e.g. {sorted(missing)[0]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} (e.g. {sorted(unexpected)[0]})")
+        raise CheckpointError(f"{path}: weights do not match the model: {'; '.join(parts)}")
+
+
+def rng_state() -> dict[str, Any]:
+    """The state of Python's, NumPy's and torch's generators, as values ``torch.load(weights_only=True)`` reads."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
+    state = {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [
+            np_name,
+            torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            int(np_pos),
+            int(np_has_gauss),
+            float(np_cached),
+        ],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = state["numpy"]
+    np.random.set_state((np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_state(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such training state file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 — any failure to read is the same user-facing problem
+        raise CheckpointError(f"{path}: not a readable training state ({str(err).splitlines()[0][:200]})") from None
