@@ -1,0 +1,67 @@
+"""Optimisers and learning-rate schedules by name, from the train config."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from dnn.errors import ConfigError
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "plateau")
+
+
+def make_optimizer(
+    params: Iterable[Any], name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """SGD with momentum, Adam or AdamW. ``params`` may be parameter groups with their own learning rates."""
+    if lr <= 0:
+        raise ConfigError(f"train.lr must be positive, got {lr}")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}")
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    name: str,
+    total_steps: int,
+    warmup_steps: int = 0,
+    step_size: int = 1000,
+    gamma: float = 0.1,
+    patience: int = 2,
+):
+    """A schedule stepped once per optimiser step (``plateau``: once per evaluation, on the monitored metric).
+
+    ``warmup_steps`` > 0 ramps the learning rate linearly from ~0 to its value first (not with ``plateau``).
+    ``cosine`` decays to 0 over ``total_steps`` after the warm-up; ``step`` multiplies by ``gamma`` every
+    ``step_size`` steps.
+    """
+    if name not in SCHEDULES:
+        raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}; got {name!r}")
+    if name == "plateau":
+        if warmup_steps:
+            raise ConfigError("train.warmup_steps cannot be combined with train.schedule=plateau")
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=gamma, patience=patience)
+    total = max(total_steps, 1)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        after = step - warmup_steps
+        if name == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(after, total - warmup_steps) / max(total - warmup_steps, 1)))
+        if name == "step":
+            return gamma ** (after // step_size)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,44 @@
+import math
+
+import pytest
+import torch
+
+from dnn.errors import ConfigError
+from dnn.training.optim import make_optimizer, make_scheduler
+
+
+def lrs(name, steps, **kw):
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = make_optimizer([p], "sgd", lr=1.0)
+    sched = make_scheduler(opt, name, total_steps=steps, **kw)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_linear_warmup_then_cosine_to_zero():
+    values = lrs("cosine", 10, warmup_steps=2)
+    assert values[:2] == pytest.approx([0.5, 1.0])
+    assert values[2] == pytest.approx(1.0)
+    assert values[6] == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 8)))
+    assert all(a >= b for a, b in zip(values[2:], values[3:]))
+
+
+def test_step_schedule_and_constant():
+    assert lrs("step", 6, step_size=2, gamma=0.5) == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.25])
+    assert lrs("constant", 3) == [1.0, 1.0, 1.0]
+
+
+def test_optimizers_by_name_and_errors():
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    assert isinstance(make_optimizer(p, "adamw", 1e-3), torch.optim.AdamW)
+    assert make_optimizer(p, "sgd", 0.1).param_groups[0]["momentum"] == 0.9
+    with pytest.raises(ConfigError, match="train.optimizer must be one of sgd, adam, adamw; got 'rmsprop'"):
+        make_optimizer(p, "rmsprop", 1e-3)
+    with pytest.raises(ConfigError, match="train.lr must be positive"):
+        make_optimizer(p, "adam", 0)
+    with pytest.raises(ConfigError, match="train.schedule"):
+        make_scheduler(make_optimizer(p, "adam", 1e-3), "linear", 10)
