@@ -3,7 +3,7 @@
 A task supplies ``step_fn(model, batch, context) -> (loss, n_items)``; everything else that varies — logging,
 evaluation, early stopping, truncated BPTT, checkpoints — is a callback listening to named events:
 
-    fit_start  epoch_start  batch_start  after_backward  step_end  epoch_end  fit_end
+    fit_start  epoch_start  batch_start  after_backward  step_end  eval_end  epoch_end  fit_end
 
 A callback is any object with methods ``on_<event>(trainer, **info)``. ``trainer.context`` is a dict the step
 function and callbacks share for one run (truncated BPTT keeps the carried hidden state there).
@@ -27,7 +27,16 @@ from dnn.errors import DnnError
 
 __all__ = ["NonFiniteError", "StepStats", "Trainer"]
 
-EVENTS = ("fit_start", "epoch_start", "batch_start", "after_backward", "step_end", "epoch_end", "fit_end")
+EVENTS = (
+    "fit_start",
+    "epoch_start",
+    "batch_start",
+    "after_backward",
+    "step_end",
+    "eval_end",
+    "epoch_end",
+    "fit_end",
+)
 
 
 class NonFiniteError(DnnError):
