@@ -195,10 +195,10 @@ class EarlyStopping:
 
 
 def detach_state(state):
-    """A hidden state (tensor, tuple of tensors, or None) cut from the graph of the batches before it."""
+    """A hidden state (a tensor, an object with ``detach()``, a tuple of those, or None) cut from the graph."""
     if state is None:
         return None
-    if isinstance(state, torch.Tensor):
+    if hasattr(state, "detach"):  # a tensor, or a model's state object (e.g. LMState)
         return state.detach()
     return type(state)(detach_state(s) for s in state)
 

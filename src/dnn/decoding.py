@@ -1,0 +1,252 @@
+"""Decoding strategies: free functions over a model's ``encode`` / ``decode_step`` (as Joey NMT's search.py).
+
+A model decodes with these functions if it has::
+
+    encode(src (B, S), src_lengths (B,)) -> state                 (greedy and beam_search need it)
+    decode_step(prev_token (B,), state) -> (logits (B, V), state, attention (B, S) | None)
+    state.index_select(indices)                                   (beam search: reorder along the batch)
+
+:class:`~dnn.models.seq2seq.Seq2Seq` has all three; :class:`~dnn.models.language.LanguageModel` has
+``decode_step`` and samples text with :func:`sample`. Decoding starts from ``<sos>`` = 2 and a hypothesis ends at
+``<eos>`` = 3 or at ``max_len`` tokens. The functions run under ``torch.no_grad()`` and leave the model's mode
+alone: call ``model.eval()`` first.
+
+Scores are log-probabilities, summed over the generated tokens up to and including ``<eos>``::
+
+    log p(y | x) = Σ_{t=1..n} log softmax(logits_t)[y_t]
+
+Beam search ranks finished hypotheses by ``log p(y | x) / lp(n)`` with n = len(y) (<eos> included) and
+
+    lp(n) = ((5 + n) / 6)^α      penalty="gnmt"  (Wu et al. 2016, GNMT)
+    lp(n) = n^α                  penalty="simple"
+
+α = 0 gives lp = 1: pure log-probabilities, which favour short outputs; α ≈ 0.6–1 offsets that.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from dnn.errors import ConfigError
+
+__all__ = ["GreedyResult", "Hypothesis", "beam_search", "greedy", "length_penalty_factor", "sample"]
+
+PAD_ID, SOS_ID, EOS_ID = 0, 2, 3
+PENALTIES = ("gnmt", "simple")
+
+
+class GreedyResult(NamedTuple):
+    tokens: Tensor  # (B, L): y_1 … y_n <eos>, then <pad>; L ≤ max_len (stops once every sentence has ended)
+    scores: Tensor  # (B,): log p(y | x) up to and including <eos>
+    attention: Tensor | None  # (B, L, S), 0 after <eos>; None for a model without attention
+
+
+@dataclass(frozen=True, eq=False)
+class Hypothesis:
+    tokens: Tensor  # (n,): y_1 … y_n, ending with <eos> unless cut at max_len
+    score: float  # log p(y | x) / lp(n)
+    attention: Tensor | None  # (n, S_b): the weights over the sentence's own source tokens
+
+
+def length_penalty_factor(length: int, alpha: float, penalty: str = "gnmt") -> float:
+    """lp(n): ((5 + n) / 6)^α for "gnmt", n^α for "simple" (see the module docstring)."""
+    if penalty == "gnmt":
+        return ((5.0 + length) / 6.0) ** alpha
+    return float(length) ** alpha
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+@torch.no_grad()
+def greedy(
+    model, src: Tensor, src_lengths: Tensor | None, max_len: int, sos_id: int = SOS_ID, eos_id: int = EOS_ID
+) -> GreedyResult:
+    """Greedy decoding: y_t = argmax p(y | y_<t, x), until <eos> or ``max_len`` tokens.
+
+    Returns tokens ``(B, L)``, scores ``(B,)`` and attention ``(B, L, S)`` (None without attention).
+    """
+    _positive_int("max_len", max_len)
+    state = model.encode(src, src_lengths)
+    B = src.shape[0]
+    prev = torch.full((B,), sos_id, dtype=torch.long, device=src.device)
+    finished = torch.zeros(B, dtype=torch.bool, device=src.device)
+    scores = torch.zeros(B, device=src.device)
+    tokens, attention = [], []
+    for _ in range(max_len):
+        logits, state, weights = model.decode_step(prev, state)  # (B, V), ..., (B, S)
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (B, V)
+        best, token = logp.max(dim=-1)  # (B,), (B,)
+        token = token.masked_fill(finished, PAD_ID)
+        scores += best.masked_fill(finished, 0.0)
+        tokens.append(token)
+        if weights is not None:
+            attention.append(weights.float().masked_fill(finished.unsqueeze(1), 0.0))
+        finished |= token == eos_id
+        prev = token
+        if bool(finished.all()):
+            break
+    return GreedyResult(torch.stack(tokens, dim=1), scores, torch.stack(attention, dim=1) if attention else None)
+
+
+@torch.no_grad()
+def beam_search(
+    model,
+    src: Tensor,
+    src_lengths: Tensor | None,
+    beam_size: int,
+    max_len: int,
+    length_penalty: float = 0.0,
+    n_best: int = 1,
+    *,
+    penalty: str = "gnmt",
+    sos_id: int = SOS_ID,
+    eos_id: int = EOS_ID,
+) -> list[list[Hypothesis]]:
+    """Batched beam search; returns, per sentence, its ``n_best`` hypotheses, best first.
+
+    Each sentence keeps K = ``beam_size`` live hypotheses. A step extends each by every token of the vocabulary
+    and keeps the K best candidates by raw log-probability; a kept candidate that ends with <eos> (or reaches
+    ``max_len``) moves to the sentence's finished list, scored log p / lp(n) (``length_penalty`` = α), and its
+    beam slot is dead from then on, while the rest of the beam goes on. A sentence stops when no live
+    hypothesis is left, or when it has ``n_best`` finished ones and none of its live hypotheses can still beat
+    the n-th: a live raw score s ≤ 0 only falls, so s / lp(max_len) bounds every score it can reach. With
+    K = 1 this is greedy decoding; with K at least the number of candidates per step it is exhaustive search.
+    """
+    K = _positive_int("beam_size", beam_size)
+    _positive_int("max_len", max_len)
+    if _positive_int("n_best", n_best) > K:
+        raise ConfigError(f"n_best must be at most beam_size ({K}), got {n_best}")
+    if penalty not in PENALTIES:
+        raise ConfigError(f"penalty must be one of {', '.join(map(repr, PENALTIES))}; got {penalty!r}")
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) or length_penalty < 0:
+        raise ConfigError(f"length_penalty (α) must be a number ≥ 0, got {length_penalty!r}")
+
+    device = src.device
+    B = src.shape[0]
+    src_len = [src.shape[1]] * B if src_lengths is None else [int(n) for n in src_lengths]
+    state = model.encode(src, src_lengths).index_select(torch.arange(B, device=device).repeat_interleave(K))
+    live = torch.full((B, K), float("-inf"), device=device)  # raw log p of the live hypotheses
+    live[:, 0] = 0.0  # one start hypothesis per sentence: <sos>
+    prev = torch.full((B * K,), sos_id, dtype=torch.long, device=device)
+    history = torch.empty(B * K, 0, dtype=torch.long, device=device)  # (B·K, t)
+    attn_history: Tensor | None = None  # (B·K, t, S)
+    offsets = torch.arange(B, device=device).unsqueeze(1) * K  # (B, 1): row of each sentence's first beam
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    done = [False] * B
+    bound_lp = length_penalty_factor(max_len, length_penalty, penalty)
+
+    for t in range(1, max_len + 1):
+        logits, state, weights = model.decode_step(prev, state)  # (B·K, V), ..., (B·K, S)
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (B·K, V)
+        V = logp.shape[-1]
+        candidates = (live.view(-1, 1) + logp).view(B, K * V)  # (B, K·V)
+        scores, ids = candidates.topk(K, dim=1)  # (B, K)
+        parent, token = ids // V, ids % V  # (B, K) each
+        rows = (offsets + parent).view(-1)  # (B·K,)
+        history = torch.cat([history.index_select(0, rows), token.view(-1, 1)], dim=1)  # (B·K, t)
+        if weights is not None:
+            step = weights.float().index_select(0, rows).unsqueeze(1)  # (B·K, 1, S)
+            attn_history = step if attn_history is None else torch.cat([attn_history.index_select(0, rows), step], 1)
+        state = state.index_select(rows)
+
+        ended = (token == eos_id) if t < max_len else torch.ones_like(token, dtype=torch.bool)  # (B, K)
+        ended &= torch.isfinite(scores)
+        lp = length_penalty_factor(t, length_penalty, penalty)
+        for b, k in ended.nonzero().tolist():
+            if done[b]:
+                continue
+            row = b * K + k
+            attn = None if attn_history is None else attn_history[row, :, : src_len[b]].clone()  # (t, S_b)
+            finished[b].append(Hypothesis(history[row].clone(), float(scores[b, k]) / lp, attn))
+        live = scores.masked_fill(ended, float("-inf"))
+
+        best_live = live.max(dim=1).values.tolist()  # (B,)
+        for b in range(B):
+            if done[b]:
+                continue
+            if not math.isfinite(best_live[b]):
+                done[b] = True
+            elif len(finished[b]) >= n_best:
+                nth = sorted((h.score for h in finished[b]), reverse=True)[n_best - 1]
+                done[b] = nth >= best_live[b] / bound_lp
+        if all(done):
+            break
+        live[torch.tensor(done, device=device)] = float("-inf")  # stopped sentences grow no more
+        prev = token.view(-1)
+
+    return [sorted(hyps, key=lambda h: h.score, reverse=True)[:n_best] for hyps in finished]
+
+
+def _choose(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None, generator) -> Tensor:
+    """Draw one token per row of ``logits (B, V)`` from softmax(logits / T), restricted to top-k / top-p."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)  # the limit T → 0: greedy
+    logits = logits.float() / temperature  # (B, V)
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1): the k-th largest
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        # nucleus (Holtzman et al. 2020): the smallest set of most likely tokens whose mass reaches p
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        mass_before = probs.cumsum(dim=-1) - probs  # mass of the tokens ranked above; 0 for the first
+        drop_sorted = mass_before >= top_p  # the most likely token always stays
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)  # back to vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)  # (B, V)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+
+
+@torch.no_grad()
+def sample(
+    model,
+    prompt_tokens: Tensor,
+    length: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    state=None,
+    eos_id: int | None = None,
+) -> Tensor:
+    """Generate ``length`` tokens after ``prompt_tokens (B, P)``: y_t ~ softmax(logits_t / T) (top-k / top-p).
+
+    The prompt is fed through ``decode_step`` from ``state`` (None: the model's zero state; for a seq2seq model
+    pass ``model.encode(src, lengths)`` and a prompt of <sos>). ``temperature`` = 0 takes the argmax (greedy);
+    ``top_k`` keeps the k most likely tokens, ``top_p`` the smallest set whose probability reaches p. With
+    ``eos_id``, a sequence that has produced it continues with <pad>. Returns the new tokens ``(B, length)``.
+    """
+    _positive_int("length", length)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
+        raise ConfigError(f"temperature must be a number ≥ 0, got {temperature!r}")
+    if top_k is not None:
+        _positive_int("top_k", top_k)
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+        raise ConfigError(f"top_p must be a number in (0, 1], got {top_p!r}")
+    if not isinstance(prompt_tokens, Tensor) or prompt_tokens.dim() != 2 or prompt_tokens.shape[1] < 1:
+        got = tuple(prompt_tokens.shape) if isinstance(prompt_tokens, Tensor) else type(prompt_tokens).__name__
+        raise ConfigError(f"prompt_tokens must have shape (B, P) with P ≥ 1, got {got}")
+
+    for t in range(prompt_tokens.shape[1]):
+        logits, state, _ = model.decode_step(prompt_tokens[:, t], state)  # (B, V)
+    finished = torch.zeros(prompt_tokens.shape[0], dtype=torch.bool, device=prompt_tokens.device)
+    tokens = []
+    for i in range(length):
+        token = _choose(logits, temperature, top_k, top_p, generator)  # (B,)
+        if eos_id is not None:
+            token = token.masked_fill(finished, PAD_ID)
+            finished |= token == eos_id
+        tokens.append(token)
+        if i + 1 < length:
+            logits, state, _ = model.decode_step(token, state)
+    return torch.stack(tokens, dim=1)  # (B, length)

@@ -1,0 +1,322 @@
+"""Sequence models over token ids: a classifier (many-to-one) and a tagger (many-to-many).
+
+Both read their tokens through a :class:`RecurrentEncoder`, which the sequence-to-sequence encoder reuses::
+
+    x_t = E[w_t]                              embedding; row 0 (<pad>) stays 0 and gets no gradient
+    o_1 … o_T, h_n = RNN(x_1 … x_T)           dnn's RNN / LSTM / GRU (layers, direction, residual, lengths)
+
+The classifier pools the encoded sequence into one vector and maps it to K logits (the lecture's Keras example
+``Embedding → LSTM → Dense`` is :class:`SequenceClassifier` with its defaults); the tagger maps every o_t to K
+logits. With ``lengths``, padding never changes a sequence's result: the RNN stops at each sequence's own end
+and every pooling ignores the padded steps.
+
+Shapes: B batch, T time, E embedding, H hidden, D = 2 if bidirectional else 1, K classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dnn.errors import ConfigError
+from dnn.layers.attention import Attention
+from dnn.layers.recurrent import GRU, LSTM, RNN
+from dnn.models.registry import register_model
+
+__all__ = [
+    "CELLS",
+    "IGNORE_INDEX",
+    "PAD_ID",
+    "POOLINGS",
+    "EncoderOutput",
+    "RecurrentEncoder",
+    "SequenceClassifier",
+    "SequenceClassifierConfig",
+    "SequenceTagger",
+    "SequenceTaggerConfig",
+    "check_positive",
+    "check_tokens",
+    "make_rnn",
+    "token_cross_entropy",
+    "validate_recurrent_fields",
+]
+
+PAD_ID = 0  # <pad>; <unk> = 1, <sos> = 2, <eos> = 3
+IGNORE_INDEX = -100  # targets at padded positions: no loss there
+CELLS = ("rnn", "lstm", "gru")
+POOLINGS = ("last", "mean", "max", "attention")
+_ID_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Shared pieces: validation, the recurrent stack, the encoder, the token loss
+# --------------------------------------------------------------------------------------------------------------
+
+
+def check_positive(where: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: {name} must be a positive integer, got {value!r}")
+
+
+def validate_recurrent_fields(where: str, config, min_vocab: int = 2, vocab_fields: tuple[str, ...] = ()) -> None:
+    """Check the fields every recurrent model config shares; the ConfigError names the field at fault."""
+    for name in (*vocab_fields, "embedding_size", "hidden_size", "num_layers"):
+        check_positive(where, name, getattr(config, name))
+    for name in vocab_fields:
+        if getattr(config, name) < min_vocab:
+            raise ConfigError(
+                f"{where}: {name} must be at least {min_vocab} (ids 0..{min_vocab - 1} are <pad>, <unk>, <sos>, "
+                f"<eos>), got {getattr(config, name)}"
+            )
+    if config.cell not in CELLS:
+        raise ConfigError(f"{where}: cell must be one of {', '.join(map(repr, CELLS))}; got {config.cell!r}")
+    if isinstance(config.dropout, bool) or not isinstance(config.dropout, (int, float)) or not 0 <= config.dropout < 1:
+        raise ConfigError(f"{where}: dropout must be a number in [0, 1), got {config.dropout!r}")
+    if config.residual and config.num_layers < 2:
+        raise ConfigError(f"{where}: residual needs num_layers ≥ 2 (the skip joins stacked layers), got num_layers=1")
+    fb = config.forget_bias
+    if fb is not None and (isinstance(fb, bool) or not isinstance(fb, (int, float))):
+        raise ConfigError(f"{where}: forget_bias must be a number or None, got {fb!r}")
+
+
+def make_rnn(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    residual: bool = False,
+    dropout: float = 0.0,
+    forget_bias: float | None = 1.0,
+) -> nn.Module:
+    """dnn's batch-first ``RNN`` / ``LSTM`` / ``GRU`` for ``cell``; ``forget_bias`` only applies to the LSTM."""
+    common = dict(num_layers=num_layers, batch_first=True, dropout=dropout, bidirectional=bidirectional)
+    if cell == "lstm":
+        return LSTM(input_size, hidden_size, residual=residual, forget_bias=forget_bias, **common)
+    if cell == "gru":
+        return GRU(input_size, hidden_size, residual=residual, **common)
+    if cell == "rnn":
+        return RNN(input_size, hidden_size, residual=residual, **common)
+    raise ConfigError(f"cell must be one of {', '.join(map(repr, CELLS))}; got {cell!r}")
+
+
+def check_tokens(name: str, tokens: Tensor, vocab_size: int, dim: int = 2) -> None:
+    """Raise a one-line ConfigError unless ``tokens`` is an integer tensor of rank ``dim`` with ids < vocab_size."""
+    if not isinstance(tokens, Tensor) or tokens.dim() != dim or tokens.dtype not in _ID_DTYPES:
+        got = f"{tuple(tokens.shape)} {tokens.dtype}" if isinstance(tokens, Tensor) else type(tokens).__name__
+        letters = "(B, T)" if dim == 2 else "(B,)"
+        raise ConfigError(f"{name} must be an integer tensor of shape {letters}, got {got}")
+    if tokens.numel():
+        lo, hi = int(tokens.min()), int(tokens.max())
+        if lo < 0 or hi >= vocab_size:
+            raise ConfigError(f"{name} must hold ids in [0, {vocab_size - 1}] (the vocabulary), got [{lo}, {hi}]")
+
+
+def token_cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """Mean cross-entropy over the real tokens: ``logits (..., V)``, ``targets (...)``; ``ignore_index`` = padding."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=ignore_index)
+
+
+class EncoderOutput(NamedTuple):
+    outputs: Tensor  # (B, T, D·H), exactly 0 past each length
+    final: Tensor | tuple[Tensor, Tensor]  # h_n (L·D, B, H); LSTM: (h_n, c_n)
+    mask: Tensor  # (B, T) bool, True = real token
+
+
+class RecurrentEncoder(nn.Module):
+    """Embedding → multi-layer (bi)directional RNN / LSTM / GRU over padded token ids.
+
+    x_t = E[w_t]                              (B, T, E), E[<pad>] = 0
+    o_t, h_n = RNN(x_t, h_{t−1})              o_t = [o→_t; o←_t] (B, T, D·H); h_n at each sequence's own end
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        cell: str = "lstm",
+        bidirectional: bool = False,
+        residual: bool = False,
+        dropout: float = 0.0,
+        forget_bias: float | None = 1.0,
+    ):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.num_directions = 2 if bidirectional else 1
+        self.output_size = self.num_directions * hidden_size
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
+        self.rnn = make_rnn(
+            cell, embedding_size, hidden_size, num_layers, bidirectional, residual, dropout, forget_bias
+        )
+
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
+        """``tokens (B, T)`` and optional ``lengths (B,)`` → outputs ``(B, T, D·H)``, final state, mask ``(B, T)``."""
+        check_tokens("tokens", tokens, self.vocab_size)
+        lengths = None if lengths is None else torch.as_tensor(lengths)
+        x = self.embedding(tokens)  # (B, T, E)
+        outputs, final = self.rnn(x, lengths=lengths)  # (B, T, D·H)
+        B, T = tokens.shape
+        if lengths is None:
+            mask = torch.ones(B, T, dtype=torch.bool, device=tokens.device)
+        else:
+            mask = torch.arange(T, device=tokens.device) < lengths.to(tokens.device).unsqueeze(1)  # (B, T)
+        return EncoderOutput(outputs, final, mask)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Many-to-one: the sequence classifier
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SequenceClassifierConfig:
+    """Sequence classifier; the defaults are the lecture's Keras example (Embedding → LSTM → Dense).
+
+    ``num_classes = 1`` gives one logit for a binary task trained with BCE (the Keras example's sigmoid output).
+    """
+
+    vocab_size: int
+    num_classes: int
+    embedding_size: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    bidirectional: bool = False
+    residual: bool = False
+    pooling: Literal["last", "mean", "max", "attention"] = "last"
+    dropout: float = 0.0
+    forget_bias: float | None = 1.0
+
+    def __post_init__(self):
+        validate_recurrent_fields("sequence_classifier", self, min_vocab=2, vocab_fields=("vocab_size",))
+        check_positive("sequence_classifier", "num_classes", self.num_classes)
+        if self.pooling not in POOLINGS:
+            raise ConfigError(
+                f"sequence_classifier: pooling must be one of {', '.join(map(repr, POOLINGS))}; got {self.pooling!r}"
+            )
+
+
+class SequenceClassifier(nn.Module):
+    """Many-to-one: embedding → RNN stack → pooling over time → dense layer → K logits.
+
+    o_1 … o_T, h_n = RNN(E[w_1] … E[w_T])                  (B, T, D·H)
+    pooling "last":      z = [h→_T; h←_1]                   the top layer's final state(s), at the own last step
+            "mean":      z = (1/n) Σ_{t≤n} o_t              n = the sequence's length
+            "max":       z_j = max_{t≤n} o_{t,j}
+            "attention": a = softmax_t(qᵀ o_t),  z = Σ_{t≤n} a_t o_t     q a learned query (D·H,)
+    logits = W dropout(z) + b                               (B, K)
+    """
+
+    def __init__(self, config: SequenceClassifierConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = RecurrentEncoder(
+            c.vocab_size, c.embedding_size, c.hidden_size, c.num_layers, c.cell, c.bidirectional, c.residual,
+            c.dropout, c.forget_bias,
+        )  # fmt: skip
+        size = self.encoder.output_size
+        if c.pooling == "attention":
+            self.query = nn.Parameter(torch.randn(size) / size**0.5)  # q
+            self.attention = Attention(size, size, score="dot")
+        self.dropout = nn.Dropout(c.dropout)
+        self.head = nn.Linear(size, c.num_classes)
+
+    def forward_features(self, tokens: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The pooled vector ``z (B, D·H)`` and the attention pooling's weights ``(B, T)`` (None otherwise)."""
+        outputs, final, mask = self.encoder(tokens, lengths)  # (B, T, D·H), ..., (B, T)
+        pooling = self.config.pooling
+        if pooling == "last":
+            h_n = final[0] if isinstance(final, tuple) else final  # (L·D, B, H)
+            D = self.encoder.num_directions
+            top = h_n[-D:]  # (D, B, H): forward, then backward
+            return top.transpose(0, 1).reshape(h_n.shape[1], -1), None  # (B, D·H)
+        if pooling == "mean":
+            real = mask.unsqueeze(-1)  # (B, T, 1)
+            total = outputs.masked_fill(~real, 0.0).sum(dim=1)  # (B, D·H)
+            return total / real.sum(dim=1).to(outputs.dtype), None
+        if pooling == "max":
+            return outputs.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1), None  # (B, D·H)
+        query = self.query.expand(outputs.shape[0], -1)  # (B, D·H)
+        return self.attention(query, outputs, mask=mask)  # (B, D·H), (B, T)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.head(self.dropout(features))  # (B, K)
+
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``tokens (B, T)``, ``lengths (B,)`` or None (all full) → logits ``(B, K)``."""
+        features, _ = self.forward_features(tokens, lengths)
+        return self.forward_head(features)
+
+
+@register_model("sequence_classifier", SequenceClassifierConfig)
+def sequence_classifier(config: SequenceClassifierConfig) -> SequenceClassifier:
+    """Many-to-one: embedding → (bi)RNN/LSTM/GRU → last/mean/max/attention pooling → dense (Keras example)."""
+    return SequenceClassifier(config)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Many-to-many: the sequence tagger
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SequenceTaggerConfig:
+    """Sequence tagger: one of ``num_classes`` labels per token."""
+
+    vocab_size: int
+    num_classes: int
+    embedding_size: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    bidirectional: bool = True
+    residual: bool = False
+    dropout: float = 0.0
+    forget_bias: float | None = 1.0
+
+    def __post_init__(self):
+        validate_recurrent_fields("sequence_tagger", self, min_vocab=2, vocab_fields=("vocab_size",))
+        check_positive("sequence_tagger", "num_classes", self.num_classes)
+
+
+class SequenceTagger(nn.Module):
+    """Many-to-many, aligned: one label per token.
+
+    o_1 … o_T = RNN(E[w_1] … E[w_T])          (B, T, D·H)
+    logits_t = W dropout(o_t) + b             (B, T, K); positions past a length carry no meaning: their
+                                              targets are ``IGNORE_INDEX`` and :meth:`loss` skips them
+    """
+
+    def __init__(self, config: SequenceTaggerConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = RecurrentEncoder(
+            c.vocab_size, c.embedding_size, c.hidden_size, c.num_layers, c.cell, c.bidirectional, c.residual,
+            c.dropout, c.forget_bias,
+        )  # fmt: skip
+        self.dropout = nn.Dropout(c.dropout)
+        self.head = nn.Linear(self.encoder.output_size, c.num_classes)
+
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``tokens (B, T)``, ``lengths (B,)`` or None → logits ``(B, T, K)``."""
+        outputs, _, _ = self.encoder(tokens, lengths)  # (B, T, D·H)
+        return self.head(self.dropout(outputs))  # (B, T, K)
+
+    @staticmethod
+    def loss(logits: Tensor, targets: Tensor) -> Tensor:
+        """Mean cross-entropy over real tokens: ``targets (B, T)`` hold ``IGNORE_INDEX`` (-100) at padding."""
+        return token_cross_entropy(logits, targets)
+
+
+@register_model("sequence_tagger", SequenceTaggerConfig)
+def sequence_tagger(config: SequenceTaggerConfig) -> SequenceTagger:
+    """Many-to-many: embedding → (bi)RNN/LSTM/GRU → dense per token (one label per token)."""
+    return SequenceTagger(config)
