@@ -1,7 +1,35 @@
-"""dnn — the CNNs and RNNs of "Deep Neural Networks II" as fast, tested, visible software on PyTorch."""
+"""dnn — the CNNs and RNNs of "Deep Neural Networks II" as fast, tested, visible software on PyTorch.
+
+import dnn
+model = dnn.create_model("lenet5", num_classes=10, in_channels=1, image_size=8)
+dnn.list_models("resnet*")
+"""
 
 from dnn.errors import CheckpointError, ConfigError, DataError, DnnError
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "DnnError", "__version__"]
+_LAZY = {  # imported on first use, so that `import dnn` (and `dnn --help`) stays fast
+    "create_model": "dnn.models.registry",
+    "list_models": "dnn.models.registry",
+    "Trainer": "dnn.training.trainer",
+}
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "DnnError",
+    "Trainer",
+    "__version__",
+    "create_model",
+    "list_models",
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dnn' has no attribute {name!r}")
