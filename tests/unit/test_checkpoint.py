@@ -60,6 +60,7 @@ def test_rng_state_restores_every_generator_and_loads_with_weights_only(tmp_path
     assert state["step"] == 7
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_state_files_that_would_unpickle_code_are_refused(tmp_path):
     class Evil:
         def __reduce__(self):
