@@ -1,0 +1,265 @@
+"""The run directory: the one way out of training (``train``) and the one way back in (``load_run``).
+
+    runs/<name>/
+      config.yaml        the resolved configuration (every default filled in)
+      model.safetensors  the best weights (by the task's monitored validation metric)
+      last.safetensors   the latest weights, with state.pt: optimiser, scheduler, counters, every RNG state
+      task.json          what prediction needs besides the weights (classes, vocabularies, normalisation)
+      metrics.jsonl      one line per logging interval and per evaluation
+      results.json       the final validation and test metrics
+      log.txt            what the run printed, and the data counts
+
+Every file is written to a temporary name and renamed, so a crash never leaves a half-written checkpoint; a run
+killed at any step and resumed with ``--resume`` continues exactly where its last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dnn.config import apply_overrides, load_yaml, save_yaml, to_dict
+from dnn.errors import CheckpointError, ConfigError
+from dnn.run_config import RunConfig, validate_model_section
+from dnn.training import Trainer
+from dnn.training.callbacks import EarlyStopping, Evaluate, MetricsLog, ProgressBar
+from dnn.training.checkpoint import (
+    atomic_write,
+    load_state,
+    load_weights,
+    rng_state,
+    save_state,
+    save_weights,
+    set_rng_state,
+)
+from dnn.training.optim import make_optimizer, make_scheduler
+from dnn.training.seed import seed_everything
+
+__all__ = ["LoadedRun", "load_run", "recipe_path", "list_recipes", "resolve_config", "train"]
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """A recipe's name (``digits-lenet5``) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    builtin = RECIPES / f"{name_or_path}.yaml"
+    if builtin.is_file():
+        return builtin
+    import difflib
+
+    close = difflib.get_close_matches(name_or_path, list_recipes(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; recipes: {', '.join(list_recipes())}"
+    raise ConfigError(f"no recipe or YAML file named {name_or_path!r}{hint}")
+
+
+def resolve_config(config: str, overrides: list[str]) -> RunConfig:
+    return RunConfig.from_dict(apply_overrides(load_yaml(recipe_path(config)), overrides))
+
+
+def make_task(cfg: RunConfig):
+    from dnn.tasks.images import ImageClassification
+
+    if cfg.data.task in ("digits", "image_folder"):
+        return ImageClassification(cfg)
+    raise ConfigError(f"data.task {cfg.data.task!r} has no training code yet")
+
+
+def _task_class(name: str):
+    from dnn.tasks.images import ImageClassification
+
+    return {"image_classification": ImageClassification}[name]
+
+
+class _Checkpointer:
+    """Saves last.safetensors + state.pt every N steps and at each epoch end, and model.safetensors when the
+    monitored metric improves. Only the state that makes a resume exact goes into state.pt."""
+
+    def __init__(self, run_dir: Path, every: int, monitor: tuple[str, str], log):
+        self.run_dir, self.every, self.log = run_dir, every, log
+        self.metric, self.mode = monitor
+        self.best: float | None = None
+
+    def save(self, trainer) -> None:
+        save_weights(trainer.model, self.run_dir / "last.safetensors")
+        state = {
+            "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
+            "stats": {k: v for k, v in vars(trainer.stats).items() if k != "extra"},
+            "best": self.best,
+            "rng": rng_state(),
+        }
+        save_state(state, self.run_dir / "state.pt")
+
+    def on_step_end(self, trainer, **_):
+        if self.every and trainer.stats.step % self.every == 0:
+            self.save(trainer)
+
+    def on_eval_end(self, trainer, metrics, **_):
+        value = metrics.get(self.metric)
+        if value is None:
+            return
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best = value
+            save_weights(trainer.model, self.run_dir / "model.safetensors")
+
+    def on_epoch_end(self, trainer, epoch, complete):
+        self.save(trainer)
+
+
+def train(config: str, overrides: list[str], run_dir: str | os.PathLike | None = None, resume: bool = False,
+          progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Train a recipe or YAML file with overrides into ``run_dir``; return the final metrics."""
+    if resume:
+        if run_dir is None:
+            raise ConfigError("--resume needs --run-dir: the run to continue")
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise CheckpointError(f"{run_dir}: no run to resume (config.yaml is missing)")
+        if overrides:
+            raise ConfigError("--resume continues a run with its saved config; overrides are not allowed")
+        cfg = RunConfig.from_dict(load_yaml(run_dir / "config.yaml"))
+    else:
+        cfg = resolve_config(config, overrides)
+        if run_dir is None:
+            name = Path(config).stem if config else "run"
+            run_dir = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(run_dir)
+        if (run_dir / "state.pt").exists():
+            raise ConfigError(f"{run_dir} already holds a run; continue it with --resume or choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_file = open(run_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 — closed below
+
+    def log(message: str) -> None:
+        if progress:
+            print(message, flush=True)
+        log_file.write(message + "\n")
+        log_file.flush()
+
+    try:
+        return _train(cfg, run_dir, resume, log, progress)
+    finally:
+        log_file.close()
+
+
+def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool) -> dict[str, Any]:
+    from dnn.models.registry import create_model
+
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.set_flush_denormal(t.flush_denormal)
+    seed_everything(cfg.seed, cfg.deterministic)
+    task = make_task(cfg)
+    task.prepare(log)
+    model_cfg = validate_model_section(cfg.model, derived=task.model_options())
+    resolved = to_dict(cfg)
+    resolved["model"] = {"name": cfg.model["name"], **to_dict(model_cfg)}
+    if not resume:
+        save_yaml(resolved, run_dir / "config.yaml")
+        task.save_artifacts(run_dir)
+    options = {k: v for k, v in resolved["model"].items() if k != "name"}
+    model = create_model(cfg.model["name"], **options)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"model: {cfg.model['name']}, {n_params:,} parameters; run directory {run_dir}")
+
+    optimizer = make_optimizer(model.parameters(), t.optimizer, t.lr, t.weight_decay, t.momentum)
+    per_epoch = task.batches_per_epoch()
+    total = min(t.max_steps, per_epoch * t.epochs) if t.max_steps else per_epoch * t.epochs
+    scheduler = make_scheduler(optimizer, t.schedule, total, t.warmup_steps, t.step_size, t.gamma, max(1, t.patience))
+    monitor = task.monitor
+    checkpointer = _Checkpointer(run_dir, t.checkpoint_every, monitor, log)
+    callbacks = [
+        Evaluate(task.evaluate, t.eval_every),
+        checkpointer,
+        MetricsLog(run_dir / "metrics.jsonl", t.log_every),
+    ]
+    if t.patience:
+        callbacks.append(EarlyStopping(monitor[0], monitor[1], t.patience))
+    if progress:
+        callbacks.append(ProgressBar(total, every=max(1, total // 20)))
+    trainer = Trainer(
+        model, optimizer, task.step, scheduler=scheduler, clip_norm=t.clip_norm, clip_value=t.clip_value,
+        on_nonfinite=t.on_nonfinite, callbacks=callbacks,
+    )  # fmt: skip
+    trainer.context["monitor"] = monitor[0]
+
+    if resume:
+        state = load_state(run_dir / "state.pt")
+        load_weights(model, run_dir / "last.safetensors")
+        optimizer.load_state_dict(state["optimizer"])
+        if state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        for key, value in state["stats"].items():
+            setattr(trainer.stats, key, value)
+        checkpointer.best = state["best"]
+        set_rng_state(state["rng"])
+        log(f"resumed at step {trainer.stats.step} (epoch {trainer.stats.epoch})")
+
+    start = time.perf_counter()
+    trainer.fit(task.train_batches, epochs=t.epochs, max_steps=t.max_steps)
+    seconds = time.perf_counter() - start
+    if trainer.stats.batch_in_epoch:  # stopped mid-epoch (max_steps): keep that position too
+        checkpointer.save(trainer)
+    if not (run_dir / "model.safetensors").exists():
+        save_weights(model, run_dir / "model.safetensors")
+    best = create_model(cfg.model["name"], **options)
+    load_weights(best, run_dir / "model.safetensors")
+    best.eval()
+    results = {
+        "valid": task.evaluate(best, "valid"),
+        "test": task.evaluate(best, "test"),
+        "steps": trainer.stats.step,
+        "epochs": trainer.stats.epoch,
+        "seconds": round(seconds, 2),
+        "clipped_steps": trainer.stats.clipped,
+        "skipped_batches": trainer.stats.skipped,
+    }
+    atomic_write(run_dir / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
+    shown = "  ".join(f"{split} {k} {v:.4f}" for split in ("valid", "test") for k, v in results[split].items())
+    log(f"done: {trainer.stats.step} steps in {seconds:.1f} s; {shown}")
+    return results
+
+
+@dataclass
+class LoadedRun:
+    """A trained run: its config, its model (best weights, eval mode) and a predictor for new inputs."""
+
+    path: Path
+    config: dict[str, Any]
+    model: torch.nn.Module
+    predictor: Any
+    results: dict[str, Any] | None
+
+
+def load_run(path: str | os.PathLike) -> LoadedRun:
+    """The one way back in: config, best weights and what prediction needs, from a run directory."""
+    from dnn.models.registry import create_model
+
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise CheckpointError(f"{path}: not a run directory (config.yaml is missing)")
+    config = load_yaml(path / "config.yaml")
+    options = {k: v for k, v in config.get("model", {}).items() if k != "name"}
+    model = create_model(config["model"]["name"], **options)
+    load_weights(model, path / "model.safetensors")
+    model.eval()
+    try:
+        task_name = json.loads((path / "task.json").read_text())["task"]
+    except (OSError, ValueError, KeyError):
+        raise CheckpointError(f"{path / 'task.json'}: missing or unreadable") from None
+    predictor = _task_class(task_name).load_predictor(path, model)
+    results = json.loads((path / "results.json").read_text()) if (path / "results.json").is_file() else None
+    return LoadedRun(path, config, model, predictor, results)

@@ -1,0 +1,137 @@
+"""The configuration of one run: data, model, training — validated once, saved resolved in the run directory.
+
+Keys every recipe has, so that any recipe can be shrunk from the command line: ``seed``, ``train.epochs``,
+``train.max_steps`` (0 = no limit), ``train.batch_size``, ``train.lr``, ``train.clip_norm``. A user's files are given
+the same way everywhere: ``data.train=PATH`` and optionally ``data.valid=PATH`` / ``data.test=PATH`` (split off
+the training data, reproducibly by seed, when absent).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dnn.config import config_from_kwargs, from_dict
+from dnn.errors import ConfigError
+
+__all__ = ["DataConfig", "RunConfig", "TrainConfig", "TASKS", "validate_model_section"]
+
+TASKS = ("digits", "image_folder")
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from and how they are prepared.
+
+    ``task``: digits (scikit-learn's 8×8 digits), image_folder (a user's folder of images, one sub-folder per class).
+    """
+
+    task: str = "digits"
+    train: str | None = None
+    valid: str | None = None
+    test: str | None = None
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.2
+    image_size: int | None = None  # images: the side the images are resized to (digits: 8)
+    grayscale: bool | None = None  # images: None decides from the data
+    augment: bool = False  # images: random crop with padding and a small affine in training
+    horizontal_flip: bool = False  # images: only where it makes sense (not digits, not text)
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            close = difflib.get_close_matches(self.task, TASKS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"data.task must be one of {', '.join(TASKS)}; got {self.task!r}{hint}")
+        for name in ("valid_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"data.{name} must be in [0, 1), got {value}")
+        if self.valid_fraction + self.test_fraction >= 1.0:
+            raise ConfigError("data.valid_fraction + data.test_fraction must leave some training data")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    max_steps: int = 0  # stop after this many optimiser steps; 0 = no limit
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: Literal["constant", "step", "cosine", "plateau"] = "constant"
+    warmup_steps: int = 0
+    step_size: int = 1000
+    gamma: float = 0.1
+    clip_norm: float | None = None  # recurrent recipes set 1.0
+    clip_value: float | None = None
+    eval_every: int = 0  # evaluate every N steps; 0 = at the end of every epoch
+    patience: int = 0  # early stopping after N evaluations without improvement; 0 = off
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    flush_denormal: bool = True  # worth several times the speed of recurrent training on CPU
+    log_every: int = 10
+    checkpoint_every: int = 0  # save the training state every N steps (and at every epoch end); 0 = epoch ends only
+    threads: int = 0  # torch intra-op threads; 0 = torch's choice
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_steps", "warmup_steps", "eval_every", "patience", "checkpoint_every", "threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        for name in ("clip_norm", "clip_value"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"train.{name} must be positive or null, got {value}")
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    deterministic: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "lenet5"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        validate_model_section(self.model, complete=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return from_dict(cls, data)
+
+
+def validate_model_section(model: dict[str, Any], derived: dict[str, Any] | None = None, complete: bool = True) -> Any:
+    """Check ``model.name`` and every ``model.<key>`` against the registered model's config; return it filled.
+
+    ``derived`` holds what the data decides (``num_classes``, ``vocab_size``, ...); the user's keys win where both
+    give a value. With ``complete=False`` (before the data is read) only the name and the key names are checked.
+    """
+    from dnn.models.registry import get_model_spec
+
+    if "name" not in model:
+        raise ConfigError("missing required key model.name (see `dnn list`)")
+    name = model["name"]
+    if not isinstance(name, str):
+        raise ConfigError(f"model.name must be a string, got {name!r}")
+    try:
+        spec = get_model_spec(name)
+    except ConfigError as err:
+        raise ConfigError(f"model.name: {err}") from None
+    options = {**(derived or {}), **{k: v for k, v in model.items() if k != "name"}}
+    fields = list(spec.config_cls.__dataclass_fields__)
+    for key in options:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean model.{close[0]}?" if close else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"unknown key model.{key} for model {name!r}{hint}")
+    if not complete:
+        return None
+    try:
+        return config_from_kwargs(spec.config_cls, options, context="model")
+    except ConfigError as err:  # "model: hidden_size must be ..." → "model.hidden_size must be ..."
+        raise ConfigError(str(err).replace("model: ", "model.", 1)) from None

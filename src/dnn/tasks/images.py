@@ -1,0 +1,195 @@
+"""Image classification: scikit-learn's digits or a user's folder of images, with any CNN of the zoo."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dnn.data.images import (
+    AugmentationConfig,
+    ImageFolder,
+    Normalize,
+    build_augmentation,
+    channel_stats,
+    digits_split_indices,
+    load_digits_dataset,
+    load_image,
+)
+from dnn.data.splits import split_indices
+from dnn.errors import CheckpointError, DataError
+from dnn.training import metrics
+from dnn.training.checkpoint import atomic_write
+
+__all__ = ["ImageClassification"]
+
+
+def _stack(dataset) -> tuple[Tensor, Tensor]:
+    """A whole (small) image dataset as tensors: (N, C, H, W) and (N,)."""
+    images, labels = zip(*(dataset[i] for i in range(len(dataset))))
+    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
+
+
+class ImageClassification:
+    """Digits or an image folder → tensors in memory, normalised with the training split's statistics.
+
+    Augmentation draws from a generator seeded by (seed, epoch, batch), so that the data of every step is a
+    function of the seed alone: a resumed run sees exactly the batches an uninterrupted one would have seen.
+    """
+
+    monitor = ("accuracy", "max")
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.classes: list[str] = []
+        self.normalize: Normalize | None = None
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self.augment = None
+        self.image_size = cfg.data.image_size
+
+    # -- data --------------------------------------------------------------------------------------------------
+
+    def prepare(self, log) -> None:
+        data = self.cfg.data
+        if data.task == "digits":
+            images, labels = load_digits_dataset()
+            train, valid, test = digits_split_indices(self.cfg.seed, data.valid_fraction, data.test_fraction)
+            self.splits = {"train": (images[train], labels[train]), "valid": (images[valid], labels[valid])}
+            self.splits["test"] = (images[test], labels[test])
+            self.classes = [str(i) for i in range(10)]
+            self.image_size = 8
+        else:
+            if not data.train:
+                raise DataError("data.train must name a folder of images (one sub-folder per class)")
+            size = data.image_size or 32
+            self.image_size = size
+            folder = ImageFolder(data.train, size, grayscale=data.grayscale)
+            self.classes = list(folder.classes)
+            x, y = _stack(folder)
+            if data.valid or data.test:
+                self.splits["train"] = (x, y)
+                for split in ("valid", "test"):
+                    path = getattr(data, split)
+                    if path:
+                        other = ImageFolder(path, size, grayscale=folder.grayscale, classes=self.classes)
+                        self.splits[split] = _stack(other)
+            else:
+                train, valid, test = split_indices(
+                    len(y), (1 - data.valid_fraction - data.test_fraction, data.valid_fraction, data.test_fraction),
+                    seed=self.cfg.seed,
+                )  # fmt: skip
+                for split, idx in zip(("train", "valid", "test"), (train, valid, test)):
+                    self.splits[split] = (x[idx], y[idx])
+        mean, std = channel_stats(self.splits["train"][0])
+        self.normalize = Normalize(mean, std.clamp_min(1e-6))
+        if data.augment:
+            aug = AugmentationConfig(
+                crop_padding=max(1, self.image_size // 8), horizontal_flip=data.horizontal_flip, degrees=10.0,
+                translate=0.05,
+            )  # fmt: skip
+            self.augment = build_augmentation(aug, self.image_size)
+        sizes = ", ".join(f"{k} {len(v[1])}" for k, v in self.splits.items())
+        log(f"data: {data.task}, {len(self.classes)} classes, {sizes} images of {self.image_size}×{self.image_size}")
+
+    def model_options(self) -> dict[str, Any]:
+        channels = self.splits["train"][0].shape[1]
+        return {"num_classes": len(self.classes), "in_channels": int(channels), "image_size": self.image_size}
+
+    def train_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        x, y = self.splits["train"]
+        bs = self.cfg.train.batch_size
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch))
+        for b, start in enumerate(range(0, len(y), bs)):
+            idx = order[start : start + bs]
+            images = x[idx]
+            if self.augment is not None:
+                g = torch.Generator().manual_seed((self.cfg.seed * 100_003 + epoch) * 1_000_003 + b)
+                for transform in self.augment.transforms:
+                    transform.generator = g
+                images = torch.stack([self.augment(img) for img in images])
+            yield self.normalize(images), y[idx]
+
+    def batches_per_epoch(self) -> int:
+        n = len(self.splits["train"][1])
+        return (n + self.cfg.train.batch_size - 1) // self.cfg.train.batch_size
+
+    # -- training and evaluation -------------------------------------------------------------------------------
+
+    @staticmethod
+    def step(model: nn.Module, batch, context) -> tuple[Tensor, int]:
+        images, labels = batch
+        return F.cross_entropy(model(images), labels), len(labels)
+
+    def evaluate(self, model: nn.Module, split: str = "valid") -> dict[str, float]:
+        if split not in self.splits or len(self.splits[split][1]) == 0:
+            return {}
+        x, y = self.splits[split]
+        preds, total_loss = [], 0.0
+        with torch.no_grad():
+            for start in range(0, len(y), 256):
+                logits = model(self.normalize(x[start : start + 256]))
+                total_loss += F.cross_entropy(logits, y[start : start + 256], reduction="sum").item()
+                preds.append(logits.argmax(-1))
+        pred = torch.cat(preds)
+        return {
+            "accuracy": metrics.accuracy(pred, y),
+            "macro_f1": metrics.macro_f1(pred, y),
+            "loss": total_loss / len(y),
+        }
+
+    def confusion(self, model: nn.Module, split: str = "test") -> Tensor:
+        x, y = self.splits[split]
+        with torch.no_grad():
+            pred = model(self.normalize(x)).argmax(-1)
+        k = len(self.classes)
+        return torch.bincount(y * k + pred, minlength=k * k).view(k, k)  # rows: truth, columns: prediction
+
+    # -- artefacts saved with the run, and prediction ----------------------------------------------------------
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        info = {
+            "task": "image_classification",
+            "classes": self.classes,
+            "image_size": self.image_size,
+            "channels": int(self.splits["train"][0].shape[1]),
+            "normalize": self.normalize.to_dict(),
+        }
+        atomic_write(run_dir / "task.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
+
+    @classmethod
+    def load_predictor(cls, run_dir: Path, model: nn.Module) -> ImagePredictor:
+        try:
+            info = json.loads((run_dir / "task.json").read_text())
+            normalize = Normalize.from_dict(info["normalize"])
+        except (OSError, ValueError, KeyError) as err:
+            raise CheckpointError(f"{run_dir / 'task.json'}: missing or unreadable ({err})") from None
+        return ImagePredictor(model, info["classes"], info["image_size"], info["channels"], normalize)
+
+
+class ImagePredictor:
+    """A trained image classifier with what it needs to read an image file and name the class."""
+
+    def __init__(self, model: nn.Module, classes: list[str], image_size: int, channels: int, normalize: Normalize):
+        self.model, self.classes, self.image_size, self.channels, self.normalize = (
+            model, classes, image_size, channels, normalize,
+        )  # fmt: skip
+
+    def predict_tensor(self, images: Tensor) -> Tensor:
+        """Class probabilities ``(B, K)`` for images ``(B, C, H, W)`` in [0, 1]."""
+        self.model.eval()
+        with torch.inference_mode():
+            return torch.softmax(self.model(self.normalize(images)), dim=-1)
+
+    def predict_files(self, paths: list[str]) -> list[dict[str, Any]]:
+        images = torch.stack([load_image(p, self.image_size, grayscale=self.channels == 1) for p in paths])
+        probs = self.predict_tensor(images)
+        out = []
+        for path, p in zip(paths, probs):
+            top = int(p.argmax())
+            out.append({"input": str(path), "label": self.classes[top], "probability": float(p[top])})
+        return out
