@@ -41,7 +41,7 @@ from dnn.training.checkpoint import (
 from dnn.training.optim import make_optimizer, make_scheduler
 from dnn.training.seed import seed_everything
 
-__all__ = ["LoadedRun", "load_run", "recipe_path", "list_recipes", "resolve_config", "train"]
+__all__ = ["LoadedRun", "evaluate_run", "list_recipes", "load_run", "recipe_path", "resolve_config", "train"]
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -263,3 +263,12 @@ def load_run(path: str | os.PathLike) -> LoadedRun:
     predictor = _task_class(task_name).load_predictor(path, model)
     results = json.loads((path / "results.json").read_text()) if (path / "results.json").is_file() else None
     return LoadedRun(path, config, model, predictor, results)
+
+
+def evaluate_run(path: str | os.PathLike) -> dict[str, Any]:
+    """The run's best model on its validation and test data (rebuilt from the saved config and seed)."""
+    run = load_run(path)
+    cfg = RunConfig.from_dict(run.config)
+    task = make_task(cfg)
+    task.prepare(lambda message: None)
+    return {split: task.evaluate(run.model, split) for split in ("valid", "test")}
