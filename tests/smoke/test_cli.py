@@ -1,8 +1,11 @@
 """End to end through the installed `dnn` command and the benchmark script, as a user runs them."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DNN = [sys.executable, "-m", "dnn.cli"]
@@ -45,3 +48,47 @@ def test_benchmark_quick_run_prints_every_variant(tmp_path):
     for variant in ("torch.nn", "torch.nn, denormals", "dnn fused", "dnn reference"):
         assert f"| lstm | {variant} |" in r.stdout
     assert out.exists() and "samples_per_s" in out.read_text()
+
+
+def test_train_eval_predict_and_list_through_the_command(tmp_path):
+    run_dir = tmp_path / "lenet"
+    r = run(DNN + ["train", "digits-lenet5", "train.epochs=1", "--run-dir", str(run_dir), "--quiet"])
+    assert r.returncode == 0, r.stderr
+    results = json.loads(r.stdout.strip().splitlines()[-1])
+    assert results["steps"] == 40 and 0.0 <= results["test"]["accuracy"] <= 1.0
+    for name in ("config.yaml", "model.safetensors", "last.safetensors", "state.pt", "metrics.jsonl", "task.json"):
+        assert (run_dir / name).is_file(), name
+    r = run(DNN + ["eval", str(run_dir)])
+    assert r.returncode == 0 and json.loads(r.stdout)["test"] == results["test"]
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    Image.fromarray((load_digits().images[0] * 15).astype("uint8")).save(tmp_path / "zero.png")
+    r = run(DNN + ["predict", str(run_dir), str(tmp_path / "zero.png")])
+    assert r.returncode == 0 and r.stdout.split("\t")[0].endswith("zero.png")
+    r = run(DNN + ["list"])
+    assert r.returncode == 0 and "digits-lenet5" in r.stdout and "resnet18" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "digits-lenet6"], "no recipe or YAML file named 'digits-lenet6'; did you mean 'digits-lenet5'?"),
+        (["train", "digits-lenet5", "train.lr=fast"], "train.lr must be a number, got 'fast'"),
+        (["train", "digits-lenet5", "model.num_clases=3"], "unknown key model.num_clases for model 'lenet5'"),
+        (["train", "--resume"], "--resume needs --run-dir"),
+        (["eval", "/nonexistent/run"], "/nonexistent/run: not a run directory"),
+        (["predict", "/nonexistent/run", "x.png"], "/nonexistent/run: not a run directory"),
+        (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(args, message, capsys):
+    from dnn.cli import main
+
+    try:
+        code = main(args)
+    except SystemExit as exit:  # argparse's own usage errors leave through sys.exit
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("dnn: error: ") and message in err and err.count("\n") == 1
