@@ -49,9 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
     ev = _sub(sub, "eval", "evaluate a trained run on its validation and test data", "dnn eval runs/lenet")
     ev.add_argument("run", help="a run directory")
 
-    predict = _sub(sub, "predict", "classify input files with a trained run", "dnn predict runs/lenet digit.png")
+    predict = _sub(
+        sub, "predict", "classify or tag inputs with a trained run (images, or text files: one example a line)",
+        "dnn predict runs/lenet digit.png",
+    )  # fmt: skip
     predict.add_argument("run", help="a run directory")
-    predict.add_argument("inputs", nargs="+", help="image files (PNG/JPEG)")
+    predict.add_argument("inputs", nargs="+", help="image files (PNG/JPEG) or text files (- reads standard input)")
+
+    translate = _sub(
+        sub, "translate", "translate text with a trained seq2seq run", "dnn translate runs/dates 'March 3, 2021'"
+    )
+    translate.add_argument("run", help="a run directory")
+    translate.add_argument("texts", nargs="*", help="texts to translate; none or - reads lines from standard input")
+    translate.add_argument("--beam-size", type=int, default=5, help="beam width (1 = greedy; default 5)")
+    translate.add_argument("--attention", action="store_true", help="also print the attention of every output token")
+
+    generate = _sub(
+        sub, "generate", "write text with a trained language model", "dnn generate runs/charlm --prompt 'def '"
+    )
+    generate.add_argument("run", help="a run directory")
+    generate.add_argument("--prompt", default="", help="the text to continue")
+    generate.add_argument("--length", type=int, default=200, help="tokens to generate (default 200)")
+    generate.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
+    generate.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
+    generate.add_argument("--top-p", type=float, default=None, help="sample among the most likely tokens up to mass p")
+    generate.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
 
     _sub(sub, "list", "list the models, recipes and built-in tasks", "dnn list")
     return parser
@@ -71,6 +93,52 @@ def _list() -> None:
         print(f"  {name:<22} {first}")
     print("built-in tasks:")
     print("  " + ", ".join(["digits", "adding", "pydoc", *list_tasks()]))
+
+
+def _predictor(run, method: str, what: str):
+    if not hasattr(run.predictor, method):
+        from dnn.errors import ConfigError
+
+        raise ConfigError(f"{run.path} is a {run.config['data']['task']} run; `dnn {method}` needs {what}")
+    return run.predictor
+
+
+def _lines(paths: list[str]) -> list[str]:
+    from dnn.data.text import read_lines
+
+    out = []
+    for path in paths:
+        out += [line.rstrip("\n") for line in sys.stdin] if path == "-" else [r for r in read_lines(path)]
+    return out
+
+
+def _predict(args) -> None:
+    from dnn.run import load_run
+
+    run = load_run(args.run)
+    if hasattr(run.predictor, "predict_files"):
+        rows = run.predictor.predict_files(args.inputs)
+    else:
+        rows = _predictor(run, "predict_texts", "a classification or tagging run").predict_texts(_lines(args.inputs))
+    for row in rows:
+        if "tags" in row:
+            print(" ".join(f"{t}/{g}" for t, g in zip(row["tokens"], row["tags"])))
+        else:
+            print(f"{row['input']}\t{row['label']}\t{row['probability']:.3f}")
+
+
+def _translate(args) -> None:
+    from dnn.run import load_run
+
+    predictor = _predictor(load_run(args.run), "translate", "a seq2seq run")
+    texts = args.texts if args.texts and args.texts != ["-"] else [line.rstrip("\n") for line in sys.stdin]
+    for row in predictor.translate(texts, beam_size=args.beam_size):
+        print(row["output"])
+        if args.attention:
+            for token, weights in zip(row["output_tokens"], row["attention"]):
+                best = max(range(len(weights)), key=weights.__getitem__) if weights else None
+                aligned = row["source_tokens"][best] if best is not None else ""
+                print(f"  {token!r:>8} ← {aligned!r:<8} " + " ".join(f"{w:.2f}" for w in weights))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,11 +165,14 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(evaluate_run(args.run), indent=2))
         elif args.command == "predict":
+            _predict(args)
+        elif args.command == "translate":
+            _translate(args)
+        elif args.command == "generate":
             from dnn.run import load_run
 
-            run = load_run(args.run)
-            for row in run.predictor.predict_files(args.inputs):
-                print(f"{row['input']}\t{row['label']}\t{row['probability']:.3f}")
+            predictor = _predictor(load_run(args.run), "generate", "a language model run")
+            print(predictor.generate(args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed))
         elif args.command == "list":
             _list()
         else:

@@ -69,18 +69,39 @@ def resolve_config(config: str, overrides: list[str]) -> RunConfig:
     return RunConfig.from_dict(apply_overrides(load_yaml(recipe_path(config)), overrides))
 
 
-def make_task(cfg: RunConfig):
-    from dnn.tasks.images import ImageClassification
+# data.task → (module, class) of the task that trains it; the class name is also what task.json records
+TASK_CLASSES = {
+    "digits": ("dnn.tasks.images", "ImageClassification"),
+    "image_folder": ("dnn.tasks.images", "ImageClassification"),
+    "text_classification": ("dnn.tasks.text", "TextClassification"),
+    "tagging": ("dnn.tasks.text", "Tagging"),
+    "seq2seq": ("dnn.tasks.seq2seq", "Seq2SeqTask"),
+    "language_model": ("dnn.tasks.language", "LanguageModelling"),
+    "adding": ("dnn.tasks.language", "AddingProblem"),
+}
 
-    if cfg.data.task in ("digits", "image_folder"):
-        return ImageClassification(cfg)
-    raise ConfigError(f"data.task {cfg.data.task!r} has no training code yet")
+
+def _import_task(module: str, name: str):
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ModuleNotFoundError, AttributeError):
+        raise ConfigError(f"task {name} ({module}) is not available in this version of dnn") from None
+
+
+def make_task(cfg: RunConfig):
+    return _import_task(*TASK_CLASSES[cfg.data.task])(cfg)
 
 
 def _task_class(name: str):
-    from dnn.tasks.images import ImageClassification
-
-    return {"image_classification": ImageClassification}[name]
+    """The task class recorded in a run's task.json (by class name)."""
+    for module, cls in TASK_CLASSES.values():
+        if cls == name:
+            return _import_task(module, cls)
+    if name == "image_classification":  # the name runs recorded before task.json named classes
+        return _import_task("dnn.tasks.images", "ImageClassification")
+    raise CheckpointError(f"task.json names an unknown task {name!r}")
 
 
 class _Checkpointer:

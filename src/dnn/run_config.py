@@ -17,22 +17,40 @@ from dnn.errors import ConfigError
 
 __all__ = ["DataConfig", "RunConfig", "TrainConfig", "TASKS", "validate_model_section"]
 
-TASKS = ("digits", "image_folder")
+TASKS = (
+    "digits",  # scikit-learn's 8×8 digits
+    "image_folder",  # a user's folder of images, one sub-folder per class
+    "text_classification",  # a user's CSV/TSV (text and label columns) or an aclImdb/ folder
+    "tagging",  # a user's CoNLL-style file: one token per line, blank lines between sentences
+    "seq2seq",  # a built-in text task (data.source: dates, addition, reverse, sort) or a user's parallel corpus
+    "language_model",  # the pydoc corpus (data.source: pydoc) or a user's plain text file
+    "adding",  # the adding problem (regression over a long sequence)
+)
 
 
 @dataclass
 class DataConfig:
-    """Where the examples come from and how they are prepared.
-
-    ``task``: digits (scikit-learn's 8×8 digits), image_folder (a user's folder of images, one sub-folder per class).
-    """
+    """Where the examples come from and how they are prepared (``task``: see ``TASKS``)."""
 
     task: str = "digits"
-    train: str | None = None
+    source: str | None = None  # built-in data: a text task (dates, addition, reverse, sort) or "pydoc"
+    train: str | None = None  # a user's file or folder
     valid: str | None = None
     test: str | None = None
+    target: str | None = None  # seq2seq from two line-aligned files: data.train is the source side, this the target
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
+    sizes: tuple[int, int, int] = (5000, 500, 500)  # built-in tasks: train / valid / test examples
+    length: int = 50  # adding problem: sequence length T
+    params: dict[str, Any] = field(default_factory=dict)  # built-in task parameters (e.g. min_len, year_min)
+    tokenizer: Literal["char", "word", "bpe"] = "char"
+    lowercase: bool = False
+    vocab_size: int = 8000  # BPE: merges; word: the vocabulary's maximum size
+    min_freq: int = 1
+    max_length: int | None = None  # tokens; longer examples are dropped in training, an error at evaluation
+    truncate: bool = False  # cut over-long examples instead
+    text_column: str = "text"
+    label_column: str = "label"
     image_size: int | None = None  # images: the side the images are resized to (digits: 8)
     grayscale: bool | None = None  # images: None decides from the data
     augment: bool = False  # images: random crop with padding and a small affine in training

@@ -153,7 +153,7 @@ class ImageClassification:
 
     def save_artifacts(self, run_dir: Path) -> None:
         info = {
-            "task": "image_classification",
+            "task": "ImageClassification",
             "classes": self.classes,
             "image_size": self.image_size,
             "channels": int(self.splits["train"][0].shape[1]),
