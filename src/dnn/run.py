@@ -207,6 +207,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool) -> 
         checkpointer,
         MetricsLog(run_dir / "metrics.jsonl", t.log_every),
     ]
+    callbacks += task.callbacks() if hasattr(task, "callbacks") else []  # e.g. truncated BPTT for language models
     if t.patience:
         callbacks.append(EarlyStopping(monitor[0], monitor[1], t.patience))
     if progress:
