@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 DNN = [sys.executable, "-m", "dnn.cli"]
@@ -92,3 +93,19 @@ def test_user_errors_are_one_line_and_exit_2(args, message, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("dnn: error: ") and message in err and err.count("\n") == 1
+
+
+def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from dnn.cli import main
+    from dnn.training.checkpoint import load_state
+
+    run_dir = tmp_path / "nan"
+    args = ["train", "digits-lenet5", "train.lr=1e6", "train.optimizer=sgd", "train.checkpoint_every=1"]
+    code = main([*args, "--run-dir", str(run_dir), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("dnn: error: step 2: the gradient norm is inf; training stopped")
+    assert load_state(run_dir / "state.pt")["stats"]["step"] == 1  # the last good step
+    assert all(torch.isfinite(t).all() for t in load_file(run_dir / "last.safetensors").values())
