@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from dnn import __version__
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.overrides.insert(0, args.config)
             config = None if args.resume else args.config
             results = train(config, args.overrides, args.run_dir, args.resume, progress=not args.quiet)
-            if args.quiet:
+            if args.quiet and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks
                 print(json.dumps(results))
         elif args.command == "eval":
             from dnn.run import evaluate_run

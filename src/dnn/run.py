@@ -38,6 +38,8 @@ from dnn.training.checkpoint import (
     save_weights,
     set_rng_state,
 )
+from dnn.training.distributed import Distributed
+from dnn.training.distributed import setup as setup_distributed
 from dnn.training.optim import make_optimizer, make_scheduler
 from dnn.training.seed import seed_everything
 
@@ -108,13 +110,19 @@ class _Checkpointer:
     """Saves last.safetensors + state.pt every N steps and at each epoch end, and model.safetensors when the
     monitored metric improves. Only the state that makes a resume exact goes into state.pt."""
 
-    def __init__(self, run_dir: Path, every: int, monitor: tuple[str, str], log):
-        self.run_dir, self.every, self.log = run_dir, every, log
+    def __init__(self, run_dir: Path, every: int, monitor: tuple[str, str], model: torch.nn.Module, ddp: Distributed):
+        self.run_dir, self.every, self.model, self.ddp = run_dir, every, model, ddp
         self.metric, self.mode = monitor
         self.best: float | None = None
 
     def save(self, trainer) -> None:
-        save_weights(trainer.model, self.run_dir / "last.safetensors")
+        self.ddp.barrier()
+        if self.ddp.is_main:
+            self._save(trainer)
+        self.ddp.barrier()
+
+    def _save(self, trainer) -> None:
+        save_weights(self.model, self.run_dir / "last.safetensors")
         state = {
             "optimizer": trainer.optimizer.state_dict(),
             "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
@@ -134,7 +142,10 @@ class _Checkpointer:
             return
         if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
             self.best = value
-            save_weights(trainer.model, self.run_dir / "model.safetensors")
+            self.ddp.barrier()
+            if self.ddp.is_main:
+                save_weights(self.model, self.run_dir / "model.safetensors")
+            self.ddp.barrier()
 
     def on_epoch_end(self, trainer, epoch, complete):
         self.save(trainer)
@@ -160,22 +171,29 @@ def train(config: str, overrides: list[str], run_dir: str | os.PathLike | None =
         run_dir = Path(run_dir)
         if (run_dir / "state.pt").exists():
             raise ConfigError(f"{run_dir} already holds a run; continue it with --resume or choose another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log_file = open(run_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 — closed below
+    ddp = setup_distributed()
+    if ddp.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    ddp.barrier()
+    log_file = open(run_dir / "log.txt", "a", encoding="utf-8") if ddp.is_main else None  # noqa: SIM115
 
     def log(message: str) -> None:
+        if not ddp.is_main:
+            return
         if progress:
             print(message, flush=True)
         log_file.write(message + "\n")
         log_file.flush()
 
     try:
-        return _train(cfg, run_dir, resume, log, progress)
+        return _train(cfg, run_dir, resume, log, progress and ddp.is_main, ddp)
     finally:
-        log_file.close()
+        if log_file is not None:
+            log_file.close()
+        ddp.close()
 
 
-def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool) -> dict[str, Any]:
+def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp: Distributed) -> dict[str, Any]:
     from dnn.models.registry import create_model
 
     t = cfg.train
@@ -188,32 +206,33 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool) -> 
     model_cfg = validate_model_section(cfg.model, derived=task.model_options())
     resolved = to_dict(cfg)
     resolved["model"] = {"name": cfg.model["name"], **to_dict(model_cfg)}
-    if not resume:
+    if not resume and ddp.is_main:
         save_yaml(resolved, run_dir / "config.yaml")
         task.save_artifacts(run_dir)
+    ddp.barrier()
     options = {k: v for k, v in resolved["model"].items() if k != "name"}
     model = create_model(cfg.model["name"], **options)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {cfg.model['name']}, {n_params:,} parameters; run directory {run_dir}")
+    if ddp.enabled:
+        log(f"distributed: {ddp.world} processes, {'nccl' if torch.cuda.is_available() else 'gloo'}")
 
     optimizer = make_optimizer(model.parameters(), t.optimizer, t.lr, t.weight_decay, t.momentum)
-    per_epoch = task.batches_per_epoch()
+    per_epoch = ddp.steps_per_epoch(task.batches_per_epoch())
     total = min(t.max_steps, per_epoch * t.epochs) if t.max_steps else per_epoch * t.epochs
     scheduler = make_scheduler(optimizer, t.schedule, total, t.warmup_steps, t.step_size, t.gamma, max(1, t.patience))
     monitor = task.monitor
-    checkpointer = _Checkpointer(run_dir, t.checkpoint_every, monitor, log)
-    callbacks = [
-        Evaluate(task.evaluate, t.eval_every),
-        checkpointer,
-        MetricsLog(run_dir / "metrics.jsonl", t.log_every),
-    ]
+    checkpointer = _Checkpointer(run_dir, t.checkpoint_every, monitor, model, ddp)
+    callbacks = [Evaluate(task.evaluate, t.eval_every), checkpointer]
+    if ddp.is_main:
+        callbacks.append(MetricsLog(run_dir / "metrics.jsonl", t.log_every))
     callbacks += task.callbacks() if hasattr(task, "callbacks") else []  # e.g. truncated BPTT for language models
     if t.patience:
         callbacks.append(EarlyStopping(monitor[0], monitor[1], t.patience))
     if progress:
         callbacks.append(ProgressBar(total, every=max(1, total // 20)))
     trainer = Trainer(
-        model, optimizer, task.step, scheduler=scheduler, clip_norm=t.clip_norm, clip_value=t.clip_value,
+        ddp.wrap(model), optimizer, task.step, scheduler=scheduler, clip_norm=t.clip_norm, clip_value=t.clip_value,
         on_nonfinite=t.on_nonfinite, callbacks=callbacks,
     )  # fmt: skip
     trainer.context["monitor"] = monitor[0]
@@ -231,12 +250,14 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool) -> 
         log(f"resumed at step {trainer.stats.step} (epoch {trainer.stats.epoch})")
 
     start = time.perf_counter()
-    trainer.fit(task.train_batches, epochs=t.epochs, max_steps=t.max_steps)
+    trainer.fit(ddp.shard(task.train_batches, task.batches_per_epoch()), epochs=t.epochs, max_steps=t.max_steps)
     seconds = time.perf_counter() - start
     if trainer.stats.batch_in_epoch:  # stopped mid-epoch (max_steps): keep that position too
         checkpointer.save(trainer)
-    if not (run_dir / "model.safetensors").exists():
+    identical = ddp.weights_identical(model)
+    if ddp.is_main and not (run_dir / "model.safetensors").exists():
         save_weights(model, run_dir / "model.safetensors")
+    ddp.barrier()
     best = create_model(cfg.model["name"], **options)
     load_weights(best, run_dir / "model.safetensors")
     best.eval()
@@ -249,7 +270,11 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool) -> 
         "clipped_steps": trainer.stats.clipped,
         "skipped_batches": trainer.stats.skipped,
     }
-    atomic_write(run_dir / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
+    if ddp.enabled:
+        results["processes"] = ddp.world
+        results["weights_identical_across_processes"] = identical
+    if ddp.is_main:
+        atomic_write(run_dir / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
     shown = "  ".join(f"{split} {k} {v:.4f}" for split in ("valid", "test") for k, v in results[split].items())
     log(f"done: {trainer.stats.step} steps in {seconds:.1f} s; {shown}")
     return results
