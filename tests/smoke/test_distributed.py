@@ -24,7 +24,7 @@ def test_two_process_data_parallel_training_ends_with_identical_weights(tmp_path
     results = json.loads((run_dir / "results.json").read_text())
     assert results["processes"] == 2
     assert results["weights_identical_across_processes"] is True
-    assert results["steps"] == 2 * (20 // 2)  # 20 batches an epoch, shared by 2 processes
+    assert results["steps"] == 2 * (40 // 2)  # 40 batches of 32 an epoch, shared by 2 processes
     assert r.stdout.count('"processes": 2') == 1  # only rank 0 speaks
     log = (run_dir / "log.txt").read_text()
     assert log.count("distributed: 2 processes, gloo") == 1  # only rank 0 writes
