@@ -217,7 +217,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
     if ddp.enabled:
         log(f"distributed: {ddp.world} processes, {'nccl' if torch.cuda.is_available() else 'gloo'}")
 
-    optimizer = make_optimizer(model.parameters(), t.optimizer, t.lr, t.weight_decay, t.momentum)
+    params = _transfer(model, t, log) if (t.init_from or t.freeze_up_to or t.body_lr) else model.parameters()
+    optimizer = make_optimizer(params, t.optimizer, t.lr, t.weight_decay, t.momentum)
     per_epoch = ddp.steps_per_epoch(task.batches_per_epoch())
     total = min(t.max_steps, per_epoch * t.epochs) if t.max_steps else per_epoch * t.epochs
     scheduler = make_scheduler(optimizer, t.schedule, total, t.warmup_steps, t.step_size, t.gamma, max(1, t.patience))
@@ -278,6 +279,25 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
     shown = "  ".join(f"{split} {k} {v:.4f}" for split in ("valid", "test") for k, v in results[split].items())
     log(f"done: {trainer.stats.step} steps in {seconds:.1f} s; {shown}")
     return results
+
+
+def _transfer(model: torch.nn.Module, t, log):
+    """Transfer learning for CNNs: start from another run's weights, freeze part of the body, two learning rates."""
+    from dnn import transfer
+    from dnn.models.cnn_base import ImageClassifier
+
+    if not isinstance(model, ImageClassifier):
+        raise ConfigError("train.init_from / train.freeze_up_to / train.body_lr apply to CNNs (the image models) only")
+    if t.init_from:
+        source = Path(t.init_from)
+        weights = source / "model.safetensors" if source.is_dir() else source
+        result = transfer.load_pretrained(model, weights, strict=False, skip_head=True)
+        log(f"transfer: {len(result.loaded)} tensors from {weights}; not taken: {len(result.skipped)} (the head, "
+            f"and any whose shape differs), {len(result.missing)} missing")  # fmt: skip
+    if t.freeze_up_to:
+        frozen = transfer.freeze(model, None if t.freeze_up_to == "body" else t.freeze_up_to)
+        log(f"transfer: frozen stages {', '.join(frozen)} (their BatchNorm statistics too)")
+    return transfer.param_groups(model, t.body_lr or t.lr, t.lr, t.weight_decay)
 
 
 @dataclass

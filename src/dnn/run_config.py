@@ -91,6 +91,9 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 0  # save the training state every N steps (and at every epoch end); 0 = epoch ends only
     threads: int = 0  # torch intra-op threads; 0 = torch's choice
+    init_from: str | None = None  # transfer learning (CNNs): a run directory or weights file to start from
+    freeze_up_to: str | None = None  # CNNs: freeze the body up to this stage ("body" = all of it)
+    body_lr: float | None = None  # CNNs: the body's learning rate (train.lr is the head's); None = train.lr
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "log_every"):
