@@ -58,11 +58,13 @@ class ImageClassification:
         data = self.cfg.data
         if data.task == "digits":
             images, labels = load_digits_dataset()
+            if data.image_size and data.image_size != 8:  # e.g. 32: LeNet-5's own input size, bilinear upsampling
+                images = F.interpolate(images, size=data.image_size, mode="bilinear", align_corners=False)
             train, valid, test = digits_split_indices(self.cfg.seed, data.valid_fraction, data.test_fraction)
             self.splits = {"train": (images[train], labels[train]), "valid": (images[valid], labels[valid])}
             self.splits["test"] = (images[test], labels[test])
             self.classes = [str(i) for i in range(10)]
-            self.image_size = 8
+            self.image_size = images.shape[-1]
         else:
             if not data.train:
                 raise DataError("data.train must name a folder of images (one sub-folder per class)")
