@@ -172,6 +172,7 @@ def train(config: str, overrides: list[str], run_dir: str | os.PathLike | None =
         if (run_dir / "state.pt").exists():
             raise ConfigError(f"{run_dir} already holds a run; continue it with --resume or choose another --run-dir")
     ddp = setup_distributed()
+    created = not run_dir.exists()
     if ddp.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     ddp.barrier()
@@ -187,6 +188,14 @@ def train(config: str, overrides: list[str], run_dir: str | os.PathLike | None =
 
     try:
         return _train(cfg, run_dir, resume, log, progress and ddp.is_main, ddp)
+    except BaseException:
+        if log_file is not None and created and not (run_dir / "config.yaml").exists():
+            log_file.close()
+            log_file = None
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no empty run behind
+        raise
     finally:
         if log_file is not None:
             log_file.close()

@@ -346,6 +346,8 @@ class _RecurrentBase(nn.Module):
         state = self._initial_state(x, hx, batched)
         if lengths is not None:
             lengths = self._check_lengths(lengths, T, B)
+            if int(lengths.min()) == T:  # nothing is padding: packing would only cost time (~5× here)
+                lengths = None
         if self.uses_fused:
             output, state = self._forward_fused(x, state, lengths)
         else:

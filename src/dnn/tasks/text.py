@@ -1,0 +1,462 @@
+"""Text classification (many-to-one) and tagging (many-to-many) on a user's files.
+
+Data, decided once in ``prepare``::
+
+    TextClassification   data.train=reviews.csv   a CSV/TSV whose header names data.text_column, data.label_column
+                         data.train=aclImdb       the IMDB folder: train/{neg,pos} for training, test/ for testing
+    Tagging              data.train=tags.conll    one token and its tag per line, blank lines between sentences
+    both                 data.valid / data.test   separate files; split off the training file when absent
+
+A split that is not given is carved out of the training file by seed (:func:`dnn.data.splits.split_indices`;
+stratified by label for classification) before anything else is decided, so the test set does not change with
+``data.max_length``. The tokenizer (classification: ``data.tokenizer``, BPE trained on the training split), the
+token :class:`Vocab` (``data.min_freq``, at most ``data.vocab_size`` entries) and the :class:`LabelVocab` come from
+the training split only; a label at evaluation that training never saw is a DataError naming file and line.
+
+``data.max_length`` (tokens): an over-long example is dropped from training and counted in the run's log; in a
+separate validation or test file it is an error, unless ``data.truncate`` cuts it (counted as truncated). Splits
+carved out of the training file are read with the training file's policy (dropped and counted).
+
+Training batches hold examples of similar length (:class:`BucketBatchSampler`, seeded by ``(seed, epoch)``, so a
+resumed run sees exactly the batches an uninterrupted one would have). Losses::
+
+    classification   L = −(1/B) Σ_b log softmax(z_b)[y_b]                       z = model(tokens, lengths) (B, K)
+    tagging          L = −(1/N) Σ_b Σ_{t ≤ n_b} log softmax(z_{b,t})[y_{b,t}]   N = Σ_b n_b (padding: −100, skipped)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dnn.data.batching import (
+    IGNORE_INDEX,
+    Batch,
+    BucketBatchSampler,
+    collate_classification,
+    collate_tagging,
+    pad_batch,
+)
+from dnn.data.splits import SPLIT_NAMES, derive_seed, split_indices
+from dnn.data.text import Records, TaggedSentence, TextExample, read_classification, read_conll, read_imdb
+from dnn.data.tokenizers import Tokenizer, make_tokenizer
+from dnn.data.vocab import LabelVocab, Vocab
+from dnn.errors import CheckpointError, ConfigError, DataError
+from dnn.training import metrics
+from dnn.training.checkpoint import atomic_write
+
+__all__ = ["Tagging", "TaggingPredictor", "TextClassification", "TextClassifierPredictor"]
+
+EVAL_BATCH = 256
+FILES = {"vocab": "vocab.json", "labels": "labels.json", "tokenizer": "tokenizer.json", "task": "task.json"}
+Key = tuple[str, int]  # (file, line): where an example starts
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Shared: splits carved from the training file, batches, artefacts
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _missing_fractions(data, given: dict[str, bool]) -> tuple[float, float, float] | None:
+    """(train, valid, test) fractions that carve the splits not given out of the training file; None if none."""
+    valid = 0.0 if given["valid"] else data.valid_fraction
+    test = 0.0 if given["test"] else data.test_fraction
+    return None if valid == test == 0.0 else (1.0 - valid - test, valid, test)
+
+
+def _assign_splits(keys: Sequence[Key], groups: Sequence[str], fractions, seed: int) -> dict[Key, str]:
+    """The split of every example: ``split_indices`` within each group (each label: stratified), by seed."""
+    members: dict[str, list[int]] = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+    out: dict[Key, str] = {}
+    for group, indices in members.items():
+        parts = split_indices(len(indices), fractions, seed=derive_seed(seed, "split", group))
+        for name, part in zip(SPLIT_NAMES, parts):
+            out.update((keys[indices[j]], name) for j in part)
+    return out
+
+
+def _check_data_options(data) -> None:
+    if data.vocab_size < 5:
+        raise ConfigError(f"data.vocab_size must be at least 5 (4 special tokens and one word), got {data.vocab_size}")
+    if data.min_freq < 1:
+        raise ConfigError(f"data.min_freq must be at least 1, got {data.min_freq}")
+    if data.max_length is not None and data.max_length < 1:
+        raise ConfigError(f"data.max_length must be a positive number of tokens or null, got {data.max_length}")
+
+
+def _write_json(path: Path, info: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2), encoding="utf-8"))
+
+
+def _read_task_json(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / FILES["task"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{run_dir / FILES['task']}: missing or unreadable ({err})") from None
+
+
+def _model_size(model: nn.Module, name: str) -> int | None:
+    return getattr(getattr(model, "config", None), name, None)
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, str):
+        raise ConfigError("texts must be a list of strings, got a single str")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ConfigError(f"texts[{i}] must be a str, got {type(text).__name__}")
+        if not text.strip():
+            raise DataError(f"input {i + 1}: empty input, expected some text")
+
+
+class _TextTask:
+    """What both tasks share: encoded splits of ``(token ids, target)`` → padded, length-bucketed batches."""
+
+    monitor = ("accuracy", "max")
+    collate: Callable[[Sequence[tuple[Any, Any]]], Batch]
+    expected_train: str  # what data.train must name, for the message when it is missing
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        if not cfg.data.train:
+            raise ConfigError(f"data.train is missing: pass data.train=PATH, {self.expected_train}")
+        _check_data_options(cfg.data)
+        self.examples: dict[str, list[tuple[list[int], Any]]] = {name: [] for name in SPLIT_NAMES}
+        self.vocab: Vocab | None = None
+        self.labels: LabelVocab | None = None
+        self._sampler: BucketBatchSampler | None = None
+
+    def _finish(self, log) -> None:
+        """Check the training split, make the sampler, and log what the data came to."""
+        train = self.examples["train"]
+        if not train:
+            raise DataError(f"{self.cfg.data.train}: no training examples left (see the counts above)")
+        if len(self.labels) < 2:
+            raise DataError(f"{self.cfg.data.train}: only one label ({self.labels.labels[0]!r}); need at least 2")
+        self._sampler = BucketBatchSampler(
+            [len(ids) for ids, _ in train], self.cfg.train.batch_size, shuffle=True, seed=self.cfg.seed
+        )
+        sizes = ", ".join(f"{name} {len(self.examples[name])}" for name in SPLIT_NAMES)
+        shown = ", ".join(self.labels.labels[:10]) + (", …" if len(self.labels) > 10 else "")
+        log(f"data: {sizes} examples; vocabulary {len(self.vocab)} tokens; {len(self.labels)} labels ({shown})")
+
+    def model_options(self) -> dict[str, Any]:
+        return {"vocab_size": len(self.vocab), "num_classes": len(self.labels)}
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        """The epoch's batches: a function of (seed, epoch) only."""
+        train = self.examples["train"]
+        self._sampler.set_epoch(epoch)
+        for indices in list(self._sampler):
+            yield self.collate([train[i] for i in indices])
+
+    def batches_per_epoch(self) -> int:
+        return len(self._sampler)
+
+    def _eval_batches(self, split: str) -> Iterator[Batch]:
+        """The split in batches of similar length (sorted, not shuffled)."""
+        examples = self.examples.get(split, [])
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
+        for start in range(0, len(order), EVAL_BATCH):
+            yield self.collate([examples[i] for i in order[start : start + EVAL_BATCH]])
+
+    def _check_classes(self, logits: Tensor) -> None:
+        if logits.shape[-1] != len(self.labels):
+            raise ConfigError(
+                f"model.num_classes is {logits.shape[-1]} but the data has {len(self.labels)} labels "
+                f"(leave model.num_classes unset: the data decides it)"
+            )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Many-to-one: text classification
+# --------------------------------------------------------------------------------------------------------------
+
+
+class TextClassification(_TextTask):
+    """A CSV/TSV or an ``aclImdb/`` folder → token ids and class ids → cross-entropy on a sequence classifier.
+
+    Metrics: ``accuracy``, ``macro_f1`` (scikit-learn) and the mean cross-entropy ``loss``.
+    """
+
+    collate = staticmethod(collate_classification)
+    expected_train = (
+        "a CSV/TSV file whose header names the text and label columns (data.text_column, data.label_column; "
+        "default 'text', 'label') or an aclImdb/ folder (train/neg, train/pos, test/neg, test/pos)"
+    )
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.tokenizer: Tokenizer | None = None
+
+    def _read(self, path: str, split: str, tokenizer: Tokenizer | None, labels: LabelVocab | None = None,
+              policy: bool = True) -> Records[TextExample]:  # fmt: skip
+        """A CSV/TSV file, or a folder read as aclImdb (its test/ part for any split but training)."""
+        data = self.cfg.data
+        length = {"max_length": data.max_length, "truncate": data.truncate} if policy else {}
+        if Path(path).is_dir():
+            part = "train" if split == "train" else "test"
+            return read_imdb(path, part, tokenizer=tokenizer, labels=labels, **length)
+        if Path(path).is_file() and Path(path).suffix.lower() not in (".csv", ".tsv"):
+            raise DataError(f"{path}: expected a .csv or .tsv file (the extension decides the delimiter) or a folder")
+        return read_classification(
+            path, text_column=data.text_column, label_column=data.label_column, tokenizer=tokenizer,
+            labels=labels, split=split, **length,
+        )  # fmt: skip
+
+    def _sources(self) -> dict[str, str | None]:
+        data = self.cfg.data
+        imdb_test = Path(data.train).is_dir() and (Path(data.train) / "test").is_dir()
+        return {"train": data.train, "valid": data.valid, "test": data.test or (data.train if imdb_test else None)}
+
+    def _make_tokenizer(self, train_texts: Callable[[], list[str]]) -> Tokenizer:
+        data = self.cfg.data
+        if data.tokenizer == "bpe":
+            if data.vocab_size < 256:
+                raise ConfigError(f"data.vocab_size must be at least 256 for the bpe tokenizer, got {data.vocab_size}")
+            bpe = make_tokenizer(
+                "bpe", vocab_size=data.vocab_size, min_frequency=data.min_freq, lowercase=data.lowercase
+            )
+            return bpe.train(train_texts())
+        return make_tokenizer(data.tokenizer, lowercase=data.lowercase)
+
+    def prepare(self, log) -> None:
+        data, sources = self.cfg.data, self._sources()
+        fractions = _missing_fractions(data, {name: sources[name] is not None for name in ("valid", "test")})
+        plain: list[TextExample] | None = None
+        assignment: dict[Key, str] = {}
+        if fractions is not None or data.tokenizer == "bpe":  # pass 1: the texts alone, to split and to train BPE
+            plain = list(self._read(sources["train"], "train", None, policy=False))
+        if fractions is not None:
+            keys = [(ex.path, ex.line) for ex in plain]
+            assignment = _assign_splits(keys, [ex.label for ex in plain], fractions, self.cfg.seed)
+        self.tokenizer = self._make_tokenizer(
+            lambda: [ex.text for ex in plain if assignment.get((ex.path, ex.line), "train") == "train"]
+        )
+
+        records = self._read(sources["train"], "train", self.tokenizer)
+        read: dict[str, list[TextExample]] = {name: [] for name in SPLIT_NAMES}
+        for ex in records:
+            read[assignment.get((ex.path, ex.line), "train")].append(ex)
+        log(records.stats.summary())
+        self.labels = LabelVocab.build(ex.label for ex in read["train"])
+        max_size = None if data.tokenizer == "bpe" else data.vocab_size  # BPE: its merges bound the vocabulary
+        self.vocab = Vocab.build((ex.tokens for ex in read["train"]), data.min_freq, max_size)
+        for split in ("valid", "test"):
+            if sources[split] is not None:
+                records = self._read(sources[split], split, self.tokenizer, labels=self.labels)
+                read[split] = list(records)
+                log(records.stats.summary())
+        for split, examples in read.items():
+            self.examples[split] = [
+                (self.vocab.encode(ex.tokens), self.labels.encode(ex.label, path=ex.path, line=ex.line))
+                for ex in examples
+            ]  # an unseen label in a split carved from the training file: DataError naming its file and line
+        self._finish(log)
+
+    def step(self, model: nn.Module, batch: Batch, context) -> tuple[Tensor, int]:
+        logits = model(batch.tokens, batch.lengths)  # (B, K)
+        self._check_classes(logits)
+        return F.cross_entropy(logits, batch.labels), len(batch.labels)
+
+    def evaluate(self, model: nn.Module, split: str = "valid") -> dict[str, float]:
+        if not self.examples.get(split):
+            return {}
+        preds, targets, total = [], [], 0.0
+        with torch.no_grad():
+            for batch in self._eval_batches(split):
+                logits = model(batch.tokens, batch.lengths)  # (B, K)
+                total += F.cross_entropy(logits, batch.labels, reduction="sum").item()
+                preds.append(logits.argmax(-1))
+                targets.append(batch.labels)
+        pred, target = torch.cat(preds), torch.cat(targets)
+        return {
+            "accuracy": metrics.accuracy(pred, target),
+            "macro_f1": metrics.macro_f1(pred, target),
+            "loss": total / len(target),
+        }
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        self.vocab.save(run_dir / FILES["vocab"])
+        self.labels.save(run_dir / FILES["labels"])
+        self.tokenizer.save(run_dir / FILES["tokenizer"])
+        data = self.cfg.data
+        info = {"task": "TextClassification", "max_length": data.max_length, "truncate": data.truncate}
+        _write_json(run_dir / FILES["task"], info)
+
+    @classmethod
+    def load_predictor(cls, run_dir: Path, model: nn.Module) -> TextClassifierPredictor:
+        info = _read_task_json(run_dir)
+        vocab = Vocab.load(run_dir / FILES["vocab"], expected_size=_model_size(model, "vocab_size"))
+        labels = LabelVocab.load(run_dir / FILES["labels"], expected_size=_model_size(model, "num_classes"))
+        tokenizer = Tokenizer.load(run_dir / FILES["tokenizer"])
+        max_length = info.get("max_length") if info.get("truncate") else None
+        return TextClassifierPredictor(model, tokenizer, vocab, labels, max_length)
+
+
+class TextClassifierPredictor:
+    """A trained text classifier with its tokenizer, vocabulary and labels.
+
+    Unknown words become ``<unk>``. ``max_length`` (set when training truncated its texts) cuts the tokens the
+    same way; otherwise the whole text is read.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, vocab: Vocab, labels: LabelVocab,
+                 max_length: int | None = None):  # fmt: skip
+        self.model, self.tokenizer, self.vocab, self.labels, self.max_length = (
+            model, tokenizer, vocab, labels, max_length,
+        )  # fmt: skip
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        _check_texts(texts)
+        return [self.vocab.encode(self.tokenizer.tokenize(text)[: self.max_length]) for text in texts]
+
+    def predict_proba(self, texts: Sequence[str]) -> Tensor:
+        """Class probabilities ``(N, K)``, columns in the order of ``labels.labels``."""
+        ids = self.encode(texts)
+        self.model.eval()
+        rows = []
+        with torch.inference_mode():
+            for start in range(0, len(ids), EVAL_BATCH):
+                tokens, lengths, _ = pad_batch(ids[start : start + EVAL_BATCH])  # (B, T), (B,)
+                rows.append(torch.softmax(self.model(tokens, lengths), dim=-1))  # (B, K)
+        return torch.cat(rows) if rows else torch.empty(0, len(self.labels))
+
+    def predict_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """``[{"input", "label", "probability"}]``: the most likely label of every text and its probability."""
+        probs = self.predict_proba(texts)
+        out = []
+        for text, p in zip(texts, probs):
+            top = int(p.argmax())
+            out.append({"input": text, "label": self.labels.decode(top), "probability": float(p[top])})
+        return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Many-to-many: tagging
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Tagging(_TextTask):
+    """A CoNLL-style file → token ids and tag ids → per-token cross-entropy (padding ignored) on a tagger.
+
+    The tokens are the file's own (``data.tokenizer`` does not apply), lower-cased when ``data.lowercase``.
+    Metrics over the real tokens: ``accuracy``, ``macro_f1`` over the tags (scikit-learn) and the mean ``loss``.
+    """
+
+    collate = staticmethod(collate_tagging)
+    expected_train = "a CoNLL-style file (one token and its tag per line, blank lines between sentences)"
+
+    def _read(self, path: str, split: str, labels: LabelVocab | None = None, policy: bool = True):
+        data = self.cfg.data
+        length = {"max_length": data.max_length, "truncate": data.truncate} if policy else {}
+        return read_conll(path, labels=labels, split=split, **length)
+
+    def _normal(self, tokens: list[str]) -> list[str]:
+        return [t.lower() for t in tokens] if self.cfg.data.lowercase else tokens
+
+    def prepare(self, log) -> None:
+        data = self.cfg.data
+        fractions = _missing_fractions(data, {"valid": data.valid is not None, "test": data.test is not None})
+        assignment: dict[Key, str] = {}
+        if fractions is not None:  # pass 1: where each sentence starts, to split before any length policy
+            keys = [(s.path, s.line) for s in self._read(data.train, "train", policy=False)]
+            assignment = _assign_splits(keys, [""] * len(keys), fractions, self.cfg.seed)
+
+        records = self._read(data.train, "train")
+        read: dict[str, list[TaggedSentence]] = {name: [] for name in SPLIT_NAMES}
+        for sentence in records:
+            read[assignment.get((sentence.path, sentence.line), "train")].append(sentence)
+        log(records.stats.summary())
+        self.labels = LabelVocab.build(tag for s in read["train"] for tag in s.tags)
+        self.vocab = Vocab.build((self._normal(s.tokens) for s in read["train"]), data.min_freq, data.vocab_size)
+        for split in ("valid", "test"):
+            path = getattr(data, split)
+            if path is not None:
+                records = self._read(path, split, labels=self.labels)
+                read[split] = list(records)
+                log(records.stats.summary())
+        for split, sentences in read.items():
+            self.examples[split] = [
+                (
+                    self.vocab.encode(self._normal(s.tokens)),
+                    [self.labels.encode(tag, path=s.path, line=s.line + i) for i, tag in enumerate(s.tags)],
+                )
+                for s in sentences
+            ]
+        self._finish(log)
+
+    def step(self, model: nn.Module, batch: Batch, context) -> tuple[Tensor, int]:
+        logits = model(batch.tokens, batch.lengths)  # (B, T, K)
+        self._check_classes(logits)
+        K = logits.shape[-1]
+        loss = F.cross_entropy(logits.reshape(-1, K), batch.labels.reshape(-1), ignore_index=IGNORE_INDEX)
+        return loss, int(batch.lengths.sum())
+
+    def evaluate(self, model: nn.Module, split: str = "valid") -> dict[str, float]:
+        if not self.examples.get(split):
+            return {}
+        preds, targets, total = [], [], 0.0
+        with torch.no_grad():
+            for batch in self._eval_batches(split):
+                logits = model(batch.tokens, batch.lengths)  # (B, T, K)
+                K = logits.shape[-1]
+                total += F.cross_entropy(
+                    logits.reshape(-1, K), batch.labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+                ).item()
+                preds.append(logits.argmax(-1)[batch.mask])  # (N_b,) real tokens only
+                targets.append(batch.labels[batch.mask])
+        pred, target = torch.cat(preds), torch.cat(targets)
+        return {
+            "accuracy": metrics.accuracy(pred, target),
+            "macro_f1": metrics.macro_f1(pred, target),
+            "loss": total / len(target),
+        }
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        self.vocab.save(run_dir / FILES["vocab"])
+        self.labels.save(run_dir / FILES["labels"])
+        _write_json(run_dir / FILES["task"], {"task": "Tagging", "lowercase": self.cfg.data.lowercase})
+
+    @classmethod
+    def load_predictor(cls, run_dir: Path, model: nn.Module) -> TaggingPredictor:
+        info = _read_task_json(run_dir)
+        vocab = Vocab.load(run_dir / FILES["vocab"], expected_size=_model_size(model, "vocab_size"))
+        labels = LabelVocab.load(run_dir / FILES["labels"], expected_size=_model_size(model, "num_classes"))
+        return TaggingPredictor(model, vocab, labels, lowercase=bool(info.get("lowercase", False)))
+
+
+class TaggingPredictor:
+    """A trained tagger with its vocabulary and tags; a text's tokens are its whitespace-separated words."""
+
+    def __init__(self, model: nn.Module, vocab: Vocab, labels: LabelVocab, lowercase: bool = False):
+        self.model, self.vocab, self.labels, self.lowercase = model, vocab, labels, lowercase
+
+    def tag(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+        """One tag per token of every sentence (a list of tokens)."""
+        ids = [self.vocab.encode(t.lower() if self.lowercase else t for t in tokens) for tokens in sentences]
+        self.model.eval()
+        out: list[list[str]] = []
+        with torch.inference_mode():
+            for start in range(0, len(ids), EVAL_BATCH):
+                tokens, lengths, _ = pad_batch(ids[start : start + EVAL_BATCH])  # (B, T), (B,)
+                best = self.model(tokens, lengths).argmax(-1)  # (B, T)
+                out += [[self.labels.decode(k) for k in row[:n]] for row, n in zip(best.tolist(), lengths.tolist())]
+        return out
+
+    def predict_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """``[{"input", "tokens", "tags"}]``: every text split at whitespace, one tag per token."""
+        _check_texts(texts)
+        sentences = [text.split() for text in texts]
+        return [
+            {"input": text, "tokens": tokens, "tags": tags}
+            for text, tokens, tags in zip(texts, sentences, self.tag(sentences))
+        ]
