@@ -110,8 +110,9 @@ class _Checkpointer:
     """Saves last.safetensors + state.pt every N steps and at each epoch end, and model.safetensors when the
     monitored metric improves. Only the state that makes a resume exact goes into state.pt."""
 
-    def __init__(self, run_dir: Path, every: int, monitor: tuple[str, str], model: torch.nn.Module, ddp: Distributed):
-        self.run_dir, self.every, self.model, self.ddp = run_dir, every, model, ddp
+    def __init__(self, run_dir: Path, every: int, monitor: tuple[str, str], model: torch.nn.Module, ddp: Distributed,
+                 task: Any = None):  # fmt: skip
+        self.run_dir, self.every, self.model, self.ddp, self.task = run_dir, every, model, ddp, task
         self.metric, self.mode = monitor
         self.best: float | None = None
 
@@ -130,6 +131,8 @@ class _Checkpointer:
             "best": self.best,
             "rng": rng_state(),
         }
+        if hasattr(self.task, "checkpoint_context"):  # e.g. a language model's carried hidden state
+            state["context"] = self.task.checkpoint_context(trainer.context)
         save_state(state, self.run_dir / "state.pt")
 
     def on_step_end(self, trainer, **_):
@@ -232,7 +235,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
     total = min(t.max_steps, per_epoch * t.epochs) if t.max_steps else per_epoch * t.epochs
     scheduler = make_scheduler(optimizer, t.schedule, total, t.warmup_steps, t.step_size, t.gamma, max(1, t.patience))
     monitor = task.monitor
-    checkpointer = _Checkpointer(run_dir, t.checkpoint_every, monitor, model, ddp)
+    checkpointer = _Checkpointer(run_dir, t.checkpoint_every, monitor, model, ddp, task)
     callbacks = [Evaluate(task.evaluate, t.eval_every), checkpointer]
     if ddp.is_main:
         callbacks.append(MetricsLog(run_dir / "metrics.jsonl", t.log_every))
@@ -257,6 +260,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
             setattr(trainer.stats, key, value)
         checkpointer.best = state["best"]
         set_rng_state(state["rng"])
+        if hasattr(task, "restore_context"):
+            task.restore_context(trainer.context, state.get("context"))
         log(f"resumed at step {trainer.stats.step} (epoch {trainer.stats.epoch})")
 
     start = time.perf_counter()

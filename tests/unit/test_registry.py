@@ -41,6 +41,7 @@ SMALL = {
         lambda: (*token_batch(), torch.randint(4, 15, (2, 5))),
     ),
     "language_model": (dict(vocab_size=20, embedding_size=8, hidden_size=8), lambda: (token_batch()[0],)),
+    "sequence_regressor": (dict(input_size=2, hidden_size=8), lambda: (torch.randn(3, 5, 2),)),
 }
 
 

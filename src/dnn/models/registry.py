@@ -58,7 +58,13 @@ def _load_builtin_models() -> None:
     """Import the modules that register dnn's own models (late, so that the registry has no import cycle)."""
     import importlib
 
-    for module in ("dnn.models.cnn", "dnn.models.sequence", "dnn.models.seq2seq", "dnn.models.language"):
+    for module in (
+        "dnn.models.cnn",
+        "dnn.models.sequence",
+        "dnn.models.seq2seq",
+        "dnn.models.language",
+        "dnn.models.regression",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:

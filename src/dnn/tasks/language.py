@@ -1,0 +1,433 @@
+"""Language modelling with truncated BPTT, and the adding problem: the recurrent tasks over one long sequence.
+
+**Language modelling** (:class:`LanguageModelling`, ``data.task: language_model``): the text — the pydoc corpus
+(``data.source: pydoc``) or a user's plain text file (``data.train=book.txt``) — becomes one stream of token ids
+(characters by default; ``data.tokenizer: word`` marks each line end with ``<eos>``; ``bpe`` learns subwords on
+the training split). The stream is cut into B = ``train.batch_size`` parallel streams and read in chunks of
+k = ``data.length`` steps (:class:`~dnn.data.batching.StreamBatches`)::
+
+    loss = −1/(B·k) Σ_b Σ_t log p(w_{b,t+1} | w_{b,≤t})        nats per token, over every position of the chunk
+    s_0 = 0 at the start of each epoch;  s_i = detach(final state of chunk i) starts chunk i + 1
+
+so the state carries the context of everything read before, while the gradient flows back k steps only
+(:class:`CarriedState`). Evaluation reads the valid/test text the same way, the state carried: mean
+cross-entropy per token (nats), perplexity = exp(loss), and bits per character = loss / ln 2 / (characters per
+token) — for the character tokenizer simply loss / ln 2.
+
+*Resuming.* The batch order is fixed by the stream layout, so a resumed run sees the same chunks. The carried
+state lives in ``trainer.context``: a run resumed from a checkpoint taken at an epoch's end (the default,
+``train.checkpoint_every=0``) is exact, since every epoch starts from a zero state anyway. For a checkpoint in the
+middle of an epoch the task offers :meth:`LanguageModelling.checkpoint_context` (the state as plain tensors, for
+``state.pt``) and :meth:`LanguageModelling.restore_context`; where the checkpoint holds it, :class:`CarriedState`
+keeps the restored state and the resume is exact, and where it does not, the first chunk after the resume starts
+from a zero state (logged), so the run then differs slightly from an uninterrupted one.
+
+**The adding problem** (:class:`AddingProblem`, ``data.task: adding``): regression over T = ``data.length``
+steps of (value, marker) pairs (:func:`~dnn.data.synthetic.adding_problem`), with a :class:`SequenceRegressor`
+(registered as ``sequence_regressor``) reading the sequence and predicting the sum from its last hidden state.
+Always predicting 1 scores MSE 1/6 ≈ 0.167; a model beats that only by remembering the marked values.
+
+Shapes: B batch (streams), T time, k chunk length, E embedding, H hidden, V vocabulary, I input features.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dnn.data.batching import StreamBatches, stream_batches
+from dnn.data.corpus import pydoc_corpus
+from dnn.data.splits import Splits, derive_seed
+from dnn.data.synthetic import adding_splits
+from dnn.data.text import read_text
+from dnn.data.tokenizers import BPETokenizer, Tokenizer, make_tokenizer
+from dnn.data.vocab import EOS_ID, SOS_ID, SPECIALS, UNK_ID, Vocab
+from dnn.decoding import sample
+from dnn.errors import CheckpointError, ConfigError, DataError
+from dnn.models.language import LMState
+from dnn.models.regression import SequenceRegressor, SequenceRegressorConfig
+from dnn.models.sequence import check_positive, token_cross_entropy
+from dnn.training import metrics
+from dnn.training.callbacks import TruncatedBPTT, detach_state
+from dnn.training.checkpoint import atomic_write
+
+__all__ = [
+    "AddingPredictor",
+    "AddingProblem",
+    "CarriedState",
+    "LanguageModelling",
+    "SequenceRegressor",
+    "SequenceRegressorConfig",
+    "TextGenerator",
+    "encode_text",
+    "stream_nll",
+]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Text ↔ one stream of token ids
+# --------------------------------------------------------------------------------------------------------------
+
+
+def encode_text(text: str, tokenizer: Tokenizer, vocab: Vocab) -> list[int]:
+    """The token ids of ``text`` as one stream (unknown tokens → ``<unk>``).
+
+    The character and BPE tokenizers keep line breaks as tokens. The word tokenizer drops all whitespace, so
+    every ``\\n`` becomes ``<eos>`` (as in PyTorch's word_language_model example): ``"a b\\nc"`` → a b <eos> c.
+    """
+    if tokenizer.kind != "word":
+        return vocab.encode(tokenizer.tokenize(text))
+    lines = text.split("\n")
+    ids: list[int] = []
+    for line in lines[:-1]:
+        ids += vocab.encode(tokenizer.tokenize(line)) + [EOS_ID]
+    return ids + vocab.encode(tokenizer.tokenize(lines[-1]))
+
+
+def decode_text(ids: list[int], tokenizer: Tokenizer, vocab: Vocab) -> str:
+    """Text of generated ids: the inverse of :func:`encode_text` (``<eos>`` → ``\\n`` for the word tokenizer)."""
+    if tokenizer.kind != "word":
+        return tokenizer.detokenize(vocab.decode(ids))
+    lines, line = [], []
+    for i in ids:
+        if i == EOS_ID:
+            lines.append(tokenizer.detokenize(line))
+            line = []
+        else:
+            line += vocab.decode([i])
+    return "\n".join([*lines, tokenizer.detokenize(line)])
+
+
+@torch.no_grad()
+def stream_nll(model: nn.Module, ids: Tensor, streams: int, bptt: int, carry: bool = True) -> tuple[float, int]:
+    """Summed cross-entropy (nats) and the number of predicted tokens, reading ``ids (N,)`` as ``streams``
+    parallel streams in chunks of ``bptt`` steps; ``carry=False`` restarts every chunk from a zero state."""
+    total, count, state = 0.0, 0, None
+    for inputs, targets in stream_batches(ids, streams, bptt):  # (B, k), (B, k)
+        logits, state = model(inputs, state if carry else None)  # (B, k, V)
+        total += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
+        count += targets.numel()
+    return total, count
+
+
+class CarriedState(TruncatedBPTT):
+    """:class:`~dnn.training.callbacks.TruncatedBPTT` that resets the state only at the start of a *fresh* epoch.
+
+    A run resumed in the middle of an epoch (``trainer.stats.batch_in_epoch > 0``) keeps whatever state the
+    trainer restored with its checkpoint; when there is none, its first chunk starts from zeros, and ``log``
+    says so once.
+    """
+
+    def __init__(self, log=None):
+        self.log = log
+
+    def on_epoch_start(self, trainer, epoch):
+        if trainer.stats.batch_in_epoch == 0:
+            trainer.context["state"] = None
+        elif trainer.context.get("state") is None and self.log is not None:
+            self.log(
+                f"resumed at chunk {trainer.stats.batch_in_epoch + 1} of epoch {epoch + 1}: the carried hidden state "
+                f"is not in the checkpoint, so this chunk starts from a zero state"
+            )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Language modelling
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _make_tokenizer(data) -> Tokenizer:
+    options: dict[str, Any] = {"lowercase": data.lowercase}
+    if data.tokenizer == "bpe":
+        options["vocab_size"] = data.vocab_size
+    try:
+        return make_tokenizer(data.tokenizer, **options)
+    except ConfigError as err:  # "vocab_size must be an int ≥ 256" → "data.vocab_size must be ..."
+        raise ConfigError(f"data.{err}") from None
+
+
+class LanguageModelling:
+    """A text as B parallel streams read in chunks of k = ``data.length`` tokens; see the module docstring."""
+
+    monitor = ("loss", "min")
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.bptt = cfg.data.length
+        check_positive("data", "length (the BPTT length k)", self.bptt)
+        self.log = None
+        self.tokenizer: Tokenizer | None = None
+        self.vocab: Vocab | None = None
+        self.ids: dict[str, Tensor] = {}
+        self.chars_per_token: dict[str, float] = {}
+        self.stream: StreamBatches | None = None
+        self.source = ""
+
+    # -- data --------------------------------------------------------------------------------------------------
+
+    def _texts(self) -> Splits[str]:
+        data = self.cfg.data
+        if data.source is not None:
+            if data.source != "pydoc":
+                raise ConfigError(f"data.source for a language model must be 'pydoc', got {data.source!r}")
+            if data.train:
+                raise ConfigError("give either data.source=pydoc or data.train=FILE for a language model, not both")
+            self.source = "pydoc corpus"
+            fractions = (1.0 - data.valid_fraction - data.test_fraction, data.valid_fraction, data.test_fraction)
+            return pydoc_corpus(seed=self.cfg.seed, fractions=fractions)
+        if not data.train:
+            raise DataError("data.train must name a plain text file (or set data.source=pydoc)")
+        self.source = data.train
+        text = read_text(data.train)
+        if data.valid or data.test:
+            return Splits(text, read_text(data.valid) if data.valid else "", read_text(data.test) if data.test else "")
+        # contiguous ranges: the first part trains, the next is validation, the last is test
+        n = len(text)
+        a = round(n * (1.0 - data.valid_fraction - data.test_fraction))
+        b = round(n * (1.0 - data.test_fraction))
+        return Splits(text[:a], text[a:b], text[b:])
+
+    def prepare(self, log) -> None:
+        self.log = log
+        data, batch_size = self.cfg.data, self.cfg.train.batch_size
+        texts = self._texts()
+        self.tokenizer = _make_tokenizer(data)
+        if isinstance(self.tokenizer, BPETokenizer):
+            self.tokenizer.train([texts.train])
+        max_size = data.vocab_size if data.tokenizer == "word" else None
+        train_tokens = self.tokenizer.tokenize(texts.train)
+        self.vocab = Vocab.build([train_tokens], min_freq=data.min_freq, max_size=max_size)
+        for split, text in texts.as_dict().items():
+            ids = torch.tensor(encode_text(text, self.tokenizer, self.vocab), dtype=torch.int64)  # (N,)
+            self.ids[split] = ids
+            self.chars_per_token[split] = len(text) / max(len(ids), 1)
+        n = len(self.ids["train"])
+        if n < 2 * batch_size:
+            raise DataError(
+                f"{self.source}: the training split has {n} tokens, too few for train.batch_size={batch_size} "
+                f"parallel streams (needs at least {2 * batch_size}); give more text or a smaller train.batch_size"
+            )
+        self.stream = stream_batches(self.ids["train"], batch_size, self.bptt)
+        sizes = ", ".join(f"{split} {len(ids):,}" for split, ids in self.ids.items())
+        log(
+            f"data: {self.source}, {data.tokenizer} tokens ({sizes}), vocabulary {len(self.vocab)}; "
+            f"{batch_size} streams × {self.stream.streams.shape[1]:,} tokens, BPTT k={self.bptt}: "
+            f"{len(self.stream)} chunks per epoch"
+        )
+
+    def model_options(self) -> dict[str, Any]:
+        return {"vocab_size": len(self.vocab)}
+
+    def train_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The chunks ``(inputs (B, k), targets (B, k))`` in stream order: the same every epoch, by design."""
+        return iter(self.stream)
+
+    def batches_per_epoch(self) -> int:
+        return len(self.stream)
+
+    def callbacks(self) -> list:
+        return [CarriedState(self.log)]
+
+    @staticmethod
+    def checkpoint_context(context: dict) -> dict[str, Any]:
+        """What of ``trainer.context`` a checkpoint must hold for an exact resume mid-epoch: the carried state, as
+        plain tensors (``(L, B, H)``, a tuple ``(h, c)`` for the LSTM) that ``torch.load(weights_only=True)`` reads."""
+        state = detach_state(context.get("state"))
+        return {"state": None if state is None else state.hidden}
+
+    @staticmethod
+    def restore_context(context: dict, saved: dict[str, Any] | None) -> None:
+        """Put a :meth:`checkpoint_context` back into ``trainer.context`` (nothing saved: a zero state)."""
+        hidden = (saved or {}).get("state")
+        context["state"] = None if hidden is None else LMState(tuple(hidden) if isinstance(hidden, list) else hidden)
+
+    # -- training and evaluation -------------------------------------------------------------------------------
+
+    @staticmethod
+    def step(model: nn.Module, batch, context) -> tuple[Tensor, int]:
+        """Cross-entropy over every position of the chunk, from the carried state (zeros when there is none).
+
+        The incoming state is detached here as well as by :class:`CarriedState`, so that a batch the trainer
+        skipped (non-finite gradient) never leaves its freed graph attached to the next one.
+        """
+        inputs, targets = batch  # (B, k), (B, k)
+        logits, state = model(inputs, detach_state(context.get("state")))  # (B, k, V)
+        context["state"] = state
+        return token_cross_entropy(logits, targets), inputs.numel()
+
+    def evaluate(self, model: nn.Module, split: str = "valid", carry: bool = True) -> dict[str, float]:
+        """Loss (nats per token), perplexity and bits per character on ``split``, the state carried across chunks.
+
+        The split is read as min(B, N // 2) parallel streams (B = ``train.batch_size``); ``carry=False`` resets
+        the state at every chunk (what truncated BPTT would lose without carrying it).
+        """
+        ids = self.ids.get(split)
+        if ids is None or len(ids) < 2:
+            return {}
+        streams = min(self.cfg.train.batch_size, len(ids) // 2)
+        total, count = stream_nll(model, ids, streams, self.bptt, carry)
+        loss = total / count
+        return {
+            "loss": loss,
+            "perplexity": metrics.perplexity(total, count),
+            "bits_per_char": loss / math.log(2) / self.chars_per_token[split],
+        }
+
+    # -- artefacts saved with the run, and generation ----------------------------------------------------------
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        run_dir = Path(run_dir)
+        self.vocab.save(run_dir / "vocab.json")
+        self.tokenizer.save(run_dir / "tokenizer.json")
+        train = self.ids["train"]
+        present = torch.bincount(train[1:], minlength=len(SPECIALS))[: len(SPECIALS)] > 0
+        start = encode_text("\n", self.tokenizer, self.vocab)
+        info = {
+            "task": "LanguageModelling",
+            "tokenizer": self.tokenizer.kind,
+            "bptt": self.bptt,
+            # an empty prompt starts after a line break; <sos> where the training text had none
+            "start": start if start and UNK_ID not in start else [SOS_ID],
+            # special tokens that never were a training target are never generated
+            "banned": [i for i in range(len(SPECIALS)) if not present[i]],
+        }
+        atomic_write(run_dir / "task.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
+
+    @classmethod
+    def load_predictor(cls, run_dir: Path, model: nn.Module) -> TextGenerator:
+        run_dir = Path(run_dir)
+        try:
+            info = json.loads((run_dir / "task.json").read_text())
+            start, banned = list(info["start"]), list(info["banned"])
+        except (OSError, ValueError, KeyError) as err:
+            raise CheckpointError(f"{run_dir / 'task.json'}: missing or unreadable ({err})") from None
+        vocab = Vocab.load(run_dir / "vocab.json", expected_size=model.config.vocab_size)
+        return TextGenerator(model, Tokenizer.load(run_dir / "tokenizer.json"), vocab, start, banned)
+
+
+class _Banned:
+    """``model.decode_step`` with the logits of ``banned`` ids at −∞, so they are never chosen."""
+
+    def __init__(self, model: nn.Module, banned: list[int]):
+        self.model, self.banned = model, banned
+
+    def decode_step(self, prev_token: Tensor, state: LMState | None):
+        logits, state, attention = self.model.decode_step(prev_token, state)  # (B, V)
+        return logits.index_fill(-1, torch.tensor(self.banned, dtype=torch.int64), float("-inf")), state, attention
+
+
+class TextGenerator:
+    """A trained language model with its tokenizer and vocabulary: continues a prompt."""
+
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, vocab: Vocab, start: list[int], banned: list[int]):
+        self.model, self.tokenizer, self.vocab, self.start, self.banned = model, tokenizer, vocab, start, banned
+
+    def generate(self, prompt: str = "", length: int = 200, temperature: float = 0.8, top_k: int | None = None,
+                 top_p: float | None = None, seed: int = 0) -> str:  # fmt: skip
+        """``prompt`` followed by ``length`` generated tokens (``temperature`` 0: greedy, so deterministic).
+
+        The prompt is encoded with the run's tokenizer and vocabulary (unknown characters → ``<unk>``). A prompt
+        without tokens (empty) starts as after a line break — the line-break token, ``<eos>`` for the word
+        tokenizer, ``<sos>`` if the training text had no line break — which is not part of the returned text.
+        Special tokens never seen as training targets are never generated. Sampling draws from a generator
+        seeded with ``seed``.
+        """
+        if not isinstance(prompt, str):
+            raise ConfigError(f"prompt must be a str, got {type(prompt).__name__}")
+        ids = encode_text(prompt, self.tokenizer, self.vocab) or list(self.start)  # "" (or only spaces, for words)
+        tokens = torch.tensor([ids], dtype=torch.int64)  # (1, P)
+        self.model.eval()
+        with torch.no_grad():
+            _, state = self.model(tokens[:, :-1]) if tokens.shape[1] > 1 else (None, None)  # the prompt but its last
+            generator = torch.Generator().manual_seed(seed)
+            new = sample(_Banned(self.model, self.banned), tokens[:, -1:], length, temperature, top_k, top_p,
+                         generator, state=state)  # fmt: skip  # (1, length)
+        text = decode_text(new[0].tolist(), self.tokenizer, self.vocab)
+        if self.tokenizer.kind == "word" and prompt and not prompt[-1].isspace() and not text.startswith("\n"):
+            text = " " + text
+        return prompt + text
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The adding problem
+# --------------------------------------------------------------------------------------------------------------
+
+
+class AddingProblem:
+    """The adding problem with T = ``data.length``: train / valid / test of ``data.sizes`` from derived seeds;
+    each epoch visits the training set in an order drawn from (seed, epoch)."""
+
+    monitor = ("mse", "min")
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        if isinstance(cfg.data.length, bool) or not isinstance(cfg.data.length, int) or cfg.data.length < 2:
+            raise ConfigError(f"data.length (the sequence length T) must be an integer ≥ 2, got {cfg.data.length!r}")
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def prepare(self, log) -> None:
+        data = self.cfg.data
+        if min(data.sizes) < 1:
+            raise ConfigError(f"data.sizes must give every split at least one sequence, got {list(data.sizes)}")
+        splits = adding_splits(data.sizes, data.length, self.cfg.seed)
+        for split, (x, y) in splits.as_dict().items():
+            self.splits[split] = (x.transpose(0, 1).contiguous(), y)  # (T, n, 2) → (n, T, 2)
+        sizes = ", ".join(f"{split} {len(y)}" for split, (_, y) in self.splits.items())
+        log(f"data: adding problem, T={data.length}, {sizes} sequences; predicting 1 scores MSE 1/6 ≈ 0.167")
+
+    def model_options(self) -> dict[str, Any]:
+        return {"input_size": 2}
+
+    def train_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        x, y = self.splits["train"]
+        bs = self.cfg.train.batch_size
+        generator = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "adding", "order", str(epoch)))
+        order = torch.randperm(len(y), generator=generator)
+        for start in range(0, len(y), bs):
+            idx = order[start : start + bs]
+            yield x[idx], y[idx]  # (B, T, 2), (B,)
+
+    def batches_per_epoch(self) -> int:
+        n, bs = len(self.splits["train"][1]), self.cfg.train.batch_size
+        return (n + bs - 1) // bs
+
+    @staticmethod
+    def step(model: nn.Module, batch, context) -> tuple[Tensor, int]:
+        x, y = batch
+        return F.mse_loss(model(x), y), len(y)
+
+    def evaluate(self, model: nn.Module, split: str = "valid") -> dict[str, float]:
+        """MSE of the model, and of always predicting 1 (≈ 1/6) on the same sequences for comparison."""
+        if split not in self.splits:
+            return {}
+        x, y = self.splits[split]
+        with torch.no_grad():
+            pred = torch.cat([model(x[i : i + 500]) for i in range(0, len(y), 500)])
+        return {"mse": metrics.mse(pred, y), "baseline_mse": metrics.mse(torch.ones_like(y), y)}
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        info = {"task": "AddingProblem", "length": self.cfg.data.length, "input_size": 2}
+        atomic_write(Path(run_dir) / "task.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
+
+    @classmethod
+    def load_predictor(cls, run_dir: Path, model: nn.Module) -> AddingPredictor:
+        return AddingPredictor(model)
+
+
+class AddingPredictor:
+    """A trained sequence regressor: ``predict_tensor(x (B, T, 2)) -> (B,)``."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def predict_tensor(self, x: Tensor) -> Tensor:
+        self.model.eval()
+        with torch.inference_mode():
+            return self.model(x)
