@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     demo = _sub(sub, "demo", "a short end-to-end tour of what dnn has, with the lecture's claims measured", "dnn demo")
-    demo.add_argument("--out", default="runs/demo", help="folder for the pictures (default: runs/demo)")
-    demo.add_argument("--steps", type=int, default=1500, help="training steps of the adding problem (default: 1500)")
+    demo.add_argument("--out", default="runs/demo", help="folder for the runs and pictures (default: runs/demo)")
+    demo.add_argument("--max-steps", type=int, default=0, help="shorten each training run to N steps (0: full tour)")
 
     train = _sub(
         sub, "train", "train a recipe or a YAML config into a run directory",
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", help="where the run is written (default: runs/<recipe>-<time>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly where it stopped")
     train.add_argument("--quiet", action="store_true", help="print only the final line")
+    train.add_argument("--deterministic", action="store_true", help="turn on torch's deterministic algorithms")
 
     ev = _sub(sub, "eval", "evaluate a trained run on its validation and test data", "dnn eval runs/lenet")
     ev.add_argument("run", help="a run directory")
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from dnn.demo import run_demo
 
-            run_demo(args.out, args.steps)
+            run_demo(args.out, args.max_steps)
         elif args.command == "train":
             from dnn.run import train
 
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.resume and args.config and "=" in args.config:  # `dnn train --resume --run-dir D` only
                 args.overrides.insert(0, args.config)
             config = None if args.resume else args.config
+            if args.deterministic and not args.resume:
+                args.overrides.append("deterministic=true")
             results = train(config, args.overrides, args.run_dir, args.resume, progress=not args.quiet)
             if args.quiet and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks
                 print(json.dumps(results))

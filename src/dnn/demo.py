@@ -3,8 +3,9 @@
 1. Convolution arithmetic: W' = ⌊(W − K + 2P)/S⌋ + 1 through LeNet-5's layers, checked against real layers.
 2. Vanishing gradients: ‖∂L/∂h_t‖ 50 steps back for a tanh RNN, an LSTM (torch's init and forget bias 1), the
    LSTM's cell state and a GRU — drawn to ``gradient_flow.png``.
-3. Learning to remember: the adding problem, where a tanh RNN stays at the baseline and gated units learn.
-4. Attention: dot, general and concat scores over one sentence, with padding that gets weight exactly 0.
+3. Attention: dot, general and concat scores over one sentence, with padding that gets weight exactly 0.
+4. Two real runs through ``dnn train``: LeNet-5 on the digits and an attention seq2seq on date normalisation,
+   then a table of their results and where the runs are.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 from dnn.data.synthetic import adding_problem
 from dnn.errors import ConfigError
 from dnn.inspect.gradient_flow import gradient_norms_through_time
-from dnn.layers import GRU, LSTM, RNN, Attention, ConvBNAct, GRUCell, LSTMCell, RNNCell
+from dnn.layers import Attention, ConvBNAct, GRUCell, LSTMCell, RNNCell
 from dnn.layers.conv import conv_output_size, pool_output_size
 
 
@@ -104,48 +105,6 @@ def _plot_gradient_flow(curves: dict, path: Path) -> Path | None:
     return path
 
 
-class _Regressor(nn.Module):
-    def __init__(self, rnn: nn.Module, hidden: int):
-        super().__init__()
-        self.rnn = rnn
-        self.head = nn.Linear(hidden, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)  # (T, B, H)
-        return self.head(out[-1]).squeeze(-1)  # (B,)
-
-
-def adding_problem_training(steps: int) -> dict[str, float]:
-    """Train a tanh RNN, an LSTM and a GRU on the adding problem; return each one's final test MSE."""
-    T, H = 50, 32
-    _say(f"3. Learning to remember — the adding problem, T = {T}, H = {H}, Adam 1e-3, batch 64, clip 1, {steps} steps")
-    _say("   always predicting 1 scores MSE 1/6 ≈ 0.167; beating it means carrying a value across up to 50 steps")
-    test_x, test_y = adding_problem(1000, T, torch.Generator().manual_seed(1234))
-    final = {}
-    for name, rnn in [("tanh RNN", RNN(2, H)), ("LSTM", LSTM(2, H)), ("GRU", GRU(2, H))]:
-        torch.manual_seed(0)
-        model = _Regressor(rnn, H)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        data = torch.Generator().manual_seed(0)
-        start = time.perf_counter()
-        marks = []
-        for step in range(1, steps + 1):
-            x, y = adding_problem(64, T, data)
-            loss = F.mse_loss(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            if step % (steps // 4) == 0:
-                with torch.no_grad():
-                    marks.append(F.mse_loss(model(test_x), test_y).item())
-        progress = " → ".join(f"{m:.3f}" for m in marks)
-        _say(f"   {name:<9} test MSE {progress}   ({time.perf_counter() - start:.0f} s)")
-        final[name] = marks[-1]
-    _say()
-    return final
-
-
 def attention_weights() -> None:
     _say("4. Attention — one query over a padded sentence; padding gets weight exactly 0")
     words = ["the", "cat", "sat", "down", "<pad>", "<pad>"]
@@ -161,9 +120,51 @@ def attention_weights() -> None:
     _say()
 
 
-def run_demo(out_dir: str | os.PathLike = "runs/demo", steps: int = 1500) -> None:
-    if steps < 4:
-        raise ConfigError(f"--steps must be at least 4 (the demo reports the test error 4 times), got {steps}")
+# The runs of the tour: (recipe, overrides, what its headline metric is called, the key in results["test"])
+RUNS = [
+    ("digits-lenet5", ["train.epochs=15"], "test accuracy", "accuracy"),
+    ("dates-attention", [], "exact match", "exact_match"),
+]
+
+
+def training_runs(out: Path, max_steps: int) -> list[dict]:
+    from dnn.run import train
+
+    rows = []
+    for number, (recipe, overrides, label, key) in enumerate(RUNS, start=5):
+        extra = [f"train.max_steps={max_steps}"] if max_steps else []
+        _say(f"{number}. dnn train {recipe} {' '.join(overrides + extra)}".rstrip())
+        run_dir = out / recipe
+        if (run_dir / "state.pt").exists():  # a fresh run each time the demo is run
+            import shutil
+
+            shutil.rmtree(run_dir)
+        start = time.perf_counter()
+        results = train(recipe, overrides + extra, run_dir=run_dir, progress=False)
+        test = results["test"]
+        rows.append(
+            {"recipe": recipe, "metric": label, "value": test.get(key, float("nan")), "bleu": test.get("bleu"),
+             "seconds": time.perf_counter() - start, "run": str(run_dir)}
+        )  # fmt: skip
+        _say(f"   {label} {rows[-1]['value']:.3f} in {rows[-1]['seconds']:.0f} s → {run_dir}")
+        _say()
+    return rows
+
+
+def results_table(rows: list[dict]) -> None:
+    _say("results (test split):")
+    _say(f"   {'run':<18} {'metric':<15} {'value':>7} {'BLEU':>6} {'time':>7}  run directory")
+    for r in rows:
+        bleu = "" if r["bleu"] is None else f"{r['bleu']:.1f}"
+        _say(f"   {r['recipe']:<18} {r['metric']:<15} {r['value']:>7.3f} {bleu:>6} {r['seconds']:>6.0f}s  {r['run']}")
+    _say()
+    _say("next: dnn predict / dnn translate / dnn eval on these runs, or `dnn list` for every recipe")
+
+
+def run_demo(out_dir: str | os.PathLike = "runs/demo", max_steps: int = 0) -> None:
+    """The tour; ``max_steps`` > 0 shortens each training run (a quick check that everything works)."""
+    if max_steps < 0:
+        raise ConfigError(f"--max-steps must be 0 (the full tour) or more, got {max_steps}")
     torch.set_flush_denormal(True)
     out = Path(out_dir)
     start = time.perf_counter()
@@ -171,9 +172,10 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", steps: int = 1500) -> Non
     _say()
     convolution_arithmetic()
     vanishing_gradients(out)
-    adding_problem_training(steps)
     attention_weights()
-    _say(f"done in {time.perf_counter() - start:.0f} s; pictures in {out}/")
+    rows = training_runs(out, max_steps)
+    results_table(rows)
+    _say(f"done in {time.perf_counter() - start:.0f} s; runs and pictures in {out}/")
 
 
 if __name__ == "__main__":

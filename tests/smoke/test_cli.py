@@ -24,17 +24,20 @@ def test_version_and_help():
 
 
 def test_user_error_is_one_line_on_stderr_and_exit_2():
-    r = run(DNN + ["demo", "--steps", "0"])
+    r = run(DNN + ["demo", "--max-steps", "-1"])
     assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("dnn: error: --steps must be at least 4")
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("dnn: error: --max-steps must be 0")
     assert "Traceback" not in r.stderr
 
 
 def test_demo_runs_end_to_end_and_draws(tmp_path):
-    r = run(DNN + ["demo", "--steps", "8", "--out", str(tmp_path)])
+    r = run(DNN + ["demo", "--max-steps", "5", "--out", str(tmp_path)])
     assert r.returncode == 0, r.stderr
-    for section in ("Convolution arithmetic", "Vanishing gradients", "adding problem", "Attention"):
+    for section in ("Convolution arithmetic", "Vanishing gradients", "Attention", "dnn train digits-lenet5",
+                    "dnn train dates-attention", "results (test split)"):  # fmt: skip
         assert section in r.stdout
+    assert (tmp_path / "digits-lenet5" / "model.safetensors").is_file()
+    assert (tmp_path / "dates-attention" / "results.json").is_file()
     assert "✗" not in r.stdout  # every conv size formula matched the real layer
     png = tmp_path / "gradient_flow.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

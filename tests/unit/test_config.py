@@ -77,3 +77,16 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     save_yaml(to_dict(cfg), tmp_path / "config.yaml")
     assert from_dict(Run, load_yaml(tmp_path / "config.yaml")) == cfg
     assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]  # no temporary file left behind
+
+
+@dataclass
+class Sized:
+    sizes: tuple[int, int, int] = (1, 2, 3)
+
+
+def test_fixed_length_tuples_are_checked_item_by_item():
+    assert from_dict(Sized, {"sizes": [10, 20, 30]}).sizes == (10, 20, 30)
+    with pytest.raises(ConfigError, match=r"sizes\[1\] must be an integer, got 'x'"):
+        from_dict(Sized, {"sizes": [1, "x", 3]})
+    with pytest.raises(ConfigError, match="sizes must have 3 items, got 2"):
+        from_dict(Sized, {"sizes": [1, 2]})

@@ -1,0 +1,416 @@
+"""Sequence to sequence: a built-in text task (dates, addition, reverse, sort) or a user's parallel corpus.
+
+Data, decided once in :meth:`Seq2SeqTask.prepare`::
+
+    data.source=dates                         built-in: task_splits(source, sizes, seed, **params), char tokens
+    data.train=corpus.tsv                     source<TAB>target lines
+    data.train=src.txt data.target=tgt.txt    two line-aligned files
+    data.valid / data.test                    TSV files; split off the training pairs by seed when absent
+
+Source and target have their own tokenizer (``data.tokenizer``: char, word or BPE trained on the training
+split only) and their own vocabulary, built from the training split. Training is teacher-forced and the loss is
+the mean cross-entropy over the real target tokens (padding never counts)::
+
+    tgt_in  = <sos> y_1 … y_n        tgt_out = y_1 … y_n <eos>
+    L = −(1/N) Σ_b Σ_{t ≤ n_b+1} log p(tgt_out[b, t] | tgt_in[b, ≤t], x_b)        N = Σ_b (n_b + 1)
+
+Evaluation decodes greedily (up to the longest target of the split + a margin) and compares strings:
+``exact_match`` (the detokenised output equals the reference), ``token_accuracy``, sacrebleu's ``bleu`` (over
+characters for a char tokenizer, else its 13a words) and ``chrf`` (their signatures go to the log and to
+task.json), and the teacher-forced ``loss``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dnn.data.batching import BucketBatchSampler, Seq2SeqBatch, collate_seq2seq, pad_batch
+from dnn.data.splits import split_list
+from dnn.data.text import Pair, ReadStats, _Policy, read_parallel_files, read_parallel_tsv
+from dnn.data.text_tasks import list_tasks, task_splits
+from dnn.data.tokenizers import Tokenizer, make_tokenizer
+from dnn.data.vocab import Vocab
+from dnn.decoding import beam_search, greedy
+from dnn.errors import CheckpointError, ConfigError, DataError
+from dnn.training import metrics
+from dnn.training.checkpoint import atomic_write
+
+__all__ = ["Seq2SeqPredictor", "Seq2SeqSplit", "Seq2SeqTask"]
+
+SPLITS = ("train", "valid", "test")
+MARGIN = 10  # decoding may run this many tokens past the longest target before it is cut
+EVAL_BATCH = 256
+FILES = {
+    "source_vocab": "source_vocab.json",
+    "target_vocab": "target_vocab.json",
+    "source_tokenizer": "source_tokenizer.json",
+    "target_tokenizer": "target_tokenizer.json",
+}
+
+
+@dataclass
+class Seq2SeqSplit:
+    """One split, tokenised: ids for the model, reference tokens and strings for the metrics."""
+
+    sources: list[str]
+    src_ids: list[list[int]]
+    tgt_ids: list[list[int]]
+    references: list[list[str]]  # target tokens
+    reference_texts: list[str]  # the target tokenizer's detokenisation of them
+
+    def __len__(self) -> int:
+        return len(self.src_ids)
+
+
+def _where(pair: Pair) -> str:
+    return f"{pair.path}:{pair.line}"
+
+
+def _decode_rows(tokens: Tensor, vocab: Vocab) -> list[list[str]]:
+    """Greedy output rows ``(B, L)`` → the tokens of each row up to (not including) its first <eos>."""
+    return [vocab.decode(row, stop_at_eos=True) for row in tokens.tolist()]
+
+
+class Seq2SeqTask:
+    """Pairs of texts → padded batches for teacher forcing, greedy-decoded string metrics, a translator.
+
+    ``monitor`` is exact match for the built-in tasks (one right answer each) and BLEU for a user's corpus.
+    Batches come from a :class:`~dnn.data.batching.BucketBatchSampler` seeded with ``cfg.seed`` and set to the
+    epoch, so the batches of every epoch are a function of (seed, epoch) alone and a resumed run sees the same.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        data = cfg.data
+        if data.source is not None and data.source not in list_tasks():
+            raise ConfigError(f"data.source must be one of {', '.join(list_tasks())}; got {data.source!r}")
+        if data.source is not None and data.train:
+            raise ConfigError("data.source (a built-in task) and data.train (your corpus) exclude each other")
+        if data.source is None and not data.train:
+            raise DataError(
+                "data.train must name a parallel corpus (source<TAB>target lines, or the source side of two "
+                f"line-aligned files with data.target), or set data.source to one of {', '.join(list_tasks())}"
+            )
+        if data.target and not data.train:
+            raise ConfigError("data.target is the target side of data.train; set data.train too")
+        self.monitor = ("exact_match", "max") if data.source is not None else ("bleu", "max")
+        # BLEU over words is meaningless for "535+61" → "596" (one word, no 4-grams): character tasks count characters
+        self.bleu_tokenize = "char" if data.tokenizer == "char" else "13a"
+        self.splits: dict[str, Seq2SeqSplit] = {}
+        self.src_tokenizer: Tokenizer | None = None
+        self.tgt_tokenizer: Tokenizer | None = None
+        self.src_vocab: Vocab | None = None
+        self.tgt_vocab: Vocab | None = None
+        self.signatures: dict[str, str] = {}
+
+    # -- data --------------------------------------------------------------------------------------------------
+
+    def _read_pairs(self, log) -> dict[str, list[Pair]]:
+        """Raw (untokenised) pairs per split, blank pairs dropped by the readers."""
+        data, seed = self.cfg.data, self.cfg.seed
+        if data.source is not None:
+            splits = task_splits(data.source, sizes=data.sizes, seed=seed, **data.params)
+            where = {s: f"<{data.source} {s}>" for s in SPLITS}
+            return {
+                s: [Pair(src, tgt, i + 1, where[s]) for i, (src, tgt) in enumerate(pairs)]
+                for s, pairs in splits.as_dict().items()
+            }
+
+        def read(records) -> list[Pair]:
+            pairs = list(records)
+            log(f"data: {records.stats.summary()}")
+            return pairs
+
+        train = read_parallel_files(data.train, data.target) if data.target else read_parallel_tsv(data.train)
+        pairs = {"train": read(train)}
+        for split in ("valid", "test"):
+            path = getattr(data, split)
+            pairs[split] = read(read_parallel_tsv(path)) if path else []
+        valid_fraction = 0.0 if data.valid else data.valid_fraction
+        test_fraction = 0.0 if data.test else data.test_fraction
+        if valid_fraction or test_fraction:  # split off what was not given, by seed
+            parts = split_list(
+                pairs["train"], (1.0 - valid_fraction - test_fraction, valid_fraction, test_fraction), seed
+            )
+            pairs["train"] = parts.train
+            pairs["valid"] = pairs["valid"] if data.valid else parts.valid
+            pairs["test"] = pairs["test"] if data.test else parts.test
+        if not pairs["train"]:
+            raise DataError(f"{data.train}: no training pairs left after splitting off valid/test; add more pairs")
+        return pairs
+
+    def _make_tokenizers(self, train: list[Pair]) -> tuple[Tokenizer, Tokenizer]:
+        data = self.cfg.data
+        if data.tokenizer != "bpe":
+            return tuple(make_tokenizer(data.tokenizer, lowercase=data.lowercase) for _ in range(2))
+        # a merge seen only once memorises a training word rather than learning a subword, hence at least 2
+        options = {"vocab_size": data.vocab_size, "min_frequency": max(2, data.min_freq), "lowercase": data.lowercase}
+        try:
+            src, tgt = make_tokenizer("bpe", **options), make_tokenizer("bpe", **options)
+        except ConfigError as err:  # "vocab_size must be an int ≥ 256" → "data.vocab_size must be ..."
+            raise ConfigError(f"data.{err}") from None
+        src.train(p.source for p in train)
+        tgt.train(p.target for p in train)
+        return src, tgt
+
+    def _tokenize(self, split: str, pairs: list[Pair], log) -> list[Pair]:
+        """The pairs with their token lists set. An over-long pair is cut (``data.truncate``), else an error in a
+        valid/test file the user gave, else dropped (training pairs, pairs split off the training file, generated)."""
+        data = self.cfg.data
+        given = data.source is None and split != "train" and getattr(data, split)
+        policy = _Policy(data.max_length, split if given else "train", data.truncate)
+        stats = ReadStats(f"{split} split")
+        out = []
+        for pair in pairs:
+            src = policy.fit(self.src_tokenizer.tokenize(pair.source), stats, _where(pair))
+            tgt = None if src is None else policy.fit(self.tgt_tokenizer.tokenize(pair.target), stats, _where(pair))
+            if src is None or tgt is None:
+                continue
+            if not src:  # e.g. a source of punctuation only under a tokenizer that drops it
+                stats.dropped["blank"] += 1
+                continue
+            stats.kept += 1
+            out.append(dataclasses.replace(pair, source_tokens=src, target_tokens=tgt))
+        if stats.truncated or sum(stats.dropped.values()):
+            log(f"data: {stats.summary()}")
+        return out
+
+    def prepare(self, log) -> None:
+        data = self.cfg.data
+        pairs = self._read_pairs(log)
+        self.src_tokenizer, self.tgt_tokenizer = self._make_tokenizers(pairs["train"])
+        pairs = {split: self._tokenize(split, pairs[split], log) for split in SPLITS}
+        if not pairs["train"]:
+            raise DataError(f"{data.train or data.source}: no training pairs left after tokenising")
+        train_src = [p.source_tokens for p in pairs["train"]]
+        train_tgt = [p.target_tokens for p in pairs["train"]]
+        if data.tokenizer == "bpe":  # the merges already decided the subwords: keep every one training uses
+            self.src_vocab, self.tgt_vocab = Vocab.build(train_src), Vocab.build(train_tgt)
+        else:
+            max_size = data.vocab_size if data.tokenizer == "word" else None
+            self.src_vocab = Vocab.build(train_src, min_freq=data.min_freq, max_size=max_size)
+            self.tgt_vocab = Vocab.build(train_tgt, min_freq=data.min_freq, max_size=max_size)
+        for split in SPLITS:
+            self.splits[split] = Seq2SeqSplit(
+                sources=[p.source for p in pairs[split]],
+                src_ids=[self.src_vocab.encode(p.source_tokens) for p in pairs[split]],
+                tgt_ids=[self.tgt_vocab.encode(p.target_tokens) for p in pairs[split]],
+                references=[p.target_tokens for p in pairs[split]],
+                reference_texts=[self.tgt_tokenizer.detokenize(p.target_tokens) for p in pairs[split]],
+            )
+        self.signatures = {
+            "bleu": metrics.bleu(["a"], ["a"], self.bleu_tokenize)[1],
+            "chrf": metrics.chrf(["a"], ["a"])[1],
+        }
+        sizes = ", ".join(f"{s} {len(self.splits[s])}" for s in SPLITS)
+        log(
+            f"data: {data.source or data.train}, {sizes} pairs; {data.tokenizer} tokens, vocabularies: source "
+            f"{len(self.src_vocab)}, target {len(self.tgt_vocab)}"
+        )
+        log(f"metrics: exact_match, token_accuracy, BLEU {self.signatures['bleu']}, chrF {self.signatures['chrf']}")
+
+    def model_options(self) -> dict[str, Any]:
+        return {"src_vocab_size": len(self.src_vocab), "tgt_vocab_size": len(self.tgt_vocab)}
+
+    def _sampler(self) -> BucketBatchSampler:
+        lengths = [len(ids) for ids in self.splits["train"].src_ids]
+        return BucketBatchSampler(lengths, self.cfg.train.batch_size, shuffle=True, seed=self.cfg.seed)
+
+    def train_batches(self, epoch: int) -> Iterator[Seq2SeqBatch]:
+        train = self.splits["train"]
+        sampler = self._sampler()
+        sampler.set_epoch(epoch)  # the order is a function of (seed, epoch)
+        for indices in sampler:
+            yield collate_seq2seq([(train.src_ids[i], train.tgt_ids[i]) for i in indices])
+
+    def batches_per_epoch(self) -> int:
+        return len(self._sampler())
+
+    # -- training and evaluation -------------------------------------------------------------------------------
+
+    @staticmethod
+    def step(model: nn.Module, batch: Seq2SeqBatch, context) -> tuple[Tensor, int]:
+        logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
+        return model.loss(logits, batch.tgt_out), batch.src.shape[0]
+
+    def _eval_batches(self, data: Seq2SeqSplit) -> Iterator[list[int]]:
+        """Indices of the split in batches of similar source length (padding does not change a result)."""
+        order = sorted(range(len(data)), key=lambda i: len(data.src_ids[i]))
+        for start in range(0, len(order), EVAL_BATCH):
+            yield order[start : start + EVAL_BATCH]
+
+    def _greedy_outputs(self, model: nn.Module, data: Seq2SeqSplit) -> list[list[str]]:
+        max_len = max(len(t) for t in data.references) + MARGIN
+        outputs: list[list[str]] = [[] for _ in range(len(data))]
+        for indices in self._eval_batches(data):
+            src, lengths, _ = pad_batch([data.src_ids[i] for i in indices])  # (B, S), (B,)
+            result = greedy(model, src, lengths, max_len)
+            for i, tokens in zip(indices, _decode_rows(result.tokens, self.tgt_vocab)):
+                outputs[i] = tokens
+        return outputs
+
+    def _teacher_forced_loss(self, model: nn.Module, data: Seq2SeqSplit) -> float:
+        total, count = 0.0, 0
+        for indices in self._eval_batches(data):
+            batch = collate_seq2seq([(data.src_ids[i], data.tgt_ids[i]) for i in indices])
+            logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing=1.0)  # (B, T, V)
+            n = int(batch.tgt_mask.sum())
+            total += float(model.loss(logits, batch.tgt_out)) * n  # the loss is a mean over the n real tokens
+            count += n
+        return total / count
+
+    def evaluate(self, model: nn.Module, split: str = "valid") -> dict[str, float]:
+        data = self.splits.get(split)
+        if data is None or len(data) == 0:
+            return {}
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                outputs = self._greedy_outputs(model, data)
+                loss = self._teacher_forced_loss(model, data)
+        finally:
+            model.train(was_training)
+        texts = [self.tgt_tokenizer.detokenize(tokens) for tokens in outputs]
+        return {
+            "exact_match": metrics.exact_match(texts, data.reference_texts),
+            "token_accuracy": metrics.token_accuracy(outputs, data.references),
+            "bleu": metrics.bleu(texts, data.reference_texts, self.bleu_tokenize)[0],
+            "chrf": metrics.chrf(texts, data.reference_texts)[0],
+            "loss": loss,
+        }
+
+    def accuracy_by_length(self, model: nn.Module, split: str = "test") -> dict[int, float]:
+        """Exact match per source length (in tokens), shortest first: where a fixed-size encoding breaks down."""
+        data = self.splits.get(split)
+        if data is None or len(data) == 0:
+            return {}
+        was_training = model.training
+        model.eval()
+        try:
+            outputs = self._greedy_outputs(model, data)
+        finally:
+            model.train(was_training)
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, ids in enumerate(data.src_ids):
+            groups[len(ids)].append(i)
+        detok = self.tgt_tokenizer.detokenize
+        return {
+            n: metrics.exact_match([detok(outputs[i]) for i in idx], [data.reference_texts[i] for i in idx])
+            for n, idx in sorted(groups.items())
+        }
+
+    # -- artefacts saved with the run, and prediction ----------------------------------------------------------
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        run_dir = Path(run_dir)
+        self.src_vocab.save(run_dir / FILES["source_vocab"])
+        self.tgt_vocab.save(run_dir / FILES["target_vocab"])
+        self.src_tokenizer.save(run_dir / FILES["source_tokenizer"])
+        self.tgt_tokenizer.save(run_dir / FILES["target_tokenizer"])
+        info = {
+            "task": "Seq2SeqTask",
+            "source": self.cfg.data.source or self.cfg.data.train,
+            "max_target_length": max(len(t) for t in self.splits["train"].references),
+            "files": FILES,
+            "signatures": self.signatures,
+        }
+        atomic_write(run_dir / "task.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
+
+    @classmethod
+    def load_predictor(cls, run_dir: Path, model: nn.Module) -> Seq2SeqPredictor:
+        run_dir = Path(run_dir)
+        try:
+            info = json.loads((run_dir / "task.json").read_text())
+            files, max_target = info["files"], int(info["max_target_length"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{run_dir / 'task.json'}: missing or unreadable ({err})") from None
+        config = model.config
+        try:
+            src_vocab = Vocab.load(run_dir / files["source_vocab"], expected_size=config.src_vocab_size)
+            tgt_vocab = Vocab.load(run_dir / files["target_vocab"], expected_size=config.tgt_vocab_size)
+            src_tok = Tokenizer.load(run_dir / files["source_tokenizer"])
+            tgt_tok = Tokenizer.load(run_dir / files["target_tokenizer"])
+        except (DataError, KeyError) as err:
+            raise CheckpointError(f"{run_dir}: {err}") from None
+        return Seq2SeqPredictor(model, src_tok, tgt_tok, src_vocab, tgt_vocab, max_target)
+
+
+class Seq2SeqPredictor:
+    """A trained encoder–decoder with its tokenizers and vocabularies: text in, text (and attention) out."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        src_tokenizer: Tokenizer,
+        tgt_tokenizer: Tokenizer,
+        src_vocab: Vocab,
+        tgt_vocab: Vocab,
+        max_target_length: int,
+    ):
+        self.model, self.src_tokenizer, self.tgt_tokenizer = model, src_tokenizer, tgt_tokenizer
+        self.src_vocab, self.tgt_vocab, self.max_target_length = src_vocab, tgt_vocab, max_target_length
+
+    def max_len(self, source_length: int) -> int:
+        """The longest output decoded for a source of ``source_length`` tokens before it is cut."""
+        return max(self.max_target_length, 2 * source_length) + MARGIN
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Source ids per text (an unknown token → <unk>); an empty text is a DataError."""
+        ids = []
+        for i, text in enumerate(texts):
+            tokens = self.src_tokenizer.tokenize(text) if text.strip() else []
+            if not tokens:
+                raise DataError(f"empty input (text {i + 1} of {len(texts)}): nothing to translate")
+            ids.append(self.src_vocab.encode(tokens))
+        return ids
+
+    def translate(self, texts: Sequence[str], beam_size: int = 5, length_penalty: float = 0.6) -> list[dict[str, Any]]:
+        """Translate ``texts``; beam 1 is greedy decoding. ``length_penalty`` is GNMT's α (Wu et al. 2016).
+
+        Returns per text: ``source``, ``output`` (detokenised), ``source_tokens`` (as the model saw them, an
+        unknown one as ``<unk>``), ``output_tokens`` (without <eos>) and ``attention``: one row per output token,
+        the weights over the source tokens (each row sums to 1), or [] for a model without attention.
+        """
+        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+            raise ConfigError(f"beam_size must be a positive integer, got {beam_size!r}")
+        if isinstance(texts, str):
+            texts = [texts]
+        ids = self.encode(texts)
+        self.model.eval()
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 64):
+            chunk = ids[start : start + 64]
+            src, lengths, _ = pad_batch(chunk)  # (B, S), (B,)
+            max_len = self.max_len(int(lengths.max()))
+            outputs = self._search(src, lengths, beam_size, max_len, length_penalty)
+            for b, (token_ids, attention) in enumerate(outputs):
+                n_src = len(chunk[b])
+                tokens = self.tgt_vocab.decode(token_ids, stop_at_eos=True)
+                rows = [] if attention is None else attention[: len(tokens), :n_src].tolist()  # (n, S_b)
+                results.append({
+                    "source": texts[start + b],
+                    "output": self.tgt_tokenizer.detokenize(tokens),
+                    "source_tokens": self.src_vocab.decode(chunk[b]),
+                    "output_tokens": tokens,
+                    "attention": rows,
+                })  # fmt: skip
+        return results
+
+    def _search(self, src, lengths, beam_size, max_len, length_penalty) -> list[tuple[list[int], Tensor | None]]:
+        """Per sentence: the output ids (possibly ending with <eos>) and attention ``(L, S)`` or None."""
+        if beam_size == 1:
+            result = greedy(self.model, src, lengths, max_len)  # tokens (B, L), attention (B, L, S)
+            attention = result.attention
+            return [(row, None if attention is None else attention[b]) for b, row in enumerate(result.tokens.tolist())]
+        hyps = beam_search(self.model, src, lengths, beam_size, max_len, length_penalty)
+        return [(best[0].tokens.tolist(), best[0].attention) for best in hyps]
