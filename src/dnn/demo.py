@@ -106,7 +106,7 @@ def _plot_gradient_flow(curves: dict, path: Path) -> Path | None:
 
 
 def attention_weights() -> None:
-    _say("4. Attention — one query over a padded sentence; padding gets weight exactly 0")
+    _say("3. Attention — one query over a padded sentence; padding gets weight exactly 0")
     words = ["the", "cat", "sat", "down", "<pad>", "<pad>"]
     torch.manual_seed(0)
     keys = 2.0 * F.normalize(torch.randn(1, len(words), 32), dim=-1)  # (B, S, 32), every key of norm 2
@@ -131,7 +131,7 @@ def training_runs(out: Path, max_steps: int) -> list[dict]:
     from dnn.run import train
 
     rows = []
-    for number, (recipe, overrides, label, key) in enumerate(RUNS, start=5):
+    for number, (recipe, overrides, label, key) in enumerate(RUNS, start=4):
         extra = [f"train.max_steps={max_steps}"] if max_steps else []
         _say(f"{number}. dnn train {recipe} {' '.join(overrides + extra)}".rstrip())
         run_dir = out / recipe

@@ -112,3 +112,9 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     assert err.startswith("dnn: error: step 2: the gradient norm is inf; training stopped")
     assert load_state(run_dir / "state.pt")["stats"]["step"] == 1  # the last good step
     assert all(torch.isfinite(t).all() for t in load_file(run_dir / "last.safetensors").values())
+
+
+def test_digits_resnet_recipe_trains_a_few_steps_through_the_command(tmp_path):
+    r = run(DNN + ["train", "digits-resnet", "train.max_steps=2", "--run-dir", str(tmp_path / "r"), "--quiet"])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 2

@@ -78,7 +78,7 @@ def run(name, model, tokens, lengths):
 
 def test_the_four_models_are_registered():
     assert {"sequence_classifier", "sequence_tagger", "seq2seq", "language_model"} <= set(list_models())
-    assert list_models("seq*") == ["seq2seq", "sequence_classifier", "sequence_tagger"]
+    assert list_models("seq*") == ["seq2seq", "sequence_classifier", "sequence_regressor", "sequence_tagger"]
 
 
 @pytest.mark.parametrize("case", list(CASES))
