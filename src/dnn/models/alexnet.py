@@ -23,25 +23,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from dnn.errors import ConfigError
-from dnn.models.cnn_base import HEAD_STAGE, ImageClassifier, ImageClassifierConfig
+from dnn.models.cnn_base import HEAD_STAGE, FCHeadConfig, ImageClassifier
 from dnn.models.registry import register_model
 
 __all__ = ["AlexNet", "AlexNetConfig", "alexnet"]
 
 
 @dataclass
-class AlexNetConfig(ImageClassifierConfig):
-    """AlexNet config. ``dropout`` (0.5, as published) acts before fc6 and fc7; ``hidden_size`` is their width."""
-
-    dropout: float = 0.5
-    hidden_size: int = 4096
-
-    def __post_init__(self):
-        super().__post_init__()
-        h = self.hidden_size
-        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
-            raise ConfigError(f"AlexNetConfig: hidden_size must be a positive integer, got {h!r}")
+class AlexNetConfig(FCHeadConfig):
+    """AlexNet config: dropout acts before fc6 and fc7 (see :class:`FCHeadConfig`)."""
 
 
 class AlexNet(ImageClassifier):

@@ -88,6 +88,21 @@ class ImageClassifierConfig:
         return self.image_size < below if self.small_input is None else self.small_input
 
 
+@dataclass
+class FCHeadConfig(ImageClassifierConfig):
+    """Config of a CNN with two hidden fully connected layers (AlexNet, VGG): ``dropout`` (0.5, as published) in
+    the head, ``hidden_size`` the width of fc6 and fc7."""
+
+    dropout: float = 0.5
+    hidden_size: int = 4096
+
+    def __post_init__(self):
+        super().__post_init__()
+        h = self.hidden_size
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+            raise ConfigError(f"{type(self).__name__}: hidden_size must be a positive integer, got {h!r}")
+
+
 def min_input_size(path: list[SpatialOp], limit: int = 4096) -> int:
     """Smallest square input side for which every step of ``path`` has a non-empty output (W' ≥ 1).
 

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from dnn.errors import ConfigError
 from dnn.models.cnn_base import (
     HEAD_STAGE,
+    FCHeadConfig,
     ImageClassifier,
-    ImageClassifierConfig,
     init_like_torchvision_conv,
 )
 from dnn.models.registry import register_model
@@ -43,17 +42,8 @@ VGG_CONFIGS: dict[str, tuple[int | str, ...]] = {
 
 
 @dataclass
-class VGGConfig(ImageClassifierConfig):
-    """VGG config. ``dropout`` (0.5, as published) acts after fc6 and fc7; ``hidden_size`` is their width."""
-
-    dropout: float = 0.5
-    hidden_size: int = 4096
-
-    def __post_init__(self):
-        super().__post_init__()
-        h = self.hidden_size
-        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
-            raise ConfigError(f"VGGConfig: hidden_size must be a positive integer, got {h!r}")
+class VGGConfig(FCHeadConfig):
+    """VGG config: dropout acts after fc6 and fc7 (see :class:`FCHeadConfig`)."""
 
 
 class VGG(ImageClassifier):
