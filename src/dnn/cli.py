@@ -48,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="print only the final line")
     train.add_argument("--deterministic", action="store_true", help="turn on torch's deterministic algorithms")
 
-    ev = _sub(sub, "eval", "evaluate a trained run on its validation and test data", "dnn eval runs/lenet")
+    ev = _sub(
+        sub, "eval", "evaluate a trained run on its validation and test data, or on a file or folder of yours",
+        "dnn eval runs/lenet\n  dnn eval runs/sentiment --data new-reviews.csv",
+    )  # fmt: skip
     ev.add_argument("run", help="a run directory")
+    ev.add_argument("--data", help="a file or folder in the run's training format to evaluate on instead")
 
     predict = _sub(
         sub, "predict", "classify or tag inputs with a trained run (images, or text files: one example a line)",
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             from dnn.run import evaluate_run
 
-            print(json.dumps(evaluate_run(args.run), indent=2))
+            print(json.dumps(evaluate_run(args.run, args.data), indent=2))
         elif args.command == "predict":
             _predict(args)
         elif args.command == "translate":

@@ -6,6 +6,7 @@
       last.safetensors   the latest weights, with state.pt: optimiser, scheduler, counters, every RNG state
       task.json          what prediction needs besides the weights (classes, vocabularies, normalisation)
       metrics.jsonl      one line per logging interval and per evaluation
+      tensorboard/       the same as TensorBoard event files, when the tensorboard package is installed
       results.json       the final validation and test metrics
       log.txt            what the run printed, and the data counts
 
@@ -28,7 +29,7 @@ from dnn.config import apply_overrides, load_yaml, save_yaml, to_dict
 from dnn.errors import CheckpointError, ConfigError
 from dnn.run_config import RunConfig, validate_model_section
 from dnn.training import Trainer
-from dnn.training.callbacks import EarlyStopping, Evaluate, MetricsLog, ProgressBar
+from dnn.training.callbacks import EarlyStopping, Evaluate, MetricsLog, ProgressBar, TensorBoardMirror
 from dnn.training.checkpoint import (
     atomic_write,
     load_state,
@@ -238,7 +239,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
     checkpointer = _Checkpointer(run_dir, t.checkpoint_every, monitor, model, ddp, task)
     callbacks = [Evaluate(task.evaluate, t.eval_every), checkpointer]
     if ddp.is_main:
-        callbacks.append(MetricsLog(run_dir / "metrics.jsonl", t.log_every))
+        tensorboard = t.tensorboard and TensorBoardMirror.available()
+        mirrors = (TensorBoardMirror(run_dir / "tensorboard"),) if tensorboard else ()
+        callbacks.append(MetricsLog(run_dir / "metrics.jsonl", t.log_every, mirrors))
     callbacks += task.callbacks() if hasattr(task, "callbacks") else []  # e.g. truncated BPTT for language models
     if t.patience:
         callbacks.append(EarlyStopping(monitor[0], monitor[1], t.patience))
@@ -346,10 +349,17 @@ def load_run(path: str | os.PathLike) -> LoadedRun:
     return LoadedRun(path, config, model, predictor, results)
 
 
-def evaluate_run(path: str | os.PathLike) -> dict[str, Any]:
-    """The run's best model on its validation and test data (rebuilt from the saved config and seed)."""
+def evaluate_run(path: str | os.PathLike, data: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The run's best model on its validation and test data (rebuilt from the saved config and seed), or, with
+    ``data``, on that file or folder alone, read with the run's own vocabularies, classes and normalisation:
+    ``{"data": PATH, "test": metrics}``."""
     run = load_run(path)
     cfg = RunConfig.from_dict(run.config)
     task = make_task(cfg)
-    task.prepare(lambda message: None)
-    return {split: task.evaluate(run.model, split) for split in ("valid", "test")}
+    if data is None:
+        task.prepare(lambda message: None)
+        return {split: task.evaluate(run.model, split) for split in ("valid", "test")}
+    if not hasattr(task, "prepare_evaluation"):
+        raise ConfigError(f"{path} is a {cfg.data.task} run on built-in data; --data applies to runs that read files")
+    task.prepare_evaluation(run.path, str(data), lambda message: None)
+    return {"data": str(data), "test": task.evaluate(run.model, "test")}

@@ -43,7 +43,7 @@ class DataConfig:
     sizes: tuple[int, int, int] = (5000, 500, 500)  # built-in tasks: train / valid / test examples
     length: int = 50  # adding problem: sequence length T
     params: dict[str, Any] = field(default_factory=dict)  # built-in task parameters (e.g. min_len, year_min)
-    tokenizer: Literal["char", "word", "bpe"] = "char"
+    tokenizer: Literal["char", "word", "bpe"] | None = None  # None: word for text classification, else char
     lowercase: bool = False
     vocab_size: int = 8000  # BPE: merges; word: the vocabulary's maximum size
     min_freq: int = 1
@@ -67,6 +67,8 @@ class DataConfig:
                 raise ConfigError(f"data.{name} must be in [0, 1), got {value}")
         if self.valid_fraction + self.test_fraction >= 1.0:
             raise ConfigError("data.valid_fraction + data.test_fraction must leave some training data")
+        if self.tokenizer is None:  # the lecture's Embedding → LSTM → Dense reads words; generation and dates, chars
+            self.tokenizer = "word" if self.task in ("text_classification", "tagging") else "char"
 
 
 @dataclass
@@ -89,6 +91,7 @@ class TrainConfig:
     on_nonfinite: Literal["stop", "skip"] = "stop"
     flush_denormal: bool = True  # worth several times the speed of recurrent training on CPU
     log_every: int = 10
+    tensorboard: bool = True  # also write TensorBoard event files (tensorboard/) when the package is installed
     checkpoint_every: int = 0  # save the training state every N steps (and at every epoch end); 0 = epoch ends only
     threads: int = 0  # torch intra-op threads; 0 = torch's choice
     init_from: str | None = None  # transfer learning (CNNs): a run directory or weights file to start from

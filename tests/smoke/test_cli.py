@@ -70,6 +70,26 @@ def test_train_eval_predict_and_list_through_the_command(tmp_path):
     Image.fromarray((load_digits().images[0] * 15).astype("uint8")).save(tmp_path / "zero.png")
     r = run(DNN + ["predict", str(run_dir), str(tmp_path / "zero.png")])
     assert r.returncode == 0 and r.stdout.split("\t")[0].endswith("zero.png")
+
+    # `dnn eval --data FOLDER`: a folder of the user's images, read exactly as `dnn predict` reads them
+    digits = load_digits()
+    files = []
+    for i in range(30):
+        folder = tmp_path / "mine" / str(digits.target[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        files.append((folder / f"{i}.png", str(digits.target[i])))
+        Image.fromarray((digits.images[i] * 15).astype("uint8")).save(files[-1][0])
+    r = run(DNN + ["eval", str(run_dir), "--data", str(tmp_path / "mine")])
+    assert r.returncode == 0, r.stderr
+    evaluated = json.loads(r.stdout)
+    assert evaluated["data"] == str(tmp_path / "mine") and set(evaluated["test"]) == {"accuracy", "macro_f1", "loss"}
+    r = run(DNN + ["predict", str(run_dir), *(str(f) for f, _ in files)])
+    labels = {line.split("\t")[0]: line.split("\t")[1] for line in r.stdout.splitlines()}
+    right = sum(labels[str(f)] == label for f, label in files)
+    assert evaluated["test"]["accuracy"] == pytest.approx(right / len(files))
+    (tmp_path / "mine" / "eleven").mkdir()
+    r = run(DNN + ["eval", str(run_dir), "--data", str(tmp_path / "mine")])
+    assert r.returncode == 2 and "eleven" in r.stderr and r.stderr.count("\n") == 1
     r = run(DNN + ["list"])
     assert r.returncode == 0 and "digits-lenet5" in r.stdout and "resnet18" in r.stdout
 
@@ -118,3 +138,24 @@ def test_digits_resnet_recipe_trains_a_few_steps_through_the_command(tmp_path):
     r = run(DNN + ["train", "digits-resnet", "train.max_steps=2", "--run-dir", str(tmp_path / "r"), "--quiet"])
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 2
+
+
+def test_metrics_are_mirrored_to_tensorboard_event_files(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dnn.run import train
+
+    run_dir = tmp_path / "tb"
+    train("digits-lenet5", ["train.max_steps=6", "train.log_every=2", "train.eval_every=3"], run_dir, progress=False)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    losses = {e.step: e.value for e in events.Scalars("train/loss")}
+    assert losses == pytest.approx({r["step"]: r["loss"] for r in records if r["kind"] == "train"})
+    accuracy = {e.step: e.value for e in events.Scalars("valid/accuracy")}
+    assert accuracy == pytest.approx({r["step"]: r["accuracy"] for r in records if r["kind"] == "eval"})
+    assert {"train/grad_norm", "train/clip_rate", "train/lr"} <= set(events.Tags()["scalars"])
+
+    quiet = tmp_path / "off"
+    train("digits-lenet5", ["train.max_steps=2", "train.tensorboard=false"], quiet, progress=False)
+    assert not (quiet / "tensorboard").exists()

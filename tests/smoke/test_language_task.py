@@ -20,8 +20,9 @@ import dnn.tasks.language  # noqa: F401 — registers sequence_regressor in this
 from dnn.data.synthetic import adding_splits
 from dnn.data.tokenizers import CharTokenizer, WordTokenizer
 from dnn.data.vocab import EOS_ID, Vocab
+from dnn.errors import ConfigError
 from dnn.models.registry import create_model
-from dnn.run import load_run, resolve_config, train
+from dnn.run import evaluate_run, load_run, resolve_config, train
 from dnn.tasks.language import (
     CarriedState,
     LanguageModelling,
@@ -179,6 +180,7 @@ def memorised(tmp_path_factory):
                  "data.length=25", "train.batch_size=4", "train.epochs=100", "train.lr=0.01", "model.hidden_size=128",
                  "model.embedding_size=32", "model.num_layers=1", "train.threads=1"]  # fmt: skip
     results = train("charlm-pydoc", overrides, run, progress=False)
+    results["run_dir"] = run
     cfg = resolve_config("charlm-pydoc", overrides)
     task = LanguageModelling(cfg)
     task.prepare(lambda message: None)
@@ -188,6 +190,20 @@ def memorised(tmp_path_factory):
 def test_a_language_model_memorises_a_paragraph(memorised):
     results, _, _ = memorised
     assert results["valid"]["loss"] < 0.5  # nats per character; uniform over the vocabulary would be ln 40 ≈ 3.7
+
+
+def test_eval_data_gives_the_perplexity_of_a_text_file_and_built_in_runs_refuse_it(memorised, tmp_path):
+    results, _, _ = memorised
+    run_dir = results["run_dir"]
+    para = run_dir.parent / "para.txt"
+    assert evaluate_run(run_dir, data=para)["test"] == pytest.approx(results["test"])
+    (tmp_path / "other.txt").write_text("Completely different words, never seen: zebra quartz.\n")
+    assert evaluate_run(run_dir, data=tmp_path / "other.txt")["test"]["loss"] > results["test"]["loss"] + 1.0
+    adding = tmp_path / "adding"
+    train("adding-lstm", ["train.max_steps=2", "data.sizes=[64,16,16]", "data.length=10", "train.threads=1"], adding,
+          progress=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="built-in data; --data applies to runs that read files"):
+        evaluate_run(adding, data=para)
 
 
 def test_the_carried_state_lowers_the_loss_of_a_trained_model(memorised):

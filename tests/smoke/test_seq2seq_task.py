@@ -158,6 +158,9 @@ def test_translate_tsv_trains_bpe_on_the_training_split_only(tmp_path):
     (row,) = loaded.predictor.translate(["zyxwvut the cat"], beam_size=2)
     check_rows([row], ["zyxwvut the cat"], attention=True)
     assert "Ġthe" in row["source_tokens"]  # a byte-level BPE subword of a training word
+    r = run(DNN + ["eval", str(run_dir), "--data", str(tmp_path / "test.tsv")])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["test"] == results["test"]  # the run's own tokenizers and vocabularies
     # the word seen (3 times) only in the test file made no merge: one byte-level token per letter
     assert len(loaded.predictor.src_tokenizer.tokenize("zyxwvut")) == 7
 

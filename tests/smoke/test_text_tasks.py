@@ -194,6 +194,21 @@ def test_the_lstm_classifier_learns_which_words_carry_the_sentiment(data, sentim
     assert right / len(rows) == results["test"]["accuracy"]  # the predictor and evaluate() agree exactly
 
 
+def test_eval_data_reads_a_file_with_the_runs_own_vocabulary_and_labels(data, sentiment_run, tagging_run, capsys):
+    from dnn.cli import main
+
+    for (run_dir, results), test_file in ((sentiment_run, data.test_csv), (tagging_run, data.test_conll)):
+        assert main(["eval", str(run_dir), "--data", str(test_file)]) == 0
+        evaluated = json.loads(capsys.readouterr().out)
+        assert evaluated["test"] == results["test"]  # the file it was tested on in training: the same numbers
+    other = write_table(data.root / "other.csv", make_reviews(30, seed=11))
+    assert main(["eval", str(sentiment_run[0]), "--data", str(other)]) == 0
+    assert json.loads(capsys.readouterr().out)["test"]["accuracy"] >= 0.8
+    unseen = write_table(data.root / "unseen.csv", [("a good film", "pos"), ("the plot", "meh")])
+    err = cli_error(["eval", str(sentiment_run[0]), "--data", str(unseen)], capsys)
+    assert "unseen.csv:3: label 'meh' was never seen in training" in err
+
+
 def test_the_bilstm_tagger_learns_to_tag_numbers(data, tagging_run):
     run_dir, results = tagging_run
     assert results["test"]["accuracy"] >= 0.95

@@ -90,3 +90,17 @@ def test_fixed_length_tuples_are_checked_item_by_item():
         from_dict(Sized, {"sizes": [1, "x", 3]})
     with pytest.raises(ConfigError, match="sizes must have 3 items, got 2"):
         from_dict(Sized, {"sizes": [1, 2]})
+
+
+@pytest.mark.parametrize(
+    "task,given,expected",
+    [("text_classification", None, "word"), ("tagging", None, "word"), ("seq2seq", None, "char"),
+     ("language_model", None, "char"), ("text_classification", "bpe", "bpe"), ("seq2seq", "word", "word")],
+)  # fmt: skip
+def test_the_tokenizer_defaults_to_words_for_classification_and_characters_for_generation(task, given, expected):
+    from dnn.run_config import RunConfig
+
+    data = {"task": task, **({"tokenizer": given} if given else {})}
+    assert RunConfig.from_dict({"data": data, "model": {"name": "lenet5"}}).data.tokenizer == expected
+    with pytest.raises(ConfigError, match="data.tokenizer"):
+        RunConfig.from_dict({"data": {"task": task, "tokenizer": "chars"}, "model": {"name": "lenet5"}})

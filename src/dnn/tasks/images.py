@@ -98,6 +98,18 @@ class ImageClassification:
         sizes = ", ".join(f"{k} {len(v[1])}" for k, v in self.splits.items())
         log(f"data: {data.task}, {len(self.classes)} classes, {sizes} images of {self.image_size}×{self.image_size}")
 
+    def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
+        """A trained run's classes, image size and normalisation, and the image folder ``path`` (one sub-folder per
+        class, names as in training) as the test split (``dnn eval RUN --data FOLDER``)."""
+        info = _read_info(run_dir)
+        self.classes, self.image_size = list(info["classes"]), int(info["image_size"])
+        self.normalize = Normalize.from_dict(info["normalize"])
+        folder = ImageFolder(path, self.image_size, grayscale=int(info["channels"]) == 1, classes=self.classes)
+        if len(folder) == 0:
+            raise DataError(f"{path}: no images to evaluate")
+        self.splits["test"] = _stack(folder)
+        log(f"data: {path}, {len(folder)} images of {self.image_size}×{self.image_size}")
+
     def model_options(self) -> dict[str, Any]:
         channels = self.splits["train"][0].shape[1]
         return {"num_classes": len(self.classes), "in_channels": int(channels), "image_size": self.image_size}
@@ -165,12 +177,21 @@ class ImageClassification:
 
     @classmethod
     def load_predictor(cls, run_dir: Path, model: nn.Module) -> ImagePredictor:
-        try:
-            info = json.loads((run_dir / "task.json").read_text())
-            normalize = Normalize.from_dict(info["normalize"])
-        except (OSError, ValueError, KeyError) as err:
-            raise CheckpointError(f"{run_dir / 'task.json'}: missing or unreadable ({err})") from None
+        info = _read_info(run_dir)
+        normalize = Normalize.from_dict(info["normalize"])
         return ImagePredictor(model, info["classes"], info["image_size"], info["channels"], normalize)
+
+
+def _read_info(run_dir: Path) -> dict[str, Any]:
+    """An image run's task.json, checked for what prediction needs."""
+    try:
+        info = json.loads((Path(run_dir) / "task.json").read_text())
+        Normalize.from_dict(info["normalize"])
+        for key in ("classes", "image_size", "channels"):
+            info[key]  # noqa: B018 — present, or the KeyError below
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{Path(run_dir) / 'task.json'}: missing or unreadable ({err})") from None
+    return info
 
 
 class ImagePredictor:

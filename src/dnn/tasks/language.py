@@ -222,6 +222,18 @@ class LanguageModelling:
             f"{len(self.stream)} chunks per epoch"
         )
 
+    def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
+        """A trained run's tokenizer and vocabulary, and the plain text file ``path`` as the test split
+        (``dnn eval RUN --data FILE``): its perplexity under the model."""
+        self.tokenizer = Tokenizer.load(Path(run_dir) / "tokenizer.json")
+        self.vocab = Vocab.load(Path(run_dir) / "vocab.json")
+        text = read_text(path)
+        ids = torch.tensor(encode_text(text, self.tokenizer, self.vocab), dtype=torch.int64)  # (N,)
+        if len(ids) < 2:
+            raise DataError(f"{path}: too little text to evaluate (needs at least 2 tokens)")
+        self.ids["test"], self.chars_per_token["test"] = ids, len(text) / len(ids)
+        log(f"data: {path}, {len(ids):,} {self.tokenizer.kind} tokens")
+
     def model_options(self) -> dict[str, Any]:
         return {"vocab_size": len(self.vocab)}
 

@@ -162,11 +162,12 @@ class Seq2SeqTask:
         tgt.train(p.target for p in train)
         return src, tgt
 
-    def _tokenize(self, split: str, pairs: list[Pair], log) -> list[Pair]:
+    def _tokenize(self, split: str, pairs: list[Pair], log, given: bool | None = None) -> list[Pair]:
         """The pairs with their token lists set. An over-long pair is cut (``data.truncate``), else an error in a
         valid/test file the user gave, else dropped (training pairs, pairs split off the training file, generated)."""
         data = self.cfg.data
-        given = data.source is None and split != "train" and getattr(data, split)
+        if given is None:
+            given = bool(data.source is None and split != "train" and getattr(data, split))
         policy = _Policy(data.max_length, split if given else "train", data.truncate)
         stats = ReadStats(f"{split} split")
         out = []
@@ -200,23 +201,41 @@ class Seq2SeqTask:
             self.src_vocab = Vocab.build(train_src, min_freq=data.min_freq, max_size=max_size)
             self.tgt_vocab = Vocab.build(train_tgt, min_freq=data.min_freq, max_size=max_size)
         for split in SPLITS:
-            self.splits[split] = Seq2SeqSplit(
-                sources=[p.source for p in pairs[split]],
-                src_ids=[self.src_vocab.encode(p.source_tokens) for p in pairs[split]],
-                tgt_ids=[self.tgt_vocab.encode(p.target_tokens) for p in pairs[split]],
-                references=[p.target_tokens for p in pairs[split]],
-                reference_texts=[self.tgt_tokenizer.detokenize(p.target_tokens) for p in pairs[split]],
-            )
-        self.signatures = {
-            "bleu": metrics.bleu(["a"], ["a"], self.bleu_tokenize)[1],
-            "chrf": metrics.chrf(["a"], ["a"])[1],
-        }
+            self.splits[split] = self._encode(pairs[split])
+        self._set_signatures()
         sizes = ", ".join(f"{s} {len(self.splits[s])}" for s in SPLITS)
         log(
             f"data: {data.source or data.train}, {sizes} pairs; {data.tokenizer} tokens, vocabularies: source "
             f"{len(self.src_vocab)}, target {len(self.tgt_vocab)}"
         )
         log(f"metrics: exact_match, token_accuracy, BLEU {self.signatures['bleu']}, chrF {self.signatures['chrf']}")
+
+    def _encode(self, pairs: list[Pair]) -> Seq2SeqSplit:
+        return Seq2SeqSplit(
+            sources=[p.source for p in pairs],
+            src_ids=[self.src_vocab.encode(p.source_tokens) for p in pairs],
+            tgt_ids=[self.tgt_vocab.encode(p.target_tokens) for p in pairs],
+            references=[p.target_tokens for p in pairs],
+            reference_texts=[self.tgt_tokenizer.detokenize(p.target_tokens) for p in pairs],
+        )
+
+    def _set_signatures(self) -> None:
+        self.signatures = {
+            "bleu": metrics.bleu(["a"], ["a"], self.bleu_tokenize)[1],
+            "chrf": metrics.chrf(["a"], ["a"])[1],
+        }
+
+    def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
+        """A trained run's own tokenizers and vocabularies, and the parallel file ``path`` as the test split
+        (``dnn eval RUN --data FILE``); over-long pairs follow the policy of a test file the user gave."""
+        self.src_tokenizer, self.tgt_tokenizer, self.src_vocab, self.tgt_vocab, _ = _load_artifacts(Path(run_dir))
+        records = read_parallel_tsv(path)
+        pairs = list(records)
+        log(f"data: {records.stats.summary()}")
+        self.splits["test"] = self._encode(self._tokenize("test", pairs, log, given=True))
+        if not len(self.splits["test"]):
+            raise DataError(f"{path}: no pairs to evaluate")
+        self._set_signatures()
 
     def model_options(self) -> dict[str, Any]:
         return {"src_vocab_size": len(self.src_vocab), "tgt_vocab_size": len(self.tgt_vocab)}
@@ -328,21 +347,28 @@ class Seq2SeqTask:
 
     @classmethod
     def load_predictor(cls, run_dir: Path, model: nn.Module) -> Seq2SeqPredictor:
-        run_dir = Path(run_dir)
-        try:
-            info = json.loads((run_dir / "task.json").read_text())
-            files, max_target = info["files"], int(info["max_target_length"])
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{run_dir / 'task.json'}: missing or unreadable ({err})") from None
         config = model.config
-        try:
-            src_vocab = Vocab.load(run_dir / files["source_vocab"], expected_size=config.src_vocab_size)
-            tgt_vocab = Vocab.load(run_dir / files["target_vocab"], expected_size=config.tgt_vocab_size)
-            src_tok = Tokenizer.load(run_dir / files["source_tokenizer"])
-            tgt_tok = Tokenizer.load(run_dir / files["target_tokenizer"])
-        except (DataError, KeyError) as err:
-            raise CheckpointError(f"{run_dir}: {err}") from None
+        src_tok, tgt_tok, src_vocab, tgt_vocab, max_target = _load_artifacts(
+            Path(run_dir), config.src_vocab_size, config.tgt_vocab_size
+        )
         return Seq2SeqPredictor(model, src_tok, tgt_tok, src_vocab, tgt_vocab, max_target)
+
+
+def _load_artifacts(run_dir: Path, src_size: int | None = None, tgt_size: int | None = None):
+    """(source tokenizer, target tokenizer, source vocab, target vocab, longest training target) of a run."""
+    try:
+        info = json.loads((run_dir / "task.json").read_text())
+        files, max_target = info["files"], int(info["max_target_length"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{run_dir / 'task.json'}: missing or unreadable ({err})") from None
+    try:
+        src_vocab = Vocab.load(run_dir / files["source_vocab"], expected_size=src_size)
+        tgt_vocab = Vocab.load(run_dir / files["target_vocab"], expected_size=tgt_size)
+        src_tok = Tokenizer.load(run_dir / files["source_tokenizer"])
+        tgt_tok = Tokenizer.load(run_dir / files["target_tokenizer"])
+    except (DataError, KeyError) as err:
+        raise CheckpointError(f"{run_dir}: {err}") from None
+    return src_tok, tgt_tok, src_vocab, tgt_vocab, max_target
 
 
 class Seq2SeqPredictor:

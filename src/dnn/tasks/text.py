@@ -148,6 +148,12 @@ class _TextTask:
         shown = ", ".join(self.labels.labels[:10]) + (", …" if len(self.labels) > 10 else "")
         log(f"data: {sizes} examples; vocabulary {len(self.vocab)} tokens; {len(self.labels)} labels ({shown})")
 
+    def _set_evaluation_split(self, path: str, examples: list, records, log) -> None:
+        log(records.stats.summary())
+        if not examples:
+            raise DataError(f"{path}: no examples to evaluate")
+        self.examples["test"] = examples
+
     def model_options(self) -> dict[str, Any]:
         return {"vocab_size": len(self.vocab), "num_classes": len(self.labels)}
 
@@ -261,6 +267,17 @@ class TextClassification(_TextTask):
                 for ex in examples
             ]  # an unseen label in a split carved from the training file: DataError naming its file and line
         self._finish(log)
+
+    def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
+        """A trained run's tokenizer, vocabulary and labels, and ``path`` (a CSV/TSV, or an aclImdb folder's test
+        part) as the test split (``dnn eval RUN --data FILE``); a label the run never saw is a DataError."""
+        self.vocab, self.labels = Vocab.load(run_dir / FILES["vocab"]), LabelVocab.load(run_dir / FILES["labels"])
+        self.tokenizer = Tokenizer.load(run_dir / FILES["tokenizer"])
+        records = self._read(path, "test", self.tokenizer, labels=self.labels)
+        examples = [
+            (self.vocab.encode(ex.tokens), self.labels.encode(ex.label, path=ex.path, line=ex.line)) for ex in records
+        ]
+        self._set_evaluation_split(path, examples, records, log)
 
     def step(self, model: nn.Module, batch: Batch, context) -> tuple[Tensor, int]:
         logits = model(batch.tokens, batch.lengths)  # (B, K)
@@ -393,6 +410,19 @@ class Tagging(_TextTask):
                 for s in sentences
             ]
         self._finish(log)
+
+    def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
+        """A trained run's vocabulary and tags, and the CoNLL file ``path`` as the test split (``dnn eval --data``)."""
+        self.vocab, self.labels = Vocab.load(run_dir / FILES["vocab"]), LabelVocab.load(run_dir / FILES["labels"])
+        records = self._read(path, "test", labels=self.labels)
+        examples = [
+            (
+                self.vocab.encode(self._normal(s.tokens)),
+                [self.labels.encode(tag, path=s.path, line=s.line + i) for i, tag in enumerate(s.tags)],
+            )
+            for s in records
+        ]
+        self._set_evaluation_split(path, examples, records, log)
 
     def step(self, model: nn.Module, batch: Batch, context) -> tuple[Tensor, int]:
         logits = model(batch.tokens, batch.lengths)  # (B, T, K)

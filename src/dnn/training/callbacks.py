@@ -26,12 +26,38 @@ import torch
 __all__ = ["EarlyStopping", "Evaluate", "MetricsLog", "ProgressBar", "TruncatedBPTT", "detach_state"]
 
 
-class MetricsLog:
-    """Append a JSON line every ``every`` steps (averages over the interval) and after every evaluation."""
+class TensorBoardMirror:
+    """Every metrics record as TensorBoard scalars: ``train/loss``, ``train/grad_norm``, ``valid/accuracy`` …"""
 
-    def __init__(self, path: str | os.PathLike, every: int = 10):
+    def __init__(self, log_dir: str | os.PathLike):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(log_dir))
+
+    @staticmethod
+    def available() -> bool:
+        import importlib.util
+
+        return importlib.util.find_spec("tensorboard") is not None
+
+    def write(self, record: dict[str, Any]) -> None:
+        prefix = "train" if record["kind"] == "train" else record.get("split", "eval")
+        for key, value in record.items():
+            if key in ("kind", "split", "step", "epoch") or isinstance(value, bool):
+                continue
+            if isinstance(value, (int, float)):
+                self.writer.add_scalar(f"{prefix}/{key}", value, record["step"])
+        self.writer.flush()
+
+
+class MetricsLog:
+    """Append a JSON line every ``every`` steps (averages over the interval) and after every evaluation; each
+    record also goes to the ``mirrors`` (e.g. :class:`TensorBoardMirror`)."""
+
+    def __init__(self, path: str | os.PathLike, every: int = 10, mirrors: tuple = ()):
         self.path = Path(path)
         self.every = max(1, every)
+        self.mirrors = mirrors
         self._reset()
 
     def _reset(self) -> None:
@@ -44,6 +70,8 @@ class MetricsLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:  # one complete line per write
             f.write(json.dumps(record) + "\n")
+        for mirror in self.mirrors:
+            mirror.write(record)
 
     def on_step_end(self, trainer, loss, grad_norm, clipped, items, epoch, **_):
         self.n += 1
@@ -132,7 +160,9 @@ class ProgressBar:
 
     def on_eval_end(self, trainer, metrics, split="valid", **_):
         shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-        self.last_metric = "".join(f"  {split} {k} {v:.4g}" for k, v in list(shown.items())[:2])
+        monitored = trainer.context.get("monitor")  # the metric that picks the best checkpoint comes first
+        order = sorted(shown, key=lambda k: k != monitored)[:2]
+        self.last_metric = "".join(f"  {split} {k} {shown[k]:.4g}" for k in order)
         if self.plain:
             print(f"eval at step {trainer.stats.step}:{self.last_metric}", file=self.stream, flush=True)
 
