@@ -3,17 +3,15 @@ aligned files), the translator (greedy / beam, attention rows), a tiny model tha
 strings, and a run killed with SIGKILL that resumes to the very same weights."""
 
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from resume_check import check_sigkill_resume
 
 from dnn.cli import main
 from dnn.data.batching import IGNORE_INDEX
@@ -287,51 +285,13 @@ def test_a_tiny_model_learns_to_reverse_digit_strings(tmp_path):
 # --------------------------------------------------------------------------------------------------- resume
 
 
-def losses(run_dir: Path) -> dict[int, list[float]]:
-    out: dict[int, list[float]] = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record["kind"] == "train":
-            out.setdefault(record["step"], []).append(record["loss"])
-    return out
-
-
 @pytest.mark.slow
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     """Dropout and scheduled sampling (teacher_forcing < 1) are on: every RNG has to be restored right.
     Three runs of 60 steps in subprocesses: ~20 s on a quiet machine, much more on a busy one, hence slow."""
-    from safetensors.torch import load_file
-
     args = [
         "dates-attention", "data.source=reverse", "data.sizes=[480,32,32]", "train.epochs=2", "train.max_steps=0",
         "train.batch_size=16", "train.checkpoint_every=1", "train.log_every=1", "train.threads=1",
         "model.hidden_size=16", "model.embedding_size=8", "model.dropout=0.3", "model.teacher_forcing=0.5",
     ]  # fmt: skip
-    whole, broken = tmp_path / "whole", tmp_path / "broken"
-    done = run(DNN + ["train", *args, "--run-dir", str(whole), "--quiet"])
-    assert done.returncode == 0, done.stderr
-    total_steps = json.loads(done.stdout.strip().splitlines()[-1])["steps"]
-    assert total_steps == 2 * 30
-
-    kill_after = random.Random(os.getpid()).randint(3, total_steps - 5)
-    proc = subprocess.Popen(DNN + ["train", *args, "--run-dir", str(broken), "--quiet"], stdout=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        log = broken / "metrics.jsonl"
-        if log.exists() and sum('"train"' in line for line in log.read_text().splitlines()) >= kill_after:
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (broken / "results.json").exists(), "the run finished before it could be killed"
-
-    resumed = run(DNN + ["train", "--resume", "--run-dir", str(broken), "--quiet"])
-    assert resumed.returncode == 0, resumed.stderr
-    expected, got = losses(whole), losses(broken)
-    assert len(set(range(1, total_steps + 1)) - set(got)) <= 1  # a kill between checkpoint and log loses one line
-    for step, values in got.items():
-        assert all(v == expected[step][0] for v in values), f"step {step}: {values} != {expected[step]}"
-    for name in ("last.safetensors", "model.safetensors"):
-        a, b = load_file(whole / name), load_file(broken / name)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    check_sigkill_resume(args, tmp_path, steps=2 * 30)

@@ -4,12 +4,9 @@ file and line, and a run killed with SIGKILL that resumes to the same weights.""
 
 import csv
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from resume_check import check_sigkill_resume
 
 from dnn.data.splits import split_indices
 from dnn.errors import DataError
@@ -355,47 +353,8 @@ def test_bad_files_exit_2_with_one_line_naming_file_and_line(data, tmp_path, cap
 # ------------------------------------------------------------------------------------------------- resume
 
 
-def _losses(run_dir: Path) -> dict[int, list[float]]:
-    out: dict[int, list[float]] = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record["kind"] == "train":
-            out.setdefault(record["step"], []).append(record["loss"])
-    return out
-
-
 @pytest.mark.slow
 def test_a_classifier_killed_at_a_random_step_resumes_to_the_same_weights(data, tmp_path):
-    from safetensors.torch import load_file
-
-    args = ["train", "sentiment-lstm", f"data.train={data.csv}", "train.epochs=4", "train.batch_size=16",
+    args = ["sentiment-lstm", f"data.train={data.csv}", "train.epochs=4", "train.batch_size=16",
             "train.checkpoint_every=1", "train.log_every=1", "model.dropout=0.3", *SMALL]  # fmt: skip
-    whole, broken = tmp_path / "whole", tmp_path / "broken"
-    done = subprocess.run(DNN + [*args, "--run-dir", str(whole), "--quiet"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    total = json.loads(done.stdout.strip().splitlines()[-1])["steps"]
-    assert total == 4 * 9  # 140 training reviews / 16 per batch
-
-    kill_after = random.Random(os.getpid()).randint(3, total - 5)
-    proc = subprocess.Popen(DNN + [*args, "--run-dir", str(broken), "--quiet"], stdout=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        log = broken / "metrics.jsonl"
-        if log.exists() and len(log.read_text().splitlines()) >= kill_after:
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (broken / "results.json").exists(), "the run finished before it could be killed"
-    resumed = subprocess.run(DNN + ["train", "--resume", "--run-dir", str(broken), "--quiet"], capture_output=True,
-                             text=True)  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr
-
-    expected, got = _losses(whole), _losses(broken)
-    assert set(got) == set(range(1, total + 1))
-    for step, values in got.items():
-        assert all(v == expected[step][0] for v in values), f"step {step}: {values} != {expected[step]}"
-    for name in ("last.safetensors", "model.safetensors"):
-        a, b = load_file(whole / name), load_file(broken / name)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    check_sigkill_resume(args, tmp_path, steps=4 * 9)  # 140 training reviews / 16 per batch
