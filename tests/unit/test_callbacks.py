@@ -93,3 +93,21 @@ def test_truncated_bptt_carries_the_state_across_batches_and_cuts_the_graph():
     with torch.no_grad():
         _, expected = model(stream[:, :4], None)  # lr 0: the state after the first chunk, recomputed
     torch.testing.assert_close(carried, expected)
+
+
+def test_evaluation_runs_once_when_max_steps_stops_right_after_one():
+    import torch
+
+    from dnn.training import Trainer
+    from dnn.training.callbacks import Evaluate
+
+    model = torch.nn.Linear(2, 1)
+    calls = []
+    evaluate = Evaluate(lambda m: calls.append(1) or {"loss": 0.0}, every_steps=2)
+
+    def step(m, batch, context):
+        return m(batch).pow(2).mean(), len(batch)
+
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), step, callbacks=[evaluate])
+    trainer.fit(lambda epoch: [torch.randn(4, 2) for _ in range(10)], epochs=1, max_steps=4)
+    assert trainer.stats.step == 4 and len(calls) == 2  # at steps 2 and 4, not again when the epoch is cut short

@@ -178,8 +178,12 @@ class Evaluate:
         self.evaluate = evaluate
         self.every_steps = every_steps
         self.history: list[dict[str, float]] = []
+        self.last_step = -1
 
     def run(self, trainer) -> None:
+        if trainer.stats.step == self.last_step:  # e.g. max_steps stopped the epoch right after an evaluation
+            return
+        self.last_step = trainer.stats.step
         model = trainer.model
         was_training = model.training
         model.eval()
