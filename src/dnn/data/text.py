@@ -171,7 +171,7 @@ class Records(Generic[R]):
 
 
 @dataclass(frozen=True)
-class _Policy:
+class LengthPolicy:
     """The length policy shared by the readers (see the module docstring)."""
 
     max_length: int | None
@@ -201,7 +201,7 @@ class _Policy:
         )
 
 
-def _tokens(tokenizer: Tokenizer | None, text: str, policy: _Policy, stats: ReadStats, where: str):
+def _tokens(tokenizer: Tokenizer | None, text: str, policy: LengthPolicy, stats: ReadStats, where: str):
     """``(keep, tokens)``: tokens are None without a tokenizer; keep is False when the policy dropped it."""
     if tokenizer is None:
         return True, None
@@ -240,7 +240,7 @@ def read_classification(
         delimiter = {".csv": ",", ".tsv": "\t"}.get(p.suffix.lower())
         if delimiter is None:
             raise ConfigError(f"{p}: cannot tell the delimiter from the extension; pass delimiter=',' or '\\t'")
-    policy = _Policy(max_length, split, truncate)
+    policy = LengthPolicy(max_length, split, truncate)
     _need_tokenizer(max_length, tokenizer)
 
     def read(stats: ReadStats) -> Iterator[TextExample]:
@@ -309,7 +309,7 @@ def read_imdb(
     for folder in folders.values():
         if not folder.is_dir():
             raise DataError(f"{folder}: no such folder, expected an aclImdb folder with {split}/neg and {split}/pos")
-    policy = _Policy(max_length, split, truncate)
+    policy = LengthPolicy(max_length, split, truncate)
     _need_tokenizer(max_length, tokenizer)
 
     def read(stats: ReadStats) -> Iterator[TextExample]:
@@ -349,7 +349,7 @@ def read_conll(
     """
     expected = "one token and its tag per line, blank lines between sentences"
     p = check_file(path, expected=expected)
-    policy = _Policy(max_length, split, truncate)
+    policy = LengthPolicy(max_length, split, truncate)
 
     def read(stats: ReadStats) -> Iterator[TaggedSentence]:
         tokens: list[str] = []
@@ -401,7 +401,7 @@ def read_parallel_tsv(
     ``max_length`` applies to each side; a pair with a blank side is dropped whole as ``blank``.
     """
     p = check_file(path, expected="lines of source<TAB>target")
-    policy = _Policy(max_length, split, truncate)
+    policy = LengthPolicy(max_length, split, truncate)
     _need_tokenizer(max_length, source_tokenizer, target_tokenizer)
 
     def read(stats: ReadStats) -> Iterator[Pair]:
@@ -432,7 +432,7 @@ def read_parallel_files(
     front naming both files and both counts. ``Pair.path`` is the source file.
     """
     sp, tp = check_file(source_path), check_file(target_path)
-    policy = _Policy(max_length, split, truncate)
+    policy = LengthPolicy(max_length, split, truncate)
     _need_tokenizer(max_length, source_tokenizer, target_tokenizer)
 
     def read(stats: ReadStats) -> Iterator[Pair]:

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from dnn.data.batching import BucketBatchSampler, Seq2SeqBatch, collate_seq2seq, pad_batch
 from dnn.data.splits import split_list
-from dnn.data.text import Pair, ReadStats, _Policy, read_parallel_files, read_parallel_tsv
+from dnn.data.text import LengthPolicy, Pair, ReadStats, read_parallel_files, read_parallel_tsv
 from dnn.data.text_tasks import list_tasks, task_splits
 from dnn.data.tokenizers import Tokenizer, make_tokenizer
 from dnn.data.vocab import Vocab
@@ -168,7 +168,7 @@ class Seq2SeqTask:
         data = self.cfg.data
         if given is None:
             given = bool(data.source is None and split != "train" and getattr(data, split))
-        policy = _Policy(data.max_length, split if given else "train", data.truncate)
+        policy = LengthPolicy(data.max_length, split if given else "train", data.truncate)
         stats = ReadStats(f"{split} split")
         out = []
         for pair in pairs:
