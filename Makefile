@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-slow demo bench lint clean
+.PHONY: install test test-slow demo experiments bench lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test-slow: install
 
 demo: install
 	$(VENV)/bin/dnn demo
+
+# Every experiment at its full budget, one after the other (~30 min on 2 cores); not part of `make test`.
+experiments: install
+	$(VENV)/bin/dnn experiment all
 
 bench: install
 	$(PY) benchmarks/recurrent.py

@@ -81,7 +81,53 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=float, default=None, help="sample among the most likely tokens up to mass p")
     generate.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
 
+    transcribe = _sub(
+        sub, "transcribe", "transcribe audio files (WAV, FLAC, OGG) with a trained speech run; prints file<TAB>text",
+        "dnn transcribe runs/speech-digits one.wav two.wav --beam-size 8",
+    )  # fmt: skip
+    transcribe.add_argument("run", help="a run directory (dnn train speech-digits ...)")
+    transcribe.add_argument("files", nargs="+", help="audio files; other sample rates are resampled")
+    transcribe.add_argument("--beam-size", type=int, default=1, help="CTC prefix beam width (1 = greedy; default 1)")
+
+    serve = _sub(
+        sub, "serve", "serve trained runs: a JSON API and a web page to try them (needs pip install 'dnn[serve]')",
+        "dnn serve runs/dates runs/lenet --port 8000   # then open http://127.0.0.1:8000/",
+    )  # fmt: skip
+    serve.add_argument("runs", nargs="+", metavar="RUN", help="run directories (each served under its folder name)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    from dnn.serve.limits import ServeLimits
+
+    limits = ServeLimits()
+    for flag, kind, default, what in (
+        ("--max-body-bytes", int, limits.max_body_bytes, "larger request bodies get 413"),
+        ("--max-tokens", int, limits.max_tokens, "most tokens of an input or a generation; more gets 422"),
+        ("--max-pixels", int, limits.max_pixels, "largest image in pixels; more gets 422"),
+        ("--max-concurrency", int, limits.max_concurrency, "requests at once; more get 429 at once"),
+        ("--timeout", float, limits.timeout_s, "seconds a request may run; longer gets 503"),
+    ):
+        serve.add_argument(flag, type=kind, default=default, help=f"{what} (default {default})")
+
+    inspect = _sub(
+        sub, "inspect", "draw a run's pictures again into report.html and figures/ (attention heatmaps, gradient "
+        "flow through time, filters, feature maps, confusion matrix, training curves)",
+        "dnn inspect runs/dates 'March 3, 2021' 'the 7th of April, 1957' --out pictures/dates",
+    )  # fmt: skip
+    inspect.add_argument("run", help="a run directory")
+    inspect.add_argument("inputs", nargs="*", help="seq2seq runs: sentences (an attention heatmap each); image runs: "
+                         "image files (feature maps each); other runs take none")  # fmt: skip
+    inspect.add_argument("--out", metavar="DIR", help="where report.html and figures/ go (default: the run itself)")
+
     _sub(sub, "list", "list the models, recipes and built-in tasks", "dnn list")
+
+    exp = _sub(
+        sub, "experiment", "reproduce a claim of the lecture and measure it: tables, a plot, PASS/FAIL",
+        "dnn experiment list\n  dnn experiment adding-problem --quick\n  dnn experiment all",
+    )  # fmt: skip
+    exp.add_argument("name", help="an experiment (see `dnn experiment list`), `list`, or `all` (every one, in turn)")
+    exp.add_argument("--quick", action="store_true", help="a tiny version in seconds: real runs, verdicts n/a")
+    exp.add_argument("--out", default="experiments", help="where <name>/results.md and its plot go")
+    exp.add_argument("--runs", help="where the training runs go (default: runs/experiments)")
     return parser
 
 
@@ -98,7 +144,7 @@ def _list() -> None:
         first = (RECIPES / f"{name}.yaml").read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
         print(f"  {name:<22} {first}")
     print("built-in tasks:")
-    print("  " + ", ".join(["digits", "adding", "pydoc", *list_tasks()]))
+    print("  " + ", ".join(["digits", "adding", "pydoc", *list_tasks(), "spoken digits and phrases (espeak-ng)"]))
 
 
 def _predictor(run, method: str, what: str):
@@ -147,6 +193,20 @@ def _translate(args) -> None:
                 print(f"  {token!r:>8} ← {aligned!r:<8} " + " ".join(f"{w:.2f}" for w in weights))
 
 
+def _experiment(args) -> None:
+    from dnn.experiments import list_experiments, run_experiment
+
+    if args.name == "list":
+        for spec in list_experiments():
+            print(f"  {spec.name:<22} {spec.claim}")
+        return
+    names = [spec.name for spec in list_experiments()] if args.name == "all" else [args.name]
+    for name in names:
+        result = run_experiment(name, quick=args.quick, out=args.out, runs=args.runs)
+        print(result.markdown())
+        print(f"written: {result.results_file}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -181,8 +241,29 @@ def main(argv: list[str] | None = None) -> int:
 
             predictor = _predictor(load_run(args.run), "generate", "a language model run")
             print(predictor.generate(args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed))
+        elif args.command == "transcribe":
+            from dnn.run import load_run
+
+            predictor = _predictor(load_run(args.run), "transcribe", "a speech run")
+            for row in predictor.transcribe(args.files, beam_size=args.beam_size):
+                print(f"{row['file']}\t{row['text']}")
+        elif args.command == "serve":
+            from dnn.serve import ServeLimits, require_serve_extra
+
+            require_serve_extra()
+            from dnn.serve.server import serve
+
+            limits = ServeLimits(args.max_body_bytes, args.max_tokens, args.max_pixels, args.max_concurrency,
+                                 args.timeout)  # fmt: skip
+            serve(args.runs, args.host, args.port, limits)
+        elif args.command == "inspect":
+            from dnn.inspect import write_report
+
+            print(write_report(args.run, args.inputs, args.out, log=lambda line: print(line, file=sys.stderr)))
         elif args.command == "list":
             _list()
+        elif args.command == "experiment":
+            _experiment(args)
         else:
             parser.print_help()
         return 0

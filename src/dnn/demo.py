@@ -66,7 +66,7 @@ def vanishing_gradients(out_dir: Path, seeds: int = 3) -> None:
             x, _ = adding_problem(16, T, torch.Generator().manual_seed(seed))
             runs.append(gradient_norms_through_time(make(), x))
         for key in runs[0]:
-            label = name if key == "h" else f"{name.split(',')[0]} cell state c, forget bias 1"
+            label = name if key == "h" else "LSTM (forget bias 1) cell state c"  # the plot dashes the cell state
             if key == "c" and "forget bias 1" not in name:
                 continue
             stacked = torch.stack([r[key] / r[key][-1] for r in runs])  # (seeds, T), 1 at the last step
@@ -74,35 +74,12 @@ def vanishing_gradients(out_dir: Path, seeds: int = 3) -> None:
     for label, curve in curves.items():
         _say(f"   {label:<40} {curve[50].item():9.1e}")
     _say("   (published with torch: tanh ~5e-13, LSTM torch init ~2e-11, LSTM forget bias 1 ~3e-5)")
-    path = _plot_gradient_flow(curves, out_dir / "gradient_flow.png")
-    if path:
-        _say(f"   drawn: {path}")
+    from dnn.inspect import gradient_flow_plot
+
+    title = f"Gradient flow through time at initialisation (T = {T}, H = {H}), ÷ the last step's"
+    curves = {label: curve.tolist() for label, curve in curves.items()}
+    _say(f"   drawn: {gradient_flow_plot(curves, out_dir / 'gradient_flow.png', title)}")
     _say()
-
-
-def _plot_gradient_flow(curves: dict, path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # the picture is a bonus; the numbers above are the result
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    for label, curve in curves.items():
-        ax.semilogy(range(len(curve)), curve.clamp_min(1e-30).numpy(), label=label)
-    ax.set_xlabel("distance from the loss (steps)")
-    ax.set_ylabel("‖∂L/∂h_t‖ ÷ ‖∂L/∂h_T‖")
-    ax.set_title("Gradient flow through time at initialisation (T = 100, H = 64)")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
 
 
 def attention_weights() -> None:

@@ -81,6 +81,7 @@ TASK_CLASSES = {
     "seq2seq": ("dnn.tasks.seq2seq", "Seq2SeqTask"),
     "language_model": ("dnn.tasks.language", "LanguageModelling"),
     "adding": ("dnn.tasks.language", "AddingProblem"),
+    "speech": ("dnn.tasks.speech", "SpeechRecognition"),
 }
 
 
@@ -295,7 +296,19 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
         atomic_write(run_dir / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
     shown = "  ".join(f"{split} {k} {v:.4f}" for split in ("valid", "test") for k, v in results[split].items())
     log(f"done: {trainer.stats.step} steps in {seconds:.1f} s; {shown}")
+    if ddp.is_main and t.report:
+        _write_report(run_dir, task, log)
     return results
+
+
+def _write_report(run_dir: Path, task, log) -> None:
+    """report.html and figures/ (dnn.inspect); drawing can fail, but never at the cost of the training result."""
+    try:
+        from dnn.inspect import write_report
+
+        log(f"report: {write_report(run_dir, task=task, log=log)}")
+    except Exception as err:
+        log(f"report: could not draw the report: {' '.join(f'{type(err).__name__}: {err}'.split())}")
 
 
 def _transfer(model: torch.nn.Module, t, log):

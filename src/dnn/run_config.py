@@ -25,6 +25,7 @@ TASKS = (
     "seq2seq",  # a built-in text task (data.source: dates, addition, reverse, sort) or a user's parallel corpus
     "language_model",  # the pydoc corpus (data.source: pydoc) or a user's plain text file
     "adding",  # the adding problem (regression over a long sequence)
+    "speech",  # speech recognition: built-in espeak-ng speech (data.source: digits, phrases) or a user's TSV of WAVs
 )
 
 
@@ -55,6 +56,19 @@ class DataConfig:
     grayscale: bool | None = None  # images: None decides from the data
     augment: bool = False  # images: random crop with padding and a small affine in training
     horizontal_flip: bool = False  # images: only where it makes sense (not digits, not text)
+    n_mels: int = 80  # speech: log-mel bands
+    sample_rate: int = 16000  # speech: Hz; features are computed at this rate
+    resample: bool = False  # speech: convert a user's audio at another rate (otherwise an error naming the file)
+    freq_masks: int = 0  # speech: SpecAugment frequency masks per training utterance
+    freq_mask_width: int = 15  # speech: at most this many mel bands each
+    time_masks: int = 0  # speech: SpecAugment time masks per training utterance
+    time_mask_width: int = 25  # speech: at most this many frames each (and at most a fifth of the utterance)
+    cache: str | None = None  # speech: where built-in data is synthesised (default ~/.cache/dnn/speech)
+    classes: list[int | str] | None = None  # images: keep only these classes, labelled 0… in this order ([5, 6])
+    per_class: int | None = None  # images: keep this many training images per class (few labels), chosen by seed
+    canvas_size: int | None = None  # images: paste each image onto a blank canvas of this side (digits 8 → 16)
+    canvas_train: Literal["center", "random"] = "center"  # where on the canvas, training and validation images
+    canvas_test: Literal["center", "random"] = "center"  # where on the canvas, test images (random: one per image)
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -67,6 +81,20 @@ class DataConfig:
                 raise ConfigError(f"data.{name} must be in [0, 1), got {value}")
         if self.valid_fraction + self.test_fraction >= 1.0:
             raise ConfigError("data.valid_fraction + data.test_fraction must leave some training data")
+        for name in ("n_mels", "freq_mask_width", "time_mask_width"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.{name} must be a positive integer, got {getattr(self, name)}")
+        if self.sample_rate < 1000:
+            raise ConfigError(f"data.sample_rate must be at least 1000 Hz, got {self.sample_rate}")
+        for name in ("freq_masks", "time_masks"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"data.{name} must be 0 (off) or more, got {getattr(self, name)}")
+        for name in ("per_class", "canvas_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"data.{name} must be a positive integer or null, got {value}")
+        if self.classes is not None and (not self.classes or len({str(c) for c in self.classes}) < len(self.classes)):
+            raise ConfigError(f"data.classes must list distinct class names, got {self.classes}")
         if self.tokenizer is None:  # the lecture's Embedding → LSTM → Dense reads words; generation and dates, chars
             self.tokenizer = "word" if self.task in ("text_classification", "tagging") else "char"
 
@@ -91,6 +119,7 @@ class TrainConfig:
     on_nonfinite: Literal["stop", "skip"] = "stop"
     flush_denormal: bool = True  # worth several times the speed of recurrent training on CPU
     log_every: int = 10
+    report: bool = True  # draw report.html and figures/ at the end (dnn.inspect)
     tensorboard: bool = True  # also write TensorBoard event files (tensorboard/) when the package is installed
     checkpoint_every: int = 0  # save the training state every N steps (and at every epoch end); 0 = epoch ends only
     threads: int = 0  # torch intra-op threads; 0 = torch's choice

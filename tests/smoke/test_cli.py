@@ -157,5 +157,8 @@ def test_metrics_are_mirrored_to_tensorboard_event_files(tmp_path):
     assert {"train/grad_norm", "train/clip_rate", "train/lr"} <= set(events.Tags()["scalars"])
 
     quiet = tmp_path / "off"
-    train("digits-lenet5", ["train.max_steps=2", "train.tensorboard=false"], quiet, progress=False)
-    assert not (quiet / "tensorboard").exists()
+    assert (run_dir / "report.html").is_file()
+    train(
+        "digits-lenet5", ["train.max_steps=2", "train.tensorboard=false", "train.report=false"], quiet, progress=False
+    )
+    assert not (quiet / "tensorboard").exists() and not (quiet / "report.html").exists()

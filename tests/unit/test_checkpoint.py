@@ -86,3 +86,16 @@ def test_a_crash_while_writing_leaves_the_old_file_and_no_temporary(tmp_path):
         atomic_write(path, crash)
     assert load_state(path) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_written_files_follow_the_umask_not_the_private_mode_of_a_temporary_file(tmp_path):
+    import os
+
+    from dnn.training.checkpoint import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "report.html", lambda tmp: open(tmp, "w").write("<p>hi</p>"))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -23,6 +23,8 @@ def token_batch(vocab=20):
 
 SMALL = {
     "lenet5": (dict(num_classes=3, in_channels=1, image_size=8), lambda: image_batch(1, 8)),
+    "mlp": (dict(num_classes=3, in_channels=1, image_size=8, hidden_sizes=[8, 8]), lambda: image_batch(1, 8)),
+    "convnet": (dict(num_classes=3, in_channels=1, image_size=8, channels=[4, 4, 8]), lambda: image_batch(1, 8)),
     "alexnet": (CNN_SMALL, image_batch),
     "vgg11": (CNN_SMALL, image_batch),
     "vgg16": (CNN_SMALL, image_batch),
@@ -42,6 +44,10 @@ SMALL = {
     ),
     "language_model": (dict(vocab_size=20, embedding_size=8, hidden_size=8), lambda: (token_batch()[0],)),
     "sequence_regressor": (dict(input_size=2, hidden_size=8), lambda: (torch.randn(3, 5, 2),)),
+    "speech_ctc": (
+        dict(num_classes=5, n_mels=8, conv_channels=4, hidden_size=4),
+        lambda: (torch.randn(2, 9, 8), torch.tensor([9, 6])),
+    ),
 }
 
 

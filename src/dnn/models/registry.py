@@ -64,6 +64,9 @@ def _load_builtin_models() -> None:
         "dnn.models.seq2seq",
         "dnn.models.language",
         "dnn.models.regression",
+        "dnn.models.speech",
+        "dnn.models.mlp",
+        "dnn.models.convnet",
     ):
         try:
             importlib.import_module(module)

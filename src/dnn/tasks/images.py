@@ -21,8 +21,8 @@ from dnn.data.images import (
     load_digits_dataset,
     load_image,
 )
-from dnn.data.splits import split_indices
-from dnn.errors import CheckpointError, DataError
+from dnn.data.splits import derive_seed, split_indices
+from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.training import metrics
 from dnn.training.checkpoint import atomic_write
 
@@ -87,6 +87,7 @@ class ImageClassification:
                 )  # fmt: skip
                 for split, idx in zip(("train", "valid", "test"), (train, valid, test)):
                     self.splits[split] = (x[idx], y[idx])
+        self._select_and_place(log)
         mean, std = channel_stats(self.splits["train"][0])
         self.normalize = Normalize(mean, std.clamp_min(1e-6))
         if data.augment:
@@ -97,6 +98,25 @@ class ImageClassification:
             self.augment = build_augmentation(aug, self.image_size)
         sizes = ", ".join(f"{k} {len(v[1])}" for k, v in self.splits.items())
         log(f"data: {data.task}, {len(self.classes)} classes, {sizes} images of {self.image_size}×{self.image_size}")
+
+    def _select_and_place(self, log) -> None:
+        """``data.classes``, ``data.per_class`` and ``data.canvas_size``: a subset of the classes, few training
+        labels, the images on a larger canvas (centred, or at one random offset per image drawn from the seed)."""
+        data, seed = self.cfg.data, self.cfg.seed
+        if data.classes is not None:
+            self.splits, self.classes = keep_classes(self.splits, self.classes, data.classes)
+            log(f"data: classes {', '.join(self.classes)} only, labelled 0–{len(self.classes) - 1}")
+        if data.per_class is not None:
+            self.splits["train"] = few_per_class(*self.splits["train"], data.per_class, len(self.classes), seed)
+            log(f"data: {data.per_class} training images per class ({len(self.splits['train'][1])} in all)")
+        if data.canvas_size is not None:
+            for split, (x, y) in self.splits.items():
+                placement = data.canvas_test if split == "test" else data.canvas_train
+                generator = torch.Generator().manual_seed(derive_seed(seed, "canvas", split))
+                self.splits[split] = (place_on_canvas(x, data.canvas_size, placement, generator), y)
+            log(f"data: images on a {data.canvas_size}×{data.canvas_size} canvas, training and validation at the "
+                f"{data.canvas_train}, test at the {data.canvas_test}")  # fmt: skip
+            self.image_size = data.canvas_size
 
     def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
         """A trained run's classes, image size and normalisation, and the image folder ``path`` (one sub-folder per
@@ -180,6 +200,53 @@ class ImageClassification:
         info = _read_info(run_dir)
         normalize = Normalize.from_dict(info["normalize"])
         return ImagePredictor(model, info["classes"], info["image_size"], info["channels"], normalize)
+
+
+def keep_classes(
+    splits: dict[str, tuple[Tensor, Tensor]], classes: list[str], wanted: list[int | str]
+) -> tuple[dict[str, tuple[Tensor, Tensor]], list[str]]:
+    """Only the images of the classes named in ``wanted``, relabelled 0, 1, … in that order (``data.classes``)."""
+    names = [str(c) for c in wanted]
+    for name in names:
+        if name not in classes:
+            raise ConfigError(f"data.classes: there is no class {name!r}; the classes are {', '.join(classes)}")
+    relabel = torch.full((len(classes),), -1, dtype=torch.int64)  # old label → new label, −1 = dropped
+    relabel[torch.tensor([classes.index(n) for n in names])] = torch.arange(len(names))
+    out = {}
+    for split, (x, y) in splits.items():
+        new = relabel[y]  # (N,)
+        out[split] = (x[new >= 0], new[new >= 0])
+    return out, names
+
+
+def few_per_class(x: Tensor, y: Tensor, n: int, num_classes: int, seed: int) -> tuple[Tensor, Tensor]:
+    """``n`` images of each class, drawn by seed, kept in their original order (``data.per_class``)."""
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(derive_seed(seed, "per_class")))
+    keep = []
+    for k in range(num_classes):
+        chosen = order[y[order] == k][:n]
+        if len(chosen) < n:
+            raise DataError(f"data.per_class={n}: class {k} has only {len(chosen)} training images")
+        keep.append(chosen)
+    idx = torch.cat(keep).sort().values
+    return x[idx], y[idx]
+
+
+def place_on_canvas(x: Tensor, size: int, placement: str, generator: torch.Generator) -> Tensor:
+    """Images ``(N, C, h, w)`` pasted onto blank (zero) canvases ``(N, C, size, size)``: all at the centre, or each
+    at an offset drawn uniformly from every position where it fits whole (``data.canvas_size``)."""
+    N, C, h, w = x.shape
+    if size < max(h, w):
+        raise ConfigError(f"data.canvas_size={size} is smaller than the images ({h}×{w})")
+    if placement == "center":
+        top, left = torch.full((N,), (size - h) // 2), torch.full((N,), (size - w) // 2)
+    else:
+        top = torch.randint(0, size - h + 1, (N,), generator=generator)
+        left = torch.randint(0, size - w + 1, (N,), generator=generator)
+    canvas = x.new_zeros(N, C, size, size)
+    for i, (t, l) in enumerate(zip(top.tolist(), left.tolist())):
+        canvas[i, :, t : t + h, l : l + w] = x[i]
+    return canvas
 
 
 def _read_info(run_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,261 @@
+"""What every experiment shares: the context it runs in, its result as data, and the results.md it writes.
+
+An experiment is a function ``run(ctx: Context) -> ExperimentResult``. It trains its grid through the ordinary
+code — :meth:`Context.train` is :func:`dnn.run.train` on a recipe with overrides, one run directory per point —
+measures, and returns tables of numbers plus :class:`Check` s: each an expectation written in the code before
+anything ran, the measured value, and PASS or FAIL. ``ctx.quick`` shrinks the budget to seconds; a check that
+needs the full budget then reads "n/a (quick)", but the tables still come from real runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dnn.training.checkpoint import atomic_write
+
+__all__ = ["Check", "Context", "ExperimentResult", "Run", "Table", "figure", "fmt", "save_figure"]
+
+PASS, FAIL, NA = "PASS", "FAIL", "n/a (quick)"
+
+
+def fmt(value: Any) -> str:
+    """A table cell: floats to 4 significant digits (scientific below 1e-3), everything else as ``str``."""
+    if isinstance(value, bool) or value is None:
+        return "–" if value is None else str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        if value != 0 and abs(value) < 1e-3:
+            return f"{value:.2e}"
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+@dataclass
+class Check:
+    """One expectation, fixed in code before the runs, and what was measured. ``quick_ok``: the check needs no
+    training budget (a parameter count, a property at initialisation), so it is asserted in quick mode too."""
+
+    expectation: str
+    passed: bool
+    measured: str
+    quick_ok: bool = False
+
+    def verdict(self, quick: bool) -> str:
+        if quick and not self.quick_ok:
+            return NA
+        return PASS if self.passed else FAIL
+
+
+@dataclass
+class Table:
+    """Rows of measured numbers: ``rows`` are dicts keyed by ``columns`` (the data a test asserts on)."""
+
+    title: str
+    columns: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, **row: Any) -> None:
+        unknown = set(row) - set(self.columns)
+        if unknown:
+            raise KeyError(f"table {self.title!r} has no column {sorted(unknown)[0]!r}")
+        self.rows.append(row)
+
+    def column(self, name: str) -> list[Any]:
+        return [row.get(name) for row in self.rows]
+
+    def markdown(self) -> str:
+        lines = [f"**{self.title}**", "", "| " + " | ".join(self.columns) + " |"]
+        lines.append("|" + "|".join("---" for _ in self.columns) + "|")
+        for row in self.rows:
+            lines.append("| " + " | ".join(fmt(row.get(c)) for c in self.columns) + " |")
+        return "\n".join(lines)
+
+
+@dataclass
+class ExperimentResult:
+    """An experiment's measured tables, its checks with their verdicts, and where its files went."""
+
+    name: str
+    claim: str
+    quick: bool
+    setup: str
+    tables: list[Table]
+    checks: list[Check]
+    references: list[str]
+    commands: list[str] = field(default_factory=list)
+    plot: Path | None = None
+    results_file: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def verdicts(self) -> list[str]:
+        return [check.verdict(self.quick) for check in self.checks]
+
+    @property
+    def verdict(self) -> str:
+        """FAIL if any checked expectation failed, PASS if every checked one held, n/a if none could be checked."""
+        verdicts = self.verdicts
+        if FAIL in verdicts:
+            return FAIL
+        return PASS if PASS in verdicts else NA
+
+    def table(self, title_start: str) -> Table:
+        """The table whose title starts with ``title_start``."""
+        for table in self.tables:
+            if table.title.startswith(title_start):
+                return table
+        raise KeyError(f"{self.name} has no table starting with {title_start!r}")
+
+    def markdown(self) -> str:
+        verdicts = self.verdicts
+        counted = [v for v in verdicts if v != NA]
+        summary = f"{sum(v == PASS for v in counted)} of {len(counted)} expectations met" if counted else "not checked"
+        budget = "quick (tiny) version — not the measured result" if self.quick else "full version"
+        parts = [
+            f"# `{self.name}` — {self.claim}",
+            "",
+            f"**Verdict: {self.verdict}** ({summary}). `dnn experiment {self.name}{' --quick' if self.quick else ''}`"
+            f", {budget}, {self.seconds:.0f} s on this machine (one thread).",
+            "",
+            "## Setup",
+            "",
+            self.setup,
+            "",
+            "## Measured",
+            "",
+        ]
+        for table in self.tables:
+            parts += [table.markdown(), ""]
+        parts += ["## Expectations (fixed in the code before the runs)", "", "| expectation | measured | verdict |"]
+        parts.append("|---|---|---|")
+        for check, verdict in zip(self.checks, verdicts):
+            parts.append(f"| {check.expectation} | {check.measured} | **{verdict}** |")
+        parts += ["", "## The papers' numbers it echoes", ""]
+        parts += [f"- {ref}" for ref in self.references]
+        if self.plot is not None:
+            parts += ["", f"![{self.name}]({self.plot.name})"]
+        if self.commands:
+            parts += ["", "## Each run alone", "", "```"] + self.commands + ["```"]
+        return "\n".join(parts) + "\n"
+
+
+@dataclass
+class Run:
+    """One training run of an experiment: its directory, its results.json, the command that reproduces it."""
+
+    label: str
+    path: Path
+    results: dict[str, Any]
+    command: str
+
+    @property
+    def steps(self) -> int:
+        return int(self.results["steps"])
+
+    @property
+    def seconds(self) -> float:
+        return float(self.results["seconds"])
+
+    def model(self):
+        """The run's best model (eval mode), through :func:`dnn.run.load_run`."""
+        from dnn.run import load_run
+
+        return load_run(self.path).model
+
+    def parameters(self, module: str | None = None) -> int:
+        """The number of parameters of the model, or of its submodule ``module`` (e.g. ``"rnn"``)."""
+        model = self.model()
+        part = model if module is None else model.get_submodule(module)
+        return sum(p.numel() for p in part.parameters())
+
+    def ms_per_step(self, items_per_step: int) -> float:
+        """Milliseconds per optimiser step: ``items_per_step`` over the median logged training throughput (the
+        median keeps the intervals with an evaluation in them from counting)."""
+        rates = sorted(r["items_per_s"] for r in self.metrics("train") if r.get("items_per_s"))
+        return 1000.0 * items_per_step / rates[len(rates) // 2] if rates else math.nan
+
+    def first_step(self, metric: str, below: float) -> int | None:
+        """The first evaluation step at which the validation ``metric`` was below ``below`` (None: never)."""
+        return next((r["step"] for r in self.metrics("eval") if r.get(metric, math.inf) < below), None)
+
+    def metrics(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """The lines of metrics.jsonl (``kind``: "train" or "eval" only)."""
+        lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+        return [r for r in records if kind is None or r.get("kind") == kind]
+
+
+@dataclass
+class Context:
+    """Where an experiment writes (``out``: results.md and the plot; ``runs``: its run directories), its budget
+    (``quick``) and its log. Every run it trains is recorded in ``commands`` as the `dnn train` line that
+    repeats it."""
+
+    name: str
+    claim: str
+    quick: bool
+    out: Path
+    runs: Path
+    log: Callable[[str], None] = print
+    commands: list[str] = field(default_factory=list)
+    start: float = field(default_factory=time.perf_counter)
+
+    def train(self, label: str, recipe: str, overrides: list[str]) -> Run:
+        """:func:`dnn.run.train` of ``recipe`` with ``overrides`` (plus one thread) into ``runs/<label>``."""
+        from dnn.run import train
+
+        run_dir = self.runs / label
+        if run_dir.exists():  # a run of an earlier invocation of this experiment: start afresh
+            shutil.rmtree(run_dir)
+        overrides = [*overrides, "train.threads=1", *(["train.report=false"] if self.quick else [])]
+        results = train(recipe, overrides, run_dir=run_dir, progress=False)
+        command = " ".join(["dnn train", recipe, *map(shlex.quote, overrides)])
+        self.commands.append(command)
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in results["test"].items() if isinstance(v, float))
+        self.log(f"  {label}: {results['steps']} steps, {results['seconds']:.1f} s; test {shown}")
+        return Run(label, run_dir, results, command)
+
+    @property
+    def plot_path(self) -> Path:
+        return self.out / f"{self.name}{'-quick' if self.quick else ''}.png"
+
+    def result(self, setup: str, tables: list[Table], checks: list[Check], references: list[str],
+               plot: Path | None) -> ExperimentResult:  # fmt: skip
+        return ExperimentResult(
+            name=self.name, claim=self.claim, quick=self.quick, setup=setup, tables=tables, checks=checks,
+            references=references, commands=list(self.commands), plot=plot,
+            seconds=time.perf_counter() - self.start,
+        )  # fmt: skip
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+def figure(ncols: int, width: float = 5.0, height: float = 3.8):
+    """A row of ``ncols`` axes on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, list(axes[0])

@@ -1,0 +1,119 @@
+"""The experiments by name: ``@experiment(name, claim)`` registers one; :func:`run_experiment` runs it and writes
+``<out>/<name>/results.md`` (``results-quick.md`` for ``--quick``) and the index ``<out>/README.md``."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dnn.errors import ConfigError
+from dnn.experiments.base import Context, ExperimentResult
+from dnn.training.checkpoint import atomic_write
+
+__all__ = ["Experiment", "experiment", "get_experiment", "list_experiments", "run_experiment"]
+
+# the issue's order: the recurrent claims first, then attention, then convolution and transfer
+ORDER = (
+    "vanishing-gradient",
+    "adding-problem",
+    "attention-vs-length",
+    "attention-scores",
+    "gradient-clipping",
+    "gru-vs-lstm",
+    "cnn-vs-fc",
+    "transfer-learning",
+    "truncated-bptt",
+)
+MODULES = ("dnn.experiments.gradients", "dnn.experiments.recurrent", "dnn.experiments.attention",
+           "dnn.experiments.vision")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    claim: str  # one line: what the lecture says and this experiment measures
+    run: Callable[[Context], ExperimentResult]
+
+
+_EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def experiment(name: str, claim: str):
+    """Register ``run(ctx) -> ExperimentResult`` as the experiment ``name``."""
+
+    def decorator(run: Callable[[Context], ExperimentResult]):
+        if name in _EXPERIMENTS:
+            raise ValueError(f"experiment {name!r} is registered twice")
+        _EXPERIMENTS[name] = Experiment(name, claim, run)
+        return run
+
+    return decorator
+
+
+def _load() -> None:
+    for module in MODULES:
+        importlib.import_module(module)
+
+
+def list_experiments() -> list[Experiment]:
+    """Every experiment, in the issue's order."""
+    _load()
+    return sorted(_EXPERIMENTS.values(), key=lambda e: ORDER.index(e.name) if e.name in ORDER else len(ORDER))
+
+
+def get_experiment(name: str) -> Experiment:
+    _load()
+    if name not in _EXPERIMENTS:
+        close = difflib.get_close_matches(name, list(_EXPERIMENTS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; experiments: {', '.join(ORDER)}"
+        raise ConfigError(f"no experiment named {name!r}{hint}")
+    return _EXPERIMENTS[name]
+
+
+def run_experiment(name: str, quick: bool = False, out: str | Path = "experiments", runs: str | Path | None = None,
+                   log: Callable[[str], None] = print) -> ExperimentResult:  # fmt: skip
+    """Run one experiment on one thread; write its results.md (quick: results-quick.md) and plot into
+    ``out/<name>/``, its run directories into ``runs/<name>`` (default ``runs/experiments/<name>[-quick]``), and
+    refresh ``out/README.md``."""
+    import torch
+
+    spec = get_experiment(name)
+    torch.set_num_threads(1)  # small recurrent batches: a second intra-op thread only waits on a busy core
+    out = Path(out)
+    runs = Path(runs) if runs is not None else Path("runs") / "experiments"
+    ctx = Context(name, spec.claim, quick, out / name, runs / f"{name}{'-quick' if quick else ''}", log)
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    log(f"experiment {name}{' (quick)' if quick else ''}: {spec.claim}")
+    result = spec.run(ctx)
+    result.results_file = ctx.out / ("results-quick.md" if quick else "results.md")
+    text = result.markdown()
+    atomic_write(result.results_file, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    _write_index(out)
+    return result
+
+
+def _write_index(out: Path) -> None:
+    """``out/README.md``: each experiment's claim and the verdict of its last full run (from its results.md)."""
+    lines = [
+        "# What the lecture claims, measured",
+        "",
+        "Written by `dnn experiment NAME` (all of them: `make experiments`); each verdict is that of the last full",
+        "run on this machine, against an expectation fixed in the code before the run. A FAIL stays a FAIL.",
+        "",
+        "| experiment | claim | verdict |",
+        "|---|---|---|",
+    ]
+    for spec in list_experiments():
+        results = out / spec.name / "results.md"
+        verdict = "not run yet"
+        if results.is_file():
+            found = re.search(r"\*\*Verdict: ([^*]+)\*\* \(([^)]*)\)", results.read_text(encoding="utf-8"))
+            shown = f"{found.group(1)}, {found.group(2)}" if found else "?"
+            verdict = f"[{shown}]({spec.name}/results.md)"
+        lines.append(f"| `{spec.name}` | {spec.claim} | {verdict} |")
+    text = "\n".join(lines) + "\n"
+    atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -1,0 +1,348 @@
+"""``report.html`` for a run: one self-contained page with the config, the results, the training curves and every
+picture that applies to the run's task (PNG files under ``figures/``, embedded in the page as data URIs).
+
+    every run             training curves (metrics.jsonl), results table, config
+    image classification  first-layer filters, feature maps per stage for a test image (and each input image),
+                          confusion matrix on the test split
+    text classification   confusion matrix, gradient flow through time
+    tagging               confusion matrix of the tags, gradient flow through time
+    seq2seq               attention heatmaps for a few test sentences (and each input sentence), exact match by
+                          source length, gradient flow through the encoder
+    language model,       gradient flow through time
+    adding problem
+    any task              the figures of the task class's own ``report_figures`` hook
+
+``dnn train`` writes it at the end of every run (a picture that cannot be drawn is logged and listed on the page,
+and never costs the training result); ``dnn inspect RUN [INPUT…]`` draws it again, with the inputs added.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dnn.errors import ConfigError, DnnError
+from dnn.inspect import collect
+from dnn.inspect.curves import training_curves
+from dnn.inspect.gradient_flow import GradientFlow
+from dnn.inspect.plots import (
+    accuracy_by_length_plot,
+    attention_heatmap,
+    confusion_matrix_plot,
+    feature_maps_plot,
+    filters_plot,
+    gradient_flow_plot,
+)
+from dnn.training.checkpoint import atomic_write
+
+__all__ = ["write_report"]
+
+REPORT = "report.html"
+FIGURES = "figures"
+
+
+@dataclass
+class Picture:
+    title: str
+    path: Path
+    caption: str = ""
+
+
+@dataclass
+class _Report:
+    """What the page will show, gathered picture by picture; a picture that fails becomes a note."""
+
+    run: Any
+    figures: Path
+    log: Callable[[str], None]
+    pictures: list[Picture] = field(default_factory=list)
+    tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def attempt(self, what: str, draw: Callable[[], Any]) -> Any:
+        try:
+            return draw()
+        except Exception as err:  # a picture is never worth the rest of the report (nor the training result)
+            reason = " ".join(f"{type(err).__name__}: {err}".split())
+            self.log(f"report: could not draw {what}: {reason}")
+            self.notes.append(f"could not draw {what}: {reason}")
+            return None
+
+    def add(self, title: str, path: Path | None, caption: str = "") -> None:
+        if path is not None:
+            self.pictures.append(Picture(title, Path(path), caption))
+
+
+def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None,
+                 out_dir: str | os.PathLike | None = None, *, task: Any = None,
+                 log: Callable[[str], None] | None = None) -> Path:  # fmt: skip
+    """Draw every picture that applies to the run into ``figures/`` and write ``report.html``; return its path.
+
+    Args:
+        run_dir: a run directory (``dnn.run.load_run``: the best weights are shown).
+        inputs: seq2seq runs: sentences, each drawn as an attention heatmap; image runs: image files, each drawn
+            as feature maps. Other runs take none (ConfigError).
+        out_dir: where ``report.html`` and ``figures/`` go (default: the run directory).
+        task: the run's task, already prepared (``dnn train`` passes its own); by default it is rebuilt from the
+            saved config (``make_task`` + ``prepare``); if its data is gone, the pictures that need data are
+            left out and the page says why.
+        log: receives one line per picture that could not be drawn ("report: could not draw X: reason").
+
+    Task hook: when the run's task class (by ``task.json``'s ``"task"``) has a classmethod or staticmethod
+    ``report_figures(run, task, out_dir: Path) -> list[tuple[str, Path]]``, it is called with the loaded run, the
+    prepared task and the figures folder, and each ``(title, PNG path)`` it returns joins the page.
+
+    Every file is written atomically; PNGs in ``figures/`` that this report did not draw are removed.
+    """
+    from dnn.run import load_run
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir
+    report = _Report(run, out / FIGURES, log or (lambda message: None))
+    images, texts = _read_inputs(run, list(inputs or []))
+    if task is None:
+        task = report.attempt("the pictures that need the run's data", lambda: _prepared_task(run))
+
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        title = "Training curves"
+        report.add(title, report.attempt(title, lambda: training_curves(path, report.figures / "curves.png")))
+    if hasattr(run.model, "stages"):
+        _cnn_pictures(report, task, images)
+    if task is not None and collect.classifies(task):
+        _confusion_picture(report, task)
+    if hasattr(run.predictor, "translate"):
+        _seq2seq_pictures(report, task, texts)
+    if task is not None and collect.has_recurrent_layers(run.model) and hasattr(task, "train_batches"):
+        _gradient_flow_picture(report, task)
+    _task_hook(report, task)
+
+    page = _page(run, report)
+    written = atomic_write(out / REPORT, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    drawn = {p.path.resolve() for p in report.pictures}
+    for stale in report.figures.glob("*.png"):
+        if stale.resolve() not in drawn:
+            stale.unlink(missing_ok=True)
+    return written
+
+
+def _prepared_task(run) -> Any:
+    from dnn.run import make_task
+    from dnn.run_config import RunConfig
+
+    task = make_task(RunConfig.from_dict(run.config))
+    task.prepare(lambda message: None)
+    return task
+
+
+def _read_inputs(run, inputs: list[str]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Image files (loaded now, so that a bad file is a one-line error before anything is drawn) or texts."""
+    if not inputs:
+        return [], []
+    predictor = run.predictor
+    if hasattr(predictor, "predict_files"):
+        from dnn.data.images import load_image
+
+        grey = predictor.channels == 1
+        return [(p, load_image(p, predictor.image_size, grayscale=grey)) for p in inputs], []
+    if hasattr(predictor, "translate"):
+        return [], inputs
+    task = run.config.get("data", {}).get("task")
+    raise ConfigError(
+        f"{run.path}: a run of data.task {task!r} takes no inputs; they apply to seq2seq runs (sentences, drawn as "
+        f"attention heatmaps) and image runs (image files, drawn as feature maps)"
+    )
+
+
+# -- the pictures of each kind of run ---------------------------------------------------------------------------
+
+
+def _cnn_pictures(report: _Report, task: Any, images: list[tuple[str, Any]]) -> None:
+    model, predictor = report.run.model, report.run.predictor
+    weights = collect.first_conv_weights(model)
+    if weights is not None:
+        title = "Filters of the first convolution"
+        caption = "Each kernel as an image (RGB for colour input, else grey), scaled to its own range."
+        report.add(title, report.attempt(title, lambda: filters_plot(weights, report.figures / "filters.png")), caption)
+    shown = []
+    if task is not None and len(task.splits.get("test", ((), ()))[1]):
+        x, y = task.splits["test"]
+        shown.append(("feature_maps", "the first test image", x[0], predictor.classes[int(y[0])]))
+    shown += [(f"feature_maps_input_{i}", name, image, None) for i, (name, image) in enumerate(images, 1)]
+    for stem, name, image, truth in shown:
+
+        def draw(stem=stem, image=image, truth=truth):
+            maps, probs = collect.stage_feature_maps(model, predictor.normalize(image.unsqueeze(0))[0])
+            top = int(probs.argmax())
+            said = f"predicted {predictor.classes[top]} ({float(probs[top]):.2f})"
+            title = f"Feature maps per stage; {said}" + (f", true class {truth}" if truth is not None else "")
+            return feature_maps_plot(maps, report.figures / f"{stem}.png", image=image, title=title)
+
+        title = f"Feature maps: {name}"
+        report.add(title, report.attempt(title, draw), "The most active channels of each stage's output.")
+
+
+def _confusion_picture(report: _Report, task: Any) -> None:
+    def draw():
+        result = collect.confusion(report.run.model, task, "test")
+        if result is None:
+            report.notes.append("no confusion matrix: the test split is empty")
+            return None
+        matrix, classes = result
+        return confusion_matrix_plot(matrix, classes, report.figures / "confusion.png", "Confusion matrix, test split")
+
+    report.add(
+        "Confusion matrix", report.attempt("the confusion matrix", draw), "Rows: true class; columns: predicted."
+    )
+
+
+def _seq2seq_pictures(report: _Report, task: Any, texts: list[str]) -> None:
+    run = report.run
+    sources = collect.test_sources(task) if task is not None else []
+    examples = [(f"attention_{i}", "test sentence", s) for i, s in enumerate(sources, 1)]
+    examples += [(f"attention_input_{i}", "input", s) for i, s in enumerate(texts, 1)]
+    has_attention = run.config.get("model", {}).get("attention", "none") != "none"
+    if not has_attention and examples:
+        report.notes.append("no attention heatmaps: the model has no attention")
+    for stem, what, text in examples if has_attention else []:
+
+        def draw(stem=stem, text=text):
+            if not text.strip():  # nothing to translate: an empty heatmap that says so
+                return attention_heatmap([], [], [], report.figures / f"{stem}.png", title="(empty input)")
+            row = collect.attention_examples(run.predictor, [text])[0]
+            title = f"{row['source']!r} → {row['output']!r}"
+            return attention_heatmap(row["source_tokens"], row["output_tokens"], row["attention"],
+                                     report.figures / f"{stem}.png", title=title)  # fmt: skip
+
+        title = f"Attention: {what} {text!r}"
+        report.add(title, report.attempt(title, draw), "Row t: the weights a_{t,s} of output token t over the source.")
+    if task is not None and hasattr(task, "accuracy_by_length"):
+
+        def draw_length():
+            accuracy, counts = collect.accuracy_by_length(run.model, task, "test")
+            path = report.figures / "accuracy_by_length.png"
+            return accuracy_by_length_plot(accuracy, path, counts, "Exact match by source length, test split")
+
+        title = "Exact match by source length"
+        caption = (
+            f"Greedy decoding of (at most the first {collect.MAX_EXAMPLES}) test sentences; grey bars: how many have "
+            "each length. Without attention, quality falls with length (Bahdanau et al. 2015, Fig. 2)."
+        )
+        report.add(title, report.attempt("the accuracy by length", draw_length), caption)
+
+
+def _gradient_flow_picture(report: _Report, task: Any) -> None:
+    def draw():
+        flow = collect.task_gradient_flow(report.run.model, task)
+        _gradient_table(report, flow)
+        title = f"Gradient flow through time (trained model, one training batch, loss {flow.loss:.3g})"
+        return gradient_flow_plot(flow.norms, report.figures / "gradient_flow.png", title)
+
+    caption = (
+        "‖∂L/∂h_t‖ per recurrent layer against the distance from each sequence's last step (in the direction the "
+        "layer reads); falling curves: the gradient vanishes on its way back."
+    )
+    report.add("Gradient flow through time", report.attempt("the gradient flow", draw), caption)
+
+
+def _gradient_table(report: _Report, flow: GradientFlow) -> None:
+    header = ["distance", "sequences", *flow.labels]
+    rows = [[str(r["distance"]), str(r["sequences"]), *(f"{r[k]:.3g}" for k in flow.labels)] for r in flow.table()]
+    report.tables.append(("Gradient flow through time: ‖∂L/∂h_t‖ by distance", header, rows))
+
+
+def _task_hook(report: _Report, task: Any) -> None:
+    from dnn.run import _task_class
+
+    try:
+        name = json.loads((report.run.path / "task.json").read_text(encoding="utf-8"))["task"]
+        hook = getattr(_task_class(name), "report_figures", None)
+    except (OSError, ValueError, KeyError, DnnError):
+        return
+    if hook is None:
+        return
+    made = report.attempt(f"the {name} figures", lambda: list(hook(report.run, task, report.figures)))
+    for title, path in made or []:
+        report.add(str(title), Path(path))
+
+
+# -- the page --------------------------------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+.meta { color: #666; } .note { color: #a33; }
+"""
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>\n" for row in rows)
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"
+
+
+def _results(results: dict[str, Any] | None) -> str:
+    if not results:
+        return "<p>No results yet (results.json is written at the end of training).</p>\n"
+    splits = [s for s in ("valid", "test") if isinstance(results.get(s), dict)]
+    names: list[str] = []
+    for split in splits:
+        names += [k for k in results[split] if k not in names]
+    metrics = [[name, *(results[s].get(name, "") for s in splits)] for name in names]
+    other = [[k, v] for k, v in results.items() if not isinstance(v, dict)]
+    return _table(["metric", *splits], metrics) + _table(["run", ""], other)
+
+
+def _image(picture: Picture) -> str:
+    data = base64.b64encode(picture.path.read_bytes()).decode("ascii")
+    title = html.escape(picture.title)
+    caption = f"<figcaption>{html.escape(picture.caption)}</figcaption>" if picture.caption else ""
+    return f'<figure>\n<img src="data:image/png;base64,{data}" alt="{title}">\n{caption}\n</figure>\n'
+
+
+def _page(run, report: _Report) -> str:
+    name = run.path.resolve().name
+    model = run.config.get("model", {}).get("name", "?")
+    params = sum(p.numel() for p in run.model.parameters())
+    task = run.config.get("data", {}).get("task", "?")
+    made = time.strftime("%Y-%m-%d %H:%M:%S")
+    parts = [
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
+        f"<title>dnn report: {html.escape(name)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n",
+        f"<h1>{html.escape(name)}</h1>\n",
+        f'<p class="meta">task {html.escape(str(task))} · model {html.escape(str(model))} ({params:,} parameters)'
+        f" · {html.escape(str(run.path))} · drawn {made}</p>\n",
+        "<h2>Results</h2>\n",
+        _results(run.results),
+    ]
+    for picture in report.pictures:
+        parts += [f"<section>\n<h2>{html.escape(picture.title)}</h2>\n", _image(picture), "</section>\n"]
+    for title, header, rows in report.tables:
+        parts += [f"<h2>{html.escape(title)}</h2>\n", _table(header, rows)]
+    if report.notes:
+        items = "".join(f"<li>{html.escape(n)}</li>\n" for n in report.notes)
+        parts += ['<h2>Not drawn</h2>\n<ul class="note">\n', items, "</ul>\n"]
+    config = yaml.safe_dump(run.config, sort_keys=False, allow_unicode=True)
+    parts += ["<h2>Config</h2>\n", f"<pre>{html.escape(config)}</pre>\n", "</body>\n</html>\n"]
+    return "".join(parts)

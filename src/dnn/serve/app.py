@@ -1,0 +1,263 @@
+"""The HTTP API and the page over trained runs: a thin shell over :func:`dnn.run.load_run` and the predictors.
+
+    GET  /                        the page (static HTML/CSS/JS, no build step, nothing from another site)
+    GET  /health                  503 while the runs load (in a background thread at start-up), then 200
+    GET  /runs                    name, task, model, panel and metrics of every run
+    POST /runs/{name}/predict     {"text": ...} or {"image": base64}: class probabilities (+ feature maps), or tags
+    POST /runs/{name}/translate   {"text": ..., "beam_size": 5}: output tokens and the attention matrix
+    POST /runs/{name}/generate    {"prompt": ..., "length", "temperature", "top_k", "top_p", "seed"}: text
+    GET  /runs/{name}/report      the run's report.html, where it has one
+    GET  /runs/{name}/curves      its training curves (loss, learning rate, validation metrics) as JSON
+    GET  /docs                    the OpenAPI schema as a page drawn here (FastAPI's viewer needs a CDN)
+
+Limits (:class:`~dnn.serve.limits.ServeLimits`): a body over ``max_body_bytes`` → 413, counted as it arrives; a
+bad input → 422 with a one-line ``detail``; more than ``max_concurrency`` requests in flight → 429 at once; a
+request running past ``timeout_s`` → 503. Inference runs in a pool of ``max_concurrency`` worker threads under
+``torch.inference_mode()``; a request's slot is freed when its worker finishes, so requests that time out cannot
+pile up work behind the limit. JSON is the only thing read from a client; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import torch
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from dnn.errors import CheckpointError, DnnError
+from dnn.run import LoadedRun, load_run
+from dnn.serve import inference
+from dnn.serve.docs import docs_page
+from dnn.serve.limits import MAX_BEAM_SIZE, ServeLimits
+from dnn.serve.middleware import BodyLimit
+from dnn.serve.runs import ServedRun, load_served, read_curves, run_names
+
+__all__ = ["create_app"]
+
+STATIC = Path(__file__).parent / "static"
+PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; object-src 'none'"
+log = logging.getLogger("dnn.serve")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PredictRequest(_Request):
+    text: str | None = Field(None, description="the text to classify or tag")
+    image: str | None = Field(None, description="a PNG/JPEG, base64-encoded (a data: URL works too)")
+    feature_maps: int = Field(16, ge=0, le=64, description="image runs: how many first-layer maps to return")
+
+
+class TranslateRequest(_Request):
+    text: str = Field(description="the sentence to translate")
+    beam_size: int = Field(5, ge=1, le=MAX_BEAM_SIZE, description="beam width; 1 is greedy decoding")
+
+
+class GenerateRequest(_Request):
+    prompt: str = Field("", description="the text to continue (empty: start as after a line break)")
+    length: int | None = Field(None, ge=1, description="tokens to generate (default 200, at most max_tokens)")
+    temperature: float = Field(0.8, ge=0, le=100, description="0 is greedy")
+    top_k: int | None = Field(None, ge=1, description="sample among the k most likely tokens")
+    top_p: float | None = Field(None, gt=0, le=1, description="sample among the most likely tokens up to mass p")
+    seed: int = Field(0, ge=0, lt=2**63, description="seed of the sampling")
+
+
+def _in_inference_mode(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    with torch.inference_mode():
+        return fn(*args, **kwargs)
+
+
+class _State:
+    """The runs (loaded once, in a background thread), the worker pool and the count of requests in flight.
+
+    ``in_flight`` is only read and written on the event loop's thread (handlers and future callbacks), so the
+    test "over the limit?" and the increment cannot interleave."""
+
+    def __init__(self, paths: dict[str, Path], limits: ServeLimits, load: Callable[[Path], LoadedRun]):
+        self.paths, self.limits, self.load = paths, limits, load
+        self.runs: dict[str, ServedRun] = {}
+        self.error: str | None = None
+        self.loaded = threading.Event()
+        self.pool: ThreadPoolExecutor | None = None
+        self.in_flight = 0
+
+    def start(self) -> None:
+        self.pool = ThreadPoolExecutor(self.limits.max_concurrency, thread_name_prefix="dnn-serve")
+        threading.Thread(target=self._load_all, name="dnn-serve-load", daemon=True).start()
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _load_all(self) -> None:
+        for name, path in self.paths.items():
+            try:
+                self.runs[name] = load_served(name, path, self.load)
+                log.info("loaded %s (%s)", name, path)
+            except Exception as err:  # shown by /health; the server stays up to say so
+                self.error = f"{path}: {err}" if isinstance(err, DnnError) else f"{path}: {type(err).__name__}: {err}"
+                log.error("could not load run %s", self.error)
+                break
+        self.loaded.set()
+
+    def check_ready(self) -> None:
+        if self.error is not None:
+            raise HTTPException(503, f"a run failed to load: {self.error}")
+        if not self.loaded.is_set():
+            raise HTTPException(503, f"runs are still loading ({len(self.runs)} of {len(self.paths)} loaded)")
+
+    def run(self, name: str, status: int = 422) -> ServedRun:
+        self.check_ready()
+        if name not in self.runs:
+            raise HTTPException(status, f"unknown run {name!r}; runs: {', '.join(self.runs)}")
+        return self.runs[name]
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` in a worker thread under inference mode, within the concurrency and time
+        limits; a DnnError becomes 422."""
+        limits = self.limits
+        if self.in_flight >= limits.max_concurrency:
+            raise HTTPException(
+                429, f"too many requests in flight (limit {limits.max_concurrency}); try again", {"Retry-After": "1"}
+            )
+        loop = asyncio.get_running_loop()
+        self.in_flight += 1
+        try:
+            future = loop.run_in_executor(self.pool, lambda: _in_inference_mode(fn, *args, **kwargs))
+        except RuntimeError:  # the pool is shut down: the server is stopping
+            self.in_flight -= 1
+            raise HTTPException(503, "the server is shutting down") from None
+        future.add_done_callback(self._finished)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), limits.timeout_s)
+        except asyncio.TimeoutError:  # TimeoutError from Python 3.11 on; not yet in 3.10
+            raise HTTPException(
+                503, f"the request ran past the limit of {limits.timeout_s:g} s (--timeout); ask for less"
+            ) from None
+        except DnnError as err:
+            raise HTTPException(422, str(err)) from None
+
+    def _finished(self, future: Future) -> None:
+        self.in_flight -= 1  # the slot is free only now that the worker is done, even after a timeout
+        if future.cancelled():
+            return
+        err = future.exception()  # retrieved either way: a late result is discarded quietly
+        if err is not None and not isinstance(err, DnnError):
+            log.error("inference failed: %s: %s", type(err).__name__, err)
+
+
+def _one_line(err: RequestValidationError) -> str:
+    first = err.errors()[0] if err.errors() else {"loc": ("body",), "msg": "invalid request"}
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"] or ["body"]
+    more = len(err.errors()) - 1
+    return f"{'.'.join(loc)}: {first.get('msg', 'invalid')}" + (f" (and {more} more)" if more > 0 else "")
+
+
+def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None = None, *,
+               load: Callable[[Path], LoadedRun] = load_run) -> FastAPI:  # fmt: skip
+    """The app serving ``run_dirs`` (each named by its folder) within ``limits``.
+
+    The runs are loaded with ``load`` (:func:`dnn.run.load_run`) in a background thread when the app starts (its
+    lifespan), so ``/health`` answers 503 until every run is loaded. A path that is not a run directory, or two
+    runs with one name, fail here at once.
+    """
+    limits = limits or ServeLimits()
+    state = _State(run_names(run_dirs), limits, load)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state.start()
+        yield
+        state.stop()
+
+    app = FastAPI(
+        title="dnn serve", summary="Try trained dnn runs: classify, translate, generate.", lifespan=lifespan,
+        docs_url=None, redoc_url=None,
+    )  # fmt: skip
+    app.state.dnn = state
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(err)}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page(app.openapi()))
+
+    @app.get("/health", summary="200 once every run is loaded, 503 before")
+    def health() -> JSONResponse:
+        loaded = {"loaded": len(state.runs), "total": len(state.paths)}
+        if state.error is not None:
+            return JSONResponse({"status": "failed", "detail": state.error, **loaded}, status_code=503)
+        if not state.loaded.is_set():
+            return JSONResponse({"status": "loading", **loaded}, status_code=503)
+        return JSONResponse({"status": "ok", **loaded, "in_flight": state.in_flight})
+
+    @app.get("/runs", summary="every run: name, task, model, panel, metrics and links")
+    def runs() -> list[dict[str, Any]]:
+        state.check_ready()
+        out = []
+        for name, served in state.runs.items():
+            info = served.describe()
+            base = f"/runs/{quote(name, safe='')}"
+            info["report"] = f"{base}/report" if info.pop("has_report") else None
+            info["curves"] = f"{base}/curves" if info.pop("has_curves") else None
+            out.append(info)
+        return out
+
+    @app.post("/runs/{name}/predict", summary="classify a text or a base64 image, or tag a text")
+    async def predict(name: str, body: PredictRequest) -> dict[str, Any]:
+        served = state.run(name)
+        return await state.call(inference.predict, served, limits, body.text, body.image, body.feature_maps)
+
+    @app.post("/runs/{name}/translate", summary="translate a text: output tokens and the attention matrix")
+    async def translate(name: str, body: TranslateRequest) -> dict[str, Any]:
+        served = state.run(name)
+        return await state.call(inference.translate, served, limits, body.text, body.beam_size)
+
+    @app.post("/runs/{name}/generate", summary="continue a prompt with a language model")
+    async def generate(name: str, body: GenerateRequest) -> dict[str, Any]:
+        served = state.run(name)
+        return await state.call(
+            inference.generate, served, limits, body.prompt, body.length, body.temperature, body.top_k, body.top_p,
+            body.seed,
+        )  # fmt: skip
+
+    @app.get("/runs/{name}/report", summary="the run's report.html", response_class=FileResponse)
+    def report(name: str) -> FileResponse:
+        path = state.run(name, status=404).path / "report.html"
+        if not path.is_file():
+            raise HTTPException(404, f"run {name!r} has no report.html (write one with `dnn inspect`)")
+        return FileResponse(path, media_type="text/html")
+
+    @app.get("/runs/{name}/curves", summary="the run's training curves from metrics.jsonl")
+    def curves(name: str) -> dict[str, Any]:
+        try:
+            return read_curves(state.run(name, status=404).path)
+        except CheckpointError as err:  # no metrics.jsonl
+            raise HTTPException(404, str(err)) from None
+        except DnnError as err:  # a damaged one (names file and line)
+            raise HTTPException(500, str(err)) from None
+
+    return app

@@ -1,0 +1,125 @@
+"""One function per endpoint, without HTTP: check the input against the limits, call the run's predictor, return
+JSON-able values. A bad input raises :class:`~dnn.errors.ConfigError` / :class:`~dnn.errors.DataError` with a one-line
+message (the app answers 422 with it). Nothing here holds model logic: the predictors of :mod:`dnn.tasks` do
+the work; the app calls these functions in a worker thread under ``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from dnn.errors import ConfigError, DataError
+from dnn.serve.images import decode_image, feature_maps, first_conv_maps
+from dnn.serve.limits import MAX_BEAM_SIZE, ServeLimits
+from dnn.serve.runs import ENDPOINT, ServedRun
+
+__all__ = ["count_tokens", "generate", "predict", "translate"]
+
+DEFAULT_LENGTH = 200  # tokens generated when a request does not say
+DIGITS = 4  # decimals of the probabilities, attention weights and feature maps sent to a client
+
+
+def _needs(served: ServedRun, endpoint: str) -> None:
+    """A ConfigError unless the run's panel is served by ``endpoint``."""
+    if served.panel is None:
+        task = served.run.config.get("data", {}).get("task")
+        raise ConfigError(f"run {served.name!r} is a {task} run: the server has nothing to try with it")
+    if ENDPOINT[served.panel] != endpoint:
+        task = served.run.config.get("data", {}).get("task")
+        raise ConfigError(
+            f"run {served.name!r} is a {task} run: POST /runs/{served.name}/{ENDPOINT[served.panel]}, not /{endpoint}"
+        )
+
+
+def count_tokens(predictor: Any, text: str) -> int:
+    """Tokens of ``text`` as the run reads them: its (source) tokenizer, else whitespace-separated words."""
+    tokenizer = getattr(predictor, "src_tokenizer", None) or getattr(predictor, "tokenizer", None)
+    return len(tokenizer.tokenize(text)) if tokenizer is not None else len(text.split())
+
+
+def _check_text(predictor: Any, text: str, limits: ServeLimits, field: str = "text", allow_empty: bool = False):
+    if not allow_empty and not text.strip():
+        raise DataError(f"{field}: empty input, expected some text")
+    n = count_tokens(predictor, text)
+    if n > limits.max_tokens:
+        raise DataError(f"{field}: {n} tokens, over the limit of {limits.max_tokens} (--max-tokens)")
+
+
+def _probabilities(classes: list[str], probs: torch.Tensor) -> dict[str, Any]:
+    top = int(probs.argmax())
+    return {
+        "label": classes[top],
+        "probability": round(float(probs[top]), DIGITS),
+        "classes": list(classes),
+        "probabilities": [round(p, DIGITS) for p in probs.tolist()],
+    }
+
+
+def predict(served: ServedRun, limits: ServeLimits, text: str | None = None, image: str | None = None,
+            feature_maps_count: int = 16) -> dict[str, Any]:  # fmt: skip
+    """Classify a text or a base64 image, or tag a text.
+
+    Text classification: ``label``, ``probability``, ``classes`` and ``probabilities`` (one per class). Tagging:
+    ``tokens`` and ``tags``. Images: as classification, plus ``feature_maps``: the first convolution's
+    ``layer`` name, the full ``shape`` (C_1, H_1, W_1) and ``maps``, at most ``feature_maps_count`` of them (0:
+    none), each a list of rows of floats.
+    """
+    _needs(served, "predict")
+    predictor = served.predictor
+    if served.panel == "image":
+        if image is None or text is not None:
+            raise ConfigError(f'run {served.name!r} classifies images: send {{"image": <base64 PNG/JPEG>}}')
+        x = decode_image(image, predictor.image_size, predictor.channels, limits.max_pixels)  # (C, H_img, W_img)
+        with first_conv_maps(served.run.model) as first:
+            probs = predictor.predict_tensor(x.unsqueeze(0))[0]  # (K,)
+        out = _probabilities(predictor.classes, probs)
+        if feature_maps_count > 0 and first.output is not None:
+            maps = feature_maps(first.output[0], max_maps=feature_maps_count)  # (K_maps, H', W')
+            out["feature_maps"] = {
+                "layer": first.name,
+                "shape": list(first.output.shape[1:]),
+                "maps": maps.round(decimals=DIGITS).tolist(),
+            }
+        return out
+    if text is None or image is not None:
+        raise ConfigError(f'run {served.name!r} reads text: send {{"text": "..."}}')
+    _check_text(predictor, text, limits)
+    if served.panel == "tag":
+        row = predictor.predict_texts([text])[0]
+        return {"tokens": row["tokens"], "tags": row["tags"]}
+    probs = predictor.predict_proba([text])[0]  # (K,)
+    return _probabilities(predictor.labels.labels, probs)
+
+
+def translate(served: ServedRun, limits: ServeLimits, text: str, beam_size: int = 5) -> dict[str, Any]:
+    """Translate one text: ``output``, ``source_tokens``, ``output_tokens`` and ``attention`` — one row per output
+    token, the weights over the source tokens ([] for a model without attention)."""
+    _needs(served, "translate")
+    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or not 1 <= beam_size <= MAX_BEAM_SIZE:
+        raise ConfigError(f"beam_size must be an integer from 1 to {MAX_BEAM_SIZE}, got {beam_size!r}")
+    _check_text(served.predictor, text, limits)
+    row = served.predictor.translate([text], beam_size=beam_size)[0]
+    return {
+        "source": row["source"],
+        "output": row["output"],
+        "source_tokens": row["source_tokens"],
+        "output_tokens": row["output_tokens"],
+        "attention": [[round(w, DIGITS) for w in weights] for weights in row["attention"]],  # (T_out, S)
+    }
+
+
+def generate(served: ServedRun, limits: ServeLimits, prompt: str = "", length: int | None = None,
+             temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
+             seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Continue ``prompt`` by ``length`` tokens: ``text`` (the prompt and its continuation) and ``continuation``.
+    ``length`` None: 200 tokens, or ``limits.max_tokens`` if fewer. An empty prompt starts as after a line break
+    (see :meth:`dnn.tasks.language.TextGenerator.generate`)."""
+    _needs(served, "generate")
+    length = min(DEFAULT_LENGTH, limits.max_tokens) if length is None else length
+    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= limits.max_tokens:
+        raise ConfigError(f"length must be an integer from 1 to {limits.max_tokens} (--max-tokens), got {length!r}")
+    _check_text(served.predictor, prompt, limits, field="prompt", allow_empty=True)
+    text = served.predictor.generate(prompt, length, temperature, top_k, top_p, seed)
+    return {"prompt": prompt, "continuation": text[len(prompt) :], "text": text}

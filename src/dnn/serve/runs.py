@@ -1,0 +1,175 @@
+"""The runs a server holds: each loaded once with :func:`dnn.run.load_run`, named by its folder, described for
+``GET /runs``, with its training curves read from ``metrics.jsonl``.
+
+A run's *panel* — what the page and the API can do with it — follows from what its predictor can do:
+
+    translate   Seq2SeqPredictor.translate        POST /runs/{name}/translate
+    generate    TextGenerator.generate            POST /runs/{name}/generate
+    image       ImagePredictor.predict_tensor     POST /runs/{name}/predict  {"image": base64}
+    classify    TextClassifierPredictor           POST /runs/{name}/predict  {"text": ...}
+    tag         TaggingPredictor                  POST /runs/{name}/predict  {"text": ...}
+    None        anything else (e.g. the adding problem): listed, nothing to try
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dnn.errors import CheckpointError, ConfigError, DnnError
+from dnn.run import LoadedRun, load_run
+
+__all__ = ["ENDPOINT", "ServedRun", "load_served", "read_curves", "run_names"]
+
+# panel → the endpoint that serves it
+ENDPOINT = {"translate": "translate", "generate": "generate", "image": "predict", "classify": "predict",
+            "tag": "predict"}  # fmt: skip
+
+
+def panel_of(predictor: Any) -> str | None:
+    """What a predictor can do (see the module docstring), by the methods it has."""
+    if hasattr(predictor, "translate"):
+        return "translate"
+    if hasattr(predictor, "generate"):
+        return "generate"
+    if hasattr(predictor, "predict_tensor") and hasattr(predictor, "classes"):
+        return "image"
+    if hasattr(predictor, "tag"):
+        return "tag"
+    if hasattr(predictor, "predict_proba"):
+        return "classify"
+    return None
+
+
+def run_names(paths: Sequence[str | os.PathLike]) -> dict[str, Path]:
+    """``{name: path}``: each run named by its folder. A path that is not a run, or two runs with one name, is an
+    error naming them."""
+    if not paths:
+        raise ConfigError("no runs to serve: give at least one run directory")
+    names: dict[str, Path] = {}
+    for p in paths:
+        path = Path(p)
+        if not (path / "config.yaml").is_file():
+            raise CheckpointError(f"{path}: not a run directory (config.yaml is missing)")
+        name = path.resolve().name
+        if name in names:
+            raise ConfigError(
+                f"two runs are named {name!r} ({names[name]} and {path}): serve folders with distinct names"
+            )
+        names[name] = path
+    return names
+
+
+@dataclass
+class ServedRun:
+    """One loaded run: its name, the loaded run (model in eval mode + predictor), its panel and headline metric."""
+
+    name: str
+    run: LoadedRun
+    panel: str | None
+    monitor: str | None  # the metric the run selected its best weights by (e.g. "accuracy")
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    @property
+    def predictor(self) -> Any:
+        return self.run.predictor
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /runs`` says of the run: name, task, model, panel and its metrics."""
+        config, results = self.run.config, self.run.results or {}
+        metrics = {split: _rounded(results.get(split) or {}) for split in ("valid", "test")}
+        headline = None
+        for split in ("test", "valid"):
+            if self.monitor in metrics[split]:
+                headline = {"metric": self.monitor, "split": split, "value": metrics[split][self.monitor]}
+                break
+        info: dict[str, Any] = {
+            "name": self.name,
+            "task": config.get("data", {}).get("task"),
+            "model": config.get("model", {}).get("name"),
+            "panel": self.panel,
+            "parameters": sum(p.numel() for p in self.run.model.parameters()),
+            "steps": results.get("steps"),
+            "headline": headline,
+            "metrics": metrics,
+            "has_report": (self.path / "report.html").is_file(),
+            "has_curves": (self.path / "metrics.jsonl").is_file(),
+        }
+        predictor = self.predictor
+        if self.panel == "image":
+            info["classes"] = list(predictor.classes)
+            info["image"] = {"size": predictor.image_size, "channels": predictor.channels}
+        elif self.panel == "classify":
+            info["classes"] = list(predictor.labels.labels)
+        return info
+
+
+def load_served(name: str, path: Path, load: Callable[[Path], LoadedRun] = load_run) -> ServedRun:
+    run = load(path)
+    return ServedRun(name, run, panel_of(run.predictor), _monitor(run.config))
+
+
+def _monitor(config: dict[str, Any]) -> str | None:
+    """The metric the run's task selects the best weights by (the task is built from the config, no data read)."""
+    from dnn.run import make_task
+    from dnn.run_config import RunConfig
+
+    try:
+        return make_task(RunConfig.from_dict(config)).monitor[0]
+    except (DnnError, KeyError, AttributeError, TypeError):
+        return None
+
+
+def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) and math.isfinite(v) else v for k, v in metrics.items()}
+
+
+def read_curves(path: Path, max_points: int = 400) -> dict[str, Any]:
+    """The training curves of a run from its ``metrics.jsonl`` (read by :func:`dnn.inspect.curves.read_metrics`):
+    ``{"train": {"step": [...], "loss": [...], "lr": [...]}, "eval": {"step": [...], <metric>: [...]}}`` — the
+    evaluation lines of the validation split; each series thinned to at most ``max_points`` points (every k-th,
+    the last always kept); a value that is not a finite number becomes null."""
+    from dnn.inspect.curves import read_metrics
+
+    file = path / "metrics.jsonl"
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing (the run has no training curves)")
+    train: dict[str, list] = {"step": [], "loss": [], "lr": []}
+    evals: list[dict[str, Any]] = []
+    for record in read_metrics(file):
+        if not isinstance(record.get("step"), int):
+            continue
+        if record.get("kind") == "eval" or "split" in record:
+            if record.get("split", "valid") == "valid":
+                evals.append(record)
+        elif isinstance(record.get("loss"), (int, float)):
+            for key in train:
+                train[key].append(record.get(key))
+    names = sorted({k for r in evals for k, v in r.items() if isinstance(v, (int, float)) and k not in _NOT_METRICS})
+    eval_series = {"step": [r["step"] for r in evals], **{k: [r.get(k) for r in evals] for k in names}}
+    return {"train": _thin(train, max_points), "eval": _thin(eval_series, max_points)}
+
+
+_NOT_METRICS = {"step", "epoch", "kind", "split"}
+
+
+def _thin(series: dict[str, list], max_points: int) -> dict[str, list]:
+    n = len(series["step"])
+    if n <= max_points:
+        keep = range(n)
+    else:
+        k = math.ceil(n / max_points)
+        keep = sorted({*range(0, n, k), n - 1})
+    return {key: [_finite(values[i]) for i in keep] for key, values in series.items()}
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: such a value (a diverged loss) becomes null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
