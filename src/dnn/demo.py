@@ -135,7 +135,12 @@ def results_table(rows: list[dict]) -> None:
         bleu = "" if r["bleu"] is None else f"{r['bleu']:.1f}"
         _say(f"   {r['recipe']:<18} {r['metric']:<15} {r['value']:>7.3f} {bleu:>6} {r['seconds']:>6.0f}s  {r['run']}")
     _say()
-    _say("next: dnn predict / dnn translate / dnn eval on these runs, or `dnn list` for every recipe")
+    _say("reports (open in a browser: curves, attention heatmaps, filters and feature maps, confusion matrices):")
+    for r in rows:
+        report = Path(r["run"]) / "report.html"
+        _say(f"   {report}" + ("" if report.is_file() else "  (not drawn: see the run's log.txt)"))
+    _say()
+    _say("next: dnn translate RUN 'March 3, 2021' --attention · dnn inspect RUN · dnn serve RUN… · dnn experiment list")
 
 
 def run_demo(out_dir: str | os.PathLike = "runs/demo", max_steps: int = 0) -> None:

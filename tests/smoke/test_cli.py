@@ -38,6 +38,8 @@ def test_demo_runs_end_to_end_and_draws(tmp_path):
         assert section in r.stdout
     assert (tmp_path / "digits-lenet5" / "model.safetensors").is_file()
     assert (tmp_path / "dates-attention" / "results.json").is_file()
+    for recipe in ("digits-lenet5", "dates-attention"):  # the table says where each run's report is, and it is there
+        assert f"   {tmp_path / recipe / 'report.html'}\n" in r.stdout and (tmp_path / recipe / "report.html").is_file()
     assert "✗" not in r.stdout  # every conv size formula matched the real layer
     png = tmp_path / "gradient_flow.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
