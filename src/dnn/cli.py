@@ -29,7 +29,7 @@ def _sub(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="dnn", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="dnn", description="dnn: train, inspect, try and serve the CNNs and RNNs of the lecture.")
     parser.add_argument("--version", action="version", version=f"dnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
