@@ -220,34 +220,19 @@ def _traced_stack(rnn, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor):
     Returns the output ``(T, B, D·H)``, the final state ``(L·D, B, H)`` per state tensor, and the recorded
     states ``[(label, [h_s (B, H)])]`` in processing order (the reverse direction's step s is position n − 1 − s).
     """
-    T, D = x.shape[0], rnn.num_directions
-    steps = torch.arange(T).unsqueeze(1)  # (T, 1)
-    valid = steps < lengths.unsqueeze(0)  # (T, B)
-    reverse_index = torch.where(valid, lengths.unsqueeze(0) - 1 - steps, steps).to(x.device)  # (T, B)
-    mask = valid.unsqueeze(-1).to(x.device)  # (T, B, 1)
-    finals, recorded = [], []
-    out = x
-    for layer in range(rnn.num_layers):
-        layer_in = out
-        if layer > 0 and rnn.dropout > 0:
-            layer_in = F.dropout(layer_in, rnn.dropout, rnn.training)
-        outputs = []
-        for direction in range(D):
-            k = layer * D + direction
-            seq = layer_in if direction == 0 else rnn._reverse(layer_in, reverse_index)
-            y, final, hs, cs = _traced_scan(rnn, seq, tuple(s[k] for s in state), rnn._weights(layer, direction),
-                                            mask)  # fmt: skip
-            label = f"layer {layer + 1}" + ("" if D == 1 else (" →" if direction == 0 else " ←"))
-            recorded.append((label, hs))
-            if cs:
-                recorded.append((label + " cell state c", cs))
-            finals.append(final)
-            outputs.append(y if direction == 0 else rnn._reverse(y, reverse_index))
-        out = outputs[0] if D == 1 else torch.cat(outputs, dim=-1)  # (T, B, D·H)
-        if rnn.residual and layer > 0:
-            out = out + layer_in
-    out = out.masked_fill(~mask, 0.0)
-    return out, tuple(torch.stack(parts, 0) for parts in zip(*finals)), recorded
+    D = rnn.num_directions
+    recorded: list[tuple[str, list[Tensor]]] = []
+
+    def scan(layer: int, direction: int, seq: Tensor, layer_state, weights, mask):
+        y, final, hs, cs = _traced_scan(rnn, seq, layer_state, weights, mask)
+        label = f"layer {layer + 1}" + ("" if D == 1 else (" →" if direction == 0 else " ←"))
+        recorded.append((label, hs))
+        if cs:
+            recorded.append((label + " cell state c", cs))
+        return y, final
+
+    out, final = rnn._forward_reference(x, state, lengths, scan=scan)  # lengths given: every padded step masked
+    return out, final, recorded
 
 
 def _traced_scan(rnn, seq: Tensor, state: tuple[Tensor, ...], weights: list[Tensor], mask: Tensor):

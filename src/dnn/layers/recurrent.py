@@ -442,7 +442,9 @@ class _RecurrentBase(nn.Module):
 
     # -- reference: our cells, step by step ------------------------------------------------------------------
 
-    def _forward_reference(self, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None):
+    def _forward_reference(self, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None, scan=None):
+        """``scan(layer, direction, seq, state, weights, mask) -> (output, final state)`` runs one layer in one
+        direction (default :meth:`_scan`); :mod:`dnn.inspect.gradient_flow` passes one that records every step."""
         T = x.shape[0]
         D = self.num_directions
         if lengths is not None:
@@ -464,7 +466,11 @@ class _RecurrentBase(nn.Module):
             for direction in range(D):
                 k = layer * D + direction
                 seq = layer_in if direction == 0 else self._reverse(layer_in, reverse_index)
-                y, final = self._scan(seq, tuple(s[k] for s in state), self._weights(layer, direction), mask)
+                layer_state, weights = tuple(s[k] for s in state), self._weights(layer, direction)
+                if scan is None:
+                    y, final = self._scan(seq, layer_state, weights, mask)
+                else:
+                    y, final = scan(layer, direction, seq, layer_state, weights, mask)
                 outputs.append(y if direction == 0 else self._reverse(y, reverse_index))
                 finals.append(final)
             out = outputs[0] if D == 1 else torch.cat(outputs, dim=-1)  # (T, B, D·H)
