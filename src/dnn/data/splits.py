@@ -24,7 +24,10 @@ from typing import Generic, TypeVar
 
 from dnn.errors import ConfigError
 
-__all__ = ["SPLIT_NAMES", "Splits", "check_fractions", "check_sizes", "derive_seed", "split_indices", "split_list"]
+__all__ = [
+    "SPLIT_NAMES", "Splits", "carve_missing_splits", "check_fractions", "check_sizes", "derive_seed", "split_indices",
+    "split_list",
+]  # fmt: skip
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -109,6 +112,21 @@ def split_list(items: Sequence[T], fractions: Sequence[float] = (0.8, 0.1, 0.1),
     """Split ``items`` at random into ``Splits`` of lists; each part keeps the items' original order."""
     train, valid, test = split_indices(len(items), fractions, seed)
     return Splits([items[i] for i in train], [items[i] for i in valid], [items[i] for i in test])
+
+
+def carve_missing_splits(read: dict[str, list[T]], data, seed: int) -> dict[str, list[T]]:
+    """``read["train"]`` with the splits the user did not give (``data.valid`` / ``data.test`` unset) carved out of it
+    by seed, ``data.valid_fraction`` and ``data.test_fraction`` of it each; a split the user gave stays as read."""
+    valid = 0.0 if data.valid else data.valid_fraction
+    test = 0.0 if data.test else data.test_fraction
+    if not (valid or test):
+        return read
+    parts = split_list(read["train"], (1.0 - valid - test, valid, test), seed)
+    return {
+        "train": parts.train,
+        "valid": read["valid"] if data.valid else parts.valid,
+        "test": read["test"] if data.test else parts.test,
+    }
 
 
 def derive_seed(seed: int, *keys: str) -> int:

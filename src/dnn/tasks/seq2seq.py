@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from dnn.data.batching import BucketBatchSampler, Seq2SeqBatch, collate_seq2seq, pad_batch
-from dnn.data.splits import split_list
+from dnn.data.splits import carve_missing_splits
 from dnn.data.text import LengthPolicy, Pair, ReadStats, read_parallel_files, read_parallel_tsv
 from dnn.data.text_tasks import list_tasks, task_splits
 from dnn.data.tokenizers import Tokenizer, make_tokenizer
@@ -135,15 +135,7 @@ class Seq2SeqTask:
         for split in ("valid", "test"):
             path = getattr(data, split)
             pairs[split] = read(read_parallel_tsv(path)) if path else []
-        valid_fraction = 0.0 if data.valid else data.valid_fraction
-        test_fraction = 0.0 if data.test else data.test_fraction
-        if valid_fraction or test_fraction:  # split off what was not given, by seed
-            parts = split_list(
-                pairs["train"], (1.0 - valid_fraction - test_fraction, valid_fraction, test_fraction), seed
-            )
-            pairs["train"] = parts.train
-            pairs["valid"] = pairs["valid"] if data.valid else parts.valid
-            pairs["test"] = pairs["test"] if data.test else parts.test
+        pairs = carve_missing_splits(pairs, data, seed)
         if not pairs["train"]:
             raise DataError(f"{data.train}: no training pairs left after splitting off valid/test; add more pairs")
         return pairs

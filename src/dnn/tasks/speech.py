@@ -44,7 +44,7 @@ from dnn.data.speech import (
     collate_speech,
     read_transcripts,
 )
-from dnn.data.splits import SPLIT_NAMES, derive_seed, split_list
+from dnn.data.splits import SPLIT_NAMES, carve_missing_splits, derive_seed
 from dnn.decoding_ctc import greedy_ctc, greedy_path, prefix_beam_search
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.models.speech import ctc_loss
@@ -121,13 +121,7 @@ class SpeechRecognition:
         read = {"train": read_transcripts(data.train)}
         for split in ("valid", "test"):
             read[split] = read_transcripts(getattr(data, split)) if getattr(data, split) else []
-        valid = 0.0 if data.valid else data.valid_fraction
-        test = 0.0 if data.test else data.test_fraction
-        if valid or test:  # split off what was not given, by seed
-            parts = split_list(read["train"], (1.0 - valid - test, valid, test), seed)
-            read["train"] = parts.train
-            read["valid"] = read["valid"] if data.valid else parts.valid
-            read["test"] = read["test"] if data.test else parts.test
+        read = carve_missing_splits(read, data, seed)
         if not read["train"]:
             raise DataError(f"{data.train}: no training utterances left after splitting off valid/test")
         return read
