@@ -12,7 +12,6 @@ import dataclasses
 import difflib
 import os
 import re
-import tempfile
 import types
 import typing
 from pathlib import Path
@@ -239,15 +238,8 @@ def load_config(path: str | os.PathLike, overrides: list[str], config_cls: type)
     return from_dict(config_cls, apply_overrides(load_yaml(path), overrides))
 
 
-def save_yaml(data: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``data`` as YAML atomically (a temporary file in the same folder, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.safe_dump(data, f, sort_keys=False, allow_unicode=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def save_yaml(data: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``data`` as YAML atomically (:func:`dnn.io.atomic_write`)."""
+    from dnn.io import write_text
+
+    return write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

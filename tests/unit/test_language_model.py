@@ -10,7 +10,8 @@ from torch.testing import assert_close
 from dnn.decoding import sample
 from dnn.errors import ConfigError
 from dnn.models import create_model
-from dnn.models.language import LMState, detach_state
+from dnn.models.language import LMState
+from dnn.training.callbacks import detach_state
 
 V, E, H = 11, 6, 5
 

@@ -1,5 +1,6 @@
 """Vocab and LabelVocab: fixed special ids, deterministic order, min_freq/max_size, round trips, file errors."""
 
+import errno
 import json
 import os
 from collections import Counter
@@ -11,8 +12,9 @@ from hypothesis import strategies as st
 from sklearn.preprocessing import LabelEncoder
 
 import dnn.data.vocab as vocab_module
+import dnn.io
 from dnn.data.vocab import EOS, PAD, SOS, SPECIALS, UNK, LabelVocab, Vocab
-from dnn.errors import ConfigError, DataError
+from dnn.errors import ConfigError, DataError, DnnError
 
 
 def _reference_order(corpus, min_freq=1, max_size=None):
@@ -134,11 +136,11 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     path = Vocab(["old"]).save(tmp_path / "vocab.json")
     before = path.read_bytes()
 
-    def broken_dump(*args, **kwargs):
-        raise OSError("disk full")
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(vocab_module.json, "dump", broken_dump)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(dnn.io.os, "fsync", full_disk)
+    with pytest.raises(DnnError, match=r"vocab.json: cannot write \(No space left on device\)"):
         Vocab(["new"]).save(path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["vocab.json"]

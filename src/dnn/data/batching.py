@@ -20,8 +20,8 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from dnn.errors import ConfigError, DataError
+from dnn.io import EOS_ID, PAD_ID, SOS_ID
 
-PAD_ID, SOS_ID, EOS_ID = 0, 2, 3
 IGNORE_INDEX = -100
 
 TokenSequence = Sequence[int] | Tensor

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from dnn.errors import ConfigError, DataError
+from dnn.io import check_file
 
 if TYPE_CHECKING:
     from dnn.data.tokenizers import Tokenizer
@@ -46,18 +47,6 @@ SPLITS = ("train", "valid", "test")
 
 
 # ----------------------------------------------------------------------------------------------- files
-
-
-def check_file(path: str | os.PathLike, expected: str | None = None) -> Path:
-    """``path`` as a Path; DataError if it is missing, a folder, or (given ``expected``) an empty file."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: no such file")
-    if p.is_dir():
-        raise DataError(f"{p}: is a directory, expected a file")
-    if expected is not None and p.stat().st_size == 0:
-        raise DataError(f"{p}: empty file, expected {expected}")
-    return p
 
 
 def _open(path: Path):

@@ -13,68 +13,28 @@ The special tokens have fixed ids in every :class:`Vocab`::
 
 from __future__ import annotations
 
-import json
 import operator
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dnn.data.text import check_file, read_text
 from dnn.errors import ConfigError, DataError
-
-PAD, UNK, SOS, EOS = "<pad>", "<unk>", "<sos>", "<eos>"
-SPECIALS = (PAD, UNK, SOS, EOS)
-PAD_ID, UNK_ID, SOS_ID, EOS_ID = range(4)
-FORMAT_VERSION = 1
-
-
-# ------------------------------------------------------------------------------------------- JSON files
-
-
-def save_json(path: str | os.PathLike, data: dict[str, Any]) -> Path:
-    """Write ``data`` as JSON to a temporary file beside ``path``, then ``os.replace`` it into place.
-
-    A reader never sees a half-written file: it finds the old file or the new one.
-    """
-    p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise DataError(f"{p}: cannot write ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
-
-
-def load_json(path: str | os.PathLike, fmt: str) -> tuple[Path, dict[str, Any]]:
-    """The JSON object in ``path`` whose ``"format"`` is ``fmt``; a DataError naming the file otherwise."""
-    p = check_file(path, expected=f"a {fmt} JSON file")
-    text = read_text(p)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p}:{e.lineno}: not valid JSON ({e.msg}), expected a {fmt} file") from None
-    except (ValueError, RecursionError) as e:  # e.g. nested too deeply, an integer with too many digits
-        raise DataError(f"{p}: not valid JSON ({type(e).__name__}), expected a {fmt} file") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{p}: not a {fmt} file (it holds a JSON {type(data).__name__}, expected an object)")
-    if data.get("format") != fmt:
-        raise DataError(f"{p}: not a {fmt} file (its format is {data.get('format')!r:.60})")
-    if data.get("version") != FORMAT_VERSION:
-        raise DataError(f"{p}: {fmt} version {data.get('version')!r:.60} is not supported, expected {FORMAT_VERSION}")
-    return p, data
+from dnn.io import (  # noqa: F401 — the special tokens and versioned JSON files are part of this module's API
+    EOS,
+    EOS_ID,
+    FORMAT_VERSION,
+    PAD,
+    PAD_ID,
+    SOS,
+    SOS_ID,
+    SPECIALS,
+    UNK,
+    UNK_ID,
+    load_json,
+    save_json,
+)
 
 
 def _string_list(p: Path, data: dict[str, Any], key: str) -> list[str]:

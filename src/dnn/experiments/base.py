@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnn.training.checkpoint import atomic_write
+from dnn.io import atomic_write
 
 __all__ = ["Check", "Context", "ExperimentResult", "Run", "Table", "figure", "fmt", "save_figure"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dnn.errors import ConfigError
 from dnn.experiments.base import Context, ExperimentResult
-from dnn.training.checkpoint import atomic_write
+from dnn.io import atomic_write
 
 __all__ = ["Experiment", "experiment", "get_experiment", "list_experiments", "run_experiment"]
 

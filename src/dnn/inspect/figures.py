@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from dnn.training.checkpoint import atomic_write
+from dnn.io import atomic_write
 
 __all__ = [
     "DPI",

@@ -42,7 +42,7 @@ from dnn.inspect.plots import (
     filters_plot,
     gradient_flow_plot,
 )
-from dnn.training.checkpoint import atomic_write
+from dnn.io import atomic_write
 
 __all__ = ["write_report"]
 

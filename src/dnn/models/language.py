@@ -6,7 +6,7 @@
 
 Training runs truncated backpropagation through time: a long text is cut into chunks, the final state of one
 chunk is the initial state of the next (``forward(tokens, state) -> (logits, state)``), and the caller cuts the
-graph between chunks with :func:`detach_state`. :meth:`LanguageModel.decode_step` feeds one token, so the
+graph between chunks with :func:`dnn.training.callbacks.detach_state`. :meth:`LanguageModel.decode_step` feeds one token, so the
 sampling functions of :mod:`dnn.decoding` generate text with it.
 
 Shapes: B batch, T time, E embedding, H hidden, L layers, V vocabulary.
@@ -24,7 +24,7 @@ from dnn.errors import ConfigError
 from dnn.models.registry import register_model
 from dnn.models.sequence import PAD_ID, check_tokens, make_rnn, token_cross_entropy, validate_recurrent_fields
 
-__all__ = ["LMState", "LanguageModel", "LanguageModelConfig", "detach_state"]
+__all__ = ["LMState", "LanguageModel", "LanguageModelConfig"]
 
 
 @dataclass
@@ -72,11 +72,6 @@ class LMState:
     def batch_size(self) -> int:
         h = self.hidden[0] if isinstance(self.hidden, tuple) else self.hidden
         return h.shape[1]
-
-
-def detach_state(state: LMState | None) -> LMState | None:
-    """Cut the graph between two chunks of truncated BPTT: the values go on, the gradient stops here."""
-    return None if state is None else state.detach()
 
 
 class LanguageModel(nn.Module):

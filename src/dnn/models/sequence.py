@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dnn.errors import ConfigError
+from dnn.io import PAD_ID
 from dnn.layers.attention import Attention
 from dnn.layers.recurrent import GRU, LSTM, RNN
 from dnn.models.registry import register_model
@@ -45,7 +46,6 @@ __all__ = [
     "validate_recurrent_fields",
 ]
 
-PAD_ID = 0  # <pad>; <unk> = 1, <sos> = 2, <eos> = 3
 IGNORE_INDEX = -100  # targets at padded positions: no loss there
 CELLS = ("rnn", "lstm", "gru")
 POOLINGS = ("last", "mean", "max", "attention")

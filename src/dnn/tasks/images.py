@@ -24,7 +24,7 @@ from dnn.data.images import (
 from dnn.data.splits import derive_seed, split_indices
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.training import metrics
-from dnn.training.checkpoint import atomic_write
+from dnn.io import atomic_write
 
 __all__ = ["ImageClassification"]
 

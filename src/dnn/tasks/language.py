@@ -56,7 +56,7 @@ from dnn.models.regression import SequenceRegressor, SequenceRegressorConfig
 from dnn.models.sequence import check_positive, token_cross_entropy
 from dnn.training import metrics
 from dnn.training.callbacks import TruncatedBPTT, detach_state
-from dnn.training.checkpoint import atomic_write
+from dnn.io import atomic_write
 
 __all__ = [
     "AddingPredictor",

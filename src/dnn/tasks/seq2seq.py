@@ -42,7 +42,7 @@ from dnn.data.vocab import Vocab
 from dnn.decoding import beam_search, greedy
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.training import metrics
-from dnn.training.checkpoint import atomic_write
+from dnn.io import atomic_write
 
 __all__ = ["Seq2SeqPredictor", "Seq2SeqSplit", "Seq2SeqTask"]
 

@@ -49,7 +49,7 @@ from dnn.decoding_ctc import greedy_ctc, greedy_path, prefix_beam_search
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.models.speech import ctc_loss
 from dnn.training import metrics
-from dnn.training.checkpoint import atomic_write
+from dnn.io import atomic_write
 
 __all__ = ["SpeechPredictor", "SpeechRecognition", "error_rates"]
 

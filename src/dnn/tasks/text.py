@@ -49,7 +49,7 @@ from dnn.data.tokenizers import Tokenizer, make_tokenizer
 from dnn.data.vocab import LabelVocab, Vocab
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.training import metrics
-from dnn.training.checkpoint import atomic_write
+from dnn.io import atomic_write
 
 __all__ = ["Tagging", "TaggingPredictor", "TextClassification", "TextClassifierPredictor"]
 

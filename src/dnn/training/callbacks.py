@@ -229,12 +229,14 @@ class EarlyStopping:
 
 
 def detach_state(state):
-    """A hidden state (a tensor, an object with ``detach()``, a tuple of those, or None) cut from the graph."""
+    """A hidden state cut from the graph, between two chunks of truncated BPTT: the values go on, the gradient
+    stops here. ``state``: None, a tuple or list of states, or a tensor or a model's state object (``LMState``)
+    with a ``detach()`` method."""
     if state is None:
         return None
-    if hasattr(state, "detach"):  # a tensor, or a model's state object (e.g. LMState)
-        return state.detach()
-    return type(state)(detach_state(s) for s in state)
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
+    return state.detach()
 
 
 class TruncatedBPTT:

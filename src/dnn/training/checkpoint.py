@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +21,9 @@ import torch
 from torch import nn
 
 from dnn.errors import CheckpointError
+from dnn.io import atomic_write
 
-__all__ = ["atomic_write", "load_state", "load_weights", "rng_state", "save_state", "save_weights", "set_rng_state"]
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)``, then rename the temporary file to ``path`` (same folder, so the rename is atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:  # on disk before the rename makes it visible
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600); a run's files follow the umask
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+__all__ = ["load_state", "load_weights", "rng_state", "save_state", "save_weights", "set_rng_state"]
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
