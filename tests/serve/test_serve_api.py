@@ -142,6 +142,29 @@ def test_curves_and_report(client, runs):
         assert client.get("/runs/charlm/report").status_code == 404
 
 
+def test_report_and_curves_never_follow_a_symbolic_link_out_of_the_run(runs, tmp_path):
+    run = tmp_path / "linked"
+    shutil.copytree(runs.dates, run)
+    secret = tmp_path / "secret.html"
+    secret.write_text("<p>not the run's</p>")
+    (run / "report.html").unlink(missing_ok=True)
+    (run / "report.html").symlink_to(secret)
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").symlink_to(runs.dates / "metrics.jsonl")  # even a real metrics file, elsewhere
+    with TestClient(create_app([run], LIMITS)) as c:
+        wait_healthy(c)
+        for route in ("report", "curves"):
+            r = c.get(f"/runs/linked/{route}")
+            assert r.status_code == 404 and "not the run's" not in r.text, r.text
+        listed = c.get("/runs").json()[0]
+        assert listed["report"] is None and listed["curves"] is None  # not offered either
+    via_link = tmp_path / "via"  # a run reached through a link to its folder is still served (its files are inside)
+    via_link.symlink_to(runs.dates, target_is_directory=True)
+    with TestClient(create_app([via_link], LIMITS)) as c:
+        wait_healthy(c)
+        assert c.get("/runs/dates/curves").status_code == 200
+
+
 def test_curves_are_thinned_and_json_safe(tmp_path):
     lines = [{"kind": "train", "step": s, "epoch": 0, "loss": 1 / s, "lr": 0.1} for s in range(1, 1001)]
     lines[10]["loss"] = float("nan")  # a diverged interval: null in JSON, which has no NaN
@@ -281,6 +304,22 @@ BAD_REQUESTS = [
     ("charlm", "generate", {"top_p": 0}, ["top_p"]),
     ("charlm", "generate", {"top_k": 0}, ["top_k"]),
     ("charlm", "generate", {"length": True}, ["length"]),
+    ("charlm", "generate", {"length": 0}, ["length"]),
+    ("charlm", "generate", {"length": 10**30}, ["length"]),
+    ("charlm", "generate", {"temperature": 1e-45}, ["temperature", "0 (greedy) or at least"]),
+    ("charlm", "generate", {"temperature": float("nan")}, ["temperature", "finite"]),
+    ("charlm", "generate", {"temperature": float("inf")}, ["temperature"]),
+    ("charlm", "generate", {"temperature": 101}, ["temperature"]),
+    ("charlm", "generate", {"top_p": 1e-300}, ["top_p"]),
+    ("charlm", "generate", {"top_p": float("nan")}, ["top_p"]),
+    ("charlm", "generate", {"top_p": 1.5}, ["top_p"]),
+    ("charlm", "generate", {"top_k": 10**7}, ["top_k"]),
+    ("charlm", "generate", {"top_k": 2.5}, ["top_k"]),
+    ("charlm", "generate", {"seed": -1}, ["seed"]),
+    ("charlm", "generate", {"seed": 2**63}, ["seed"]),
+    ("charlm", "generate", {"seed": "1"}, ["seed"]),
+    ("digits", "predict", {"image": "AAAA", "feature_maps": 65}, ["feature_maps"]),
+    ("digits", "predict", {"image": "AAAA", "feature_maps": -1}, ["feature_maps"]),
     ("dates", "generate", {"prompt": "x"}, ["seq2seq run", "/translate"]),
     ("digits", "predict", {"text": "x"}, ["image"]),
     ("sentiment", "predict", {"image": "AAAA"}, ["text"]),
@@ -292,7 +331,29 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize("name, endpoint, body, words", BAD_REQUESTS)
 def test_a_bad_input_is_422_with_a_one_line_reason(client, name, endpoint, body, words):
-    one_line_422(client.post(f"/runs/{name}/{endpoint}", json=body), *words)
+    raw = json.dumps(body).encode()  # NaN and Infinity as a careless client sends them (httpx would refuse)
+    r = client.post(f"/runs/{name}/{endpoint}", content=raw, headers={"content-type": "application/json"})
+    one_line_422(r, *words)
+
+
+@pytest.mark.parametrize("body", [{"temperature": 0.001}, {"temperature": 100}, {"top_p": 1e-6}, {"top_k": 10**6},
+                                  {"seed": 2**63 - 1}, {"temperature": 1, "top_p": 1}])  # fmt: skip
+def test_the_edges_of_every_range_are_served(client, body):
+    r = client.post("/runs/charlm/generate", json={"prompt": "The ", "length": 5, **body})
+    assert r.status_code == 200, r.text
+
+
+def test_a_dnn_error_raised_by_the_library_is_422_not_500(client, monkeypatch):
+    from dnn.errors import ConfigError, DataError
+
+    predictor = client.app.state.dnn.runs["charlm"].predictor
+    for err in (ConfigError("temperature must be finite, got 1e-45"), DataError("prompt: no tokens")):
+
+        def fail(*args, err=err, **kwargs):
+            raise err
+
+        monkeypatch.setattr(predictor, "generate", fail)
+        one_line_422(client.post("/runs/charlm/generate", json={"prompt": "x"}), str(err))
 
 
 def test_bad_json_and_too_many_pixels_are_422(client, png):
@@ -358,3 +419,46 @@ def test_a_request_past_the_timeout_is_503_and_the_server_stays_up(runs):
         while c.get("/health").json()["in_flight"] and time.monotonic() < deadline:
             time.sleep(0.01)
         assert c.post("/runs/dates/translate", json={"text": "May 1, 2000"}).status_code == 200
+
+
+def test_a_request_past_its_time_is_stopped_and_its_slot_freed_at_once(runs):
+    """The deadline stops decoding at its next step: a generation that would take minutes ends with the 503."""
+    limits = ServeLimits(max_concurrency=2, timeout_s=0.3, max_tokens=10**7)
+    app = create_app([runs.charlm], limits)
+    with TestClient(app) as c:
+        wait_healthy(c)
+        long = {"prompt": "The ", "length": 10**7}
+        with ThreadPoolExecutor(2) as pool:
+            slow = list(pool.map(lambda _: c.post("/runs/charlm/generate", json=long), range(2)))
+        assert [r.status_code for r in slow] == [503, 503] and "was stopped" in slow[0].json()["detail"]
+        start = time.monotonic()
+        while c.get("/health").json()["in_flight"] and time.monotonic() - start < 10:
+            time.sleep(0.01)
+        freed = time.monotonic() - start
+        r = c.post("/runs/charlm/generate", json={"prompt": "The ", "length": 5})
+        assert r.status_code == 200 and freed < 2, (r.status_code, freed)
+
+
+def test_the_deadline_stops_only_the_thread_that_works_within_it(runs):
+    served = load_served("charlm", runs.charlm)
+    handles = inference.watch_deadlines(served.run.model)
+    try:
+        start = time.monotonic()
+        with pytest.raises(inference.Cancelled, match="limit of 0.1 s"), inference.within(inference.Deadline(0.1)):
+            served.predictor.generate("The ", 10**7)
+        assert time.monotonic() - start < 2
+        deadline = inference.Deadline(60)
+        threading.Timer(0.1, deadline.cancel).start()
+        with pytest.raises(inference.Cancelled, match="cancelled"), inference.within(deadline):
+            served.predictor.generate("The ", 10**7)
+        expired = inference.Deadline(0.01)
+        time.sleep(0.02)
+        with ThreadPoolExecutor(1) as pool:  # another thread knows nothing of this one's deadline
+            assert pool.submit(served.predictor.generate, "The ", 5).result(timeout=20).startswith("The ")
+        with pytest.raises(inference.Cancelled):
+            with inference.within(expired):
+                pass
+        assert served.predictor.generate("The ", 5).startswith("The ")  # no deadline left behind
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -11,10 +11,14 @@
     GET  /docs                    the OpenAPI schema as a page drawn here (FastAPI's viewer needs a CDN)
 
 Limits (:class:`~dnn.serve.limits.ServeLimits`): a body over ``max_body_bytes`` → 413, counted as it arrives; a
-bad input → 422 with a one-line ``detail``; more than ``max_concurrency`` requests in flight → 429 at once; a
-request running past ``timeout_s`` → 503. Inference runs in a pool of ``max_concurrency`` worker threads under
-``torch.inference_mode()``; a request's slot is freed when its worker finishes, so requests that time out cannot
-pile up work behind the limit. JSON is the only thing read from a client; nothing is unpickled.
+body not read within ``body_timeout_s`` → 408; a bad input (any field out of its range, a temperature of 1e-45 or
+NaN included) → 422 with a one-line ``detail`` naming the field; more than ``max_concurrency`` requests in flight →
+429 at once; a request running past ``timeout_s`` → 503. Inference runs in a pool of ``max_concurrency`` worker
+threads under ``torch.inference_mode()``; a request past its time is also *stopped*: every module of a served model
+checks the worker's deadline before its forward (:func:`dnn.serve.inference.watch_deadlines`), so decoding ends at
+its next step and the slot is free again at once. A report or curves file is served only from inside its run
+directory: never through a symbolic link. JSON is the only thing read from a client; nothing is unpickled.
+(Connection limits and header timeouts belong to the HTTP server: see :mod:`dnn.serve.server`.)
 """
 
 from __future__ import annotations
@@ -35,13 +39,13 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dnn.errors import CheckpointError, DnnError
 from dnn.run import LoadedRun, load_run
 from dnn.serve import inference
 from dnn.serve.docs import docs_page
-from dnn.serve.limits import MAX_BEAM_SIZE, ServeLimits
+from dnn.serve.limits import MAX_BEAM_SIZE, MAX_TEMPERATURE, MAX_TOP_K, MIN_TEMPERATURE, MIN_TOP_P, ServeLimits
 from dnn.serve.middleware import BodyLimit
 from dnn.serve.runs import ServedRun, load_served, read_curves, run_names
 
@@ -70,15 +74,38 @@ class TranslateRequest(_Request):
 class GenerateRequest(_Request):
     prompt: str = Field("", description="the text to continue (empty: start as after a line break)")
     length: int | None = Field(None, ge=1, description="tokens to generate (default 200, at most max_tokens)")
-    temperature: float = Field(0.8, ge=0, le=100, description="0 is greedy")
-    top_k: int | None = Field(None, ge=1, description="sample among the k most likely tokens")
-    top_p: float | None = Field(None, gt=0, le=1, description="sample among the most likely tokens up to mass p")
+    temperature: float = Field(
+        0.8, ge=0, le=MAX_TEMPERATURE, allow_inf_nan=False,
+        description=f"0 is greedy; otherwise at least {MIN_TEMPERATURE:g} (smaller overflows the logits)",
+    )  # fmt: skip
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="sample among the k most likely tokens")
+    top_p: float | None = Field(
+        None, ge=MIN_TOP_P, le=1, allow_inf_nan=False, description="sample among the most likely tokens up to mass p"
+    )
     seed: int = Field(0, ge=0, lt=2**63, description="seed of the sampling")
 
+    @field_validator("temperature")
+    @classmethod
+    def _greedy_or_not_too_small(cls, value: float) -> float:
+        if 0 < value < MIN_TEMPERATURE:
+            raise ValueError(f"must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, got {value:g}")
+        return value
 
-def _in_inference_mode(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    with torch.inference_mode():
+
+def _in_inference_mode(deadline: inference.Deadline, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    with torch.inference_mode(), inference.within(deadline):
         return fn(*args, **kwargs)
+
+
+def _inside(run_dir: Path, name: str) -> Path | None:
+    """``run_dir / name`` if it is a regular file inside ``run_dir`` reached without a symbolic link; else None."""
+    path = run_dir / name
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None
+        return path if path.resolve().is_relative_to(run_dir.resolve()) else None
+    except OSError:  # unreadable, a loop, a name too long: nothing to serve
+        return None
 
 
 class _State:
@@ -94,19 +121,24 @@ class _State:
         self.loaded = threading.Event()
         self.pool: ThreadPoolExecutor | None = None
         self.in_flight = 0
+        self.working: set[inference.Deadline] = set()  # the deadlines of the work in the pool (event loop only)
 
     def start(self) -> None:
         self.pool = ThreadPoolExecutor(self.limits.max_concurrency, thread_name_prefix="dnn-serve")
         threading.Thread(target=self._load_all, name="dnn-serve-load", daemon=True).start()
 
     def stop(self) -> None:
+        for deadline in list(self.working):  # running work stops at its next forward call
+            deadline.cancel()
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _load_all(self) -> None:
         for name, path in self.paths.items():
             try:
-                self.runs[name] = load_served(name, path, self.load)
+                served = load_served(name, path, self.load)
+                inference.watch_deadlines(served.run.model)
+                self.runs[name] = served
                 log.info("loaded %s (%s)", name, path)
             except Exception as err:  # shown by /health; the server stays up to say so
                 self.error = f"{path}: {err}" if isinstance(err, DnnError) else f"{path}: {type(err).__name__}: {err}"
@@ -128,35 +160,41 @@ class _State:
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in a worker thread under inference mode, within the concurrency and time
-        limits; a DnnError becomes 422."""
+        limits; a DnnError becomes 422. Past ``timeout_s`` the answer is 503 and the work stops at its next
+        forward call (its deadline has passed), which frees the slot."""
         limits = self.limits
         if self.in_flight >= limits.max_concurrency:
             raise HTTPException(
                 429, f"too many requests in flight (limit {limits.max_concurrency}); try again", {"Retry-After": "1"}
             )
         loop = asyncio.get_running_loop()
+        deadline = inference.Deadline(limits.timeout_s)
         self.in_flight += 1
         try:
-            future = loop.run_in_executor(self.pool, lambda: _in_inference_mode(fn, *args, **kwargs))
+            future = loop.run_in_executor(self.pool, lambda: _in_inference_mode(deadline, fn, *args, **kwargs))
         except RuntimeError:  # the pool is shut down: the server is stopping
             self.in_flight -= 1
             raise HTTPException(503, "the server is shutting down") from None
-        future.add_done_callback(self._finished)
+        self.working.add(deadline)
+        future.add_done_callback(lambda done: self._finished(done, deadline))
+        past = f"the request ran past the limit of {limits.timeout_s:g} s (--timeout) and was stopped; ask for less"
         try:
             return await asyncio.wait_for(asyncio.shield(future), limits.timeout_s)
         except asyncio.TimeoutError:  # TimeoutError from Python 3.11 on; not yet in 3.10
-            raise HTTPException(
-                503, f"the request ran past the limit of {limits.timeout_s:g} s (--timeout); ask for less"
-            ) from None
+            deadline.cancel()  # the worker stops at its next forward call, if its clock has not stopped it yet
+            raise HTTPException(503, past) from None
+        except inference.Cancelled:  # the worker's clock ran out a moment before this one
+            raise HTTPException(503, past) from None
         except DnnError as err:
             raise HTTPException(422, str(err)) from None
 
-    def _finished(self, future: Future) -> None:
+    def _finished(self, future: Future, deadline: inference.Deadline) -> None:
         self.in_flight -= 1  # the slot is free only now that the worker is done, even after a timeout
+        self.working.discard(deadline)
         if future.cancelled():
             return
         err = future.exception()  # retrieved either way: a late result is discarded quietly
-        if err is not None and not isinstance(err, DnnError):
+        if err is not None and not isinstance(err, (DnnError, inference.Cancelled)):
             log.error("inference failed: %s: %s", type(err).__name__, err)
 
 
@@ -164,7 +202,8 @@ def _one_line(err: RequestValidationError) -> str:
     first = err.errors()[0] if err.errors() else {"loc": ("body",), "msg": "invalid request"}
     loc = [str(part) for part in first.get("loc", ()) if part != "body"] or ["body"]
     more = len(err.errors()) - 1
-    return f"{'.'.join(loc)}: {first.get('msg', 'invalid')}" + (f" (and {more} more)" if more > 0 else "")
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")  # a validator's own message, as written
+    return " ".join(f"{'.'.join(loc)}: {msg}".split()) + (f" (and {more} more)" if more > 0 else "")
 
 
 def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None = None, *,
@@ -189,7 +228,7 @@ def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None
         docs_url=None, redoc_url=None,
     )  # fmt: skip
     app.state.dnn = state
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -221,8 +260,9 @@ def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None
         for name, served in state.runs.items():
             info = served.describe()
             base = f"/runs/{quote(name, safe='')}"
-            info["report"] = f"{base}/report" if info.pop("has_report") else None
-            info["curves"] = f"{base}/curves" if info.pop("has_curves") else None
+            info.pop("has_report"), info.pop("has_curves")  # what the routes below will serve, no more
+            info["report"] = f"{base}/report" if _inside(served.path, "report.html") else None
+            info["curves"] = f"{base}/curves" if _inside(served.path, "metrics.jsonl") else None
             out.append(info)
         return out
 
@@ -246,15 +286,18 @@ def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None
 
     @app.get("/runs/{name}/report", summary="the run's report.html", response_class=FileResponse)
     def report(name: str) -> FileResponse:
-        path = state.run(name, status=404).path / "report.html"
-        if not path.is_file():
+        path = _inside(state.run(name, status=404).path, "report.html")
+        if path is None:  # missing, or a symbolic link (which could lead anywhere): not served
             raise HTTPException(404, f"run {name!r} has no report.html (write one with `dnn inspect`)")
         return FileResponse(path, media_type="text/html")
 
     @app.get("/runs/{name}/curves", summary="the run's training curves from metrics.jsonl")
     def curves(name: str) -> dict[str, Any]:
+        run_dir = state.run(name, status=404).path
+        if _inside(run_dir, "metrics.jsonl") is None:
+            raise HTTPException(404, f"run {name!r} has no metrics.jsonl (the run has no training curves)")
         try:
-            return read_curves(state.run(name, status=404).path)
+            return read_curves(run_dir)
         except CheckpointError as err:  # no metrics.jsonl
             raise HTTPException(404, str(err)) from None
         except DnnError as err:  # a damaged one (names file and line)

@@ -2,23 +2,92 @@
 JSON-able values. A bad input raises :class:`~dnn.errors.ConfigError` / :class:`~dnn.errors.DataError` with a one-line
 message (the app answers 422 with it). Nothing here holds model logic: the predictors of :mod:`dnn.tasks` do
 the work; the app calls these functions in a worker thread under ``torch.inference_mode()``.
+
+A request's time limit stops its work, not only its answer: the app runs each call within a :class:`Deadline`
+(:func:`within`), and :func:`watch_deadlines` puts a forward pre-hook on every module of a served model that
+raises :class:`Cancelled` in the calling thread once that thread's deadline has passed (or its work was
+cancelled). Decoding calls the model once per step, so a translate or generate request past its time stops at
+its next step and frees its worker; a thread with no deadline (anything but the server's workers) is never
+stopped.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch import nn
 
 from dnn.errors import ConfigError, DataError
 from dnn.serve.images import decode_image, feature_maps, first_conv_maps
 from dnn.serve.limits import MAX_BEAM_SIZE, ServeLimits
 from dnn.serve.runs import ENDPOINT, ServedRun
 
-__all__ = ["count_tokens", "generate", "predict", "translate"]
+__all__ = ["Cancelled", "Deadline", "count_tokens", "generate", "predict", "translate", "watch_deadlines", "within"]
 
 DEFAULT_LENGTH = 200  # tokens generated when a request does not say
 DIGITS = 4  # decimals of the probabilities, attention weights and feature maps sent to a client
+
+
+class Cancelled(Exception):
+    """The work of a request was stopped: its time was up, or the server is stopping. Not a user's mistake (the
+    client has had its 503 already), so not a :class:`~dnn.errors.DnnError`."""
+
+
+class Deadline:
+    """When the work of one request must stop: ``at`` (a :func:`time.monotonic` time), or earlier if
+    :meth:`cancel` is called (from any thread)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if the time is up or the work was cancelled."""
+        if self._cancelled.is_set():
+            raise Cancelled("the request was cancelled")
+        if time.monotonic() >= self.at:
+            raise Cancelled(f"the request ran past its limit of {self.seconds:g} s")
+
+
+_current = threading.local()  # .deadline: the Deadline of the request this thread works on, if any
+
+
+@contextmanager
+def within(deadline: Deadline) -> Iterator[Deadline]:
+    """Within the block, every forward call of a watched model made by this thread checks ``deadline``."""
+    previous = getattr(_current, "deadline", None)
+    _current.deadline = deadline
+    try:
+        deadline.check()
+        yield deadline
+    finally:
+        _current.deadline = previous
+
+
+def check_deadline() -> None:
+    """Raise :class:`Cancelled` if this thread works within a deadline that has passed; otherwise nothing."""
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None:
+        deadline.check()
+
+
+def _check_before_forward(module: nn.Module, args: Any) -> None:
+    check_deadline()
+
+
+def watch_deadlines(model: nn.Module) -> list[Any]:
+    """Put a forward pre-hook on every module of ``model`` that checks the calling thread's deadline (see the
+    module docstring); returns the hooks' handles (``handle.remove()`` takes one off)."""
+    return [module.register_forward_pre_hook(_check_before_forward) for module in model.modules()]
 
 
 def _needs(served: ServedRun, endpoint: str) -> None:

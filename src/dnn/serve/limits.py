@@ -3,9 +3,14 @@
 request body   > max_body_bytes                          → 413 (counted while reading, not trusted from headers)
 input text     > max_tokens tokens (the run's tokenizer) → 422
 generation     length > max_tokens                       → 422
+a parameter    out of its range (temperature 1e-45, NaN) → 422 naming the field
 image          width × height > max_pixels               → 422 (from the header, before any pixel is decoded)
 in flight      > max_concurrency requests at once        → 429 at once (no queue)
-running time   > timeout_s seconds                       → 503 (the worker's late result is discarded)
+running time   > timeout_s seconds                       → 503, and the work is stopped at its next forward call
+body read      > body_timeout_s seconds                  → 408, connection closed
+headers read   > header_timeout_s seconds                → connection closed (a client trickling its headers)
+connections    > max_connections open at once            → 503 and closed at once (file descriptors stay free)
+idle           > keep_alive_s seconds between requests   → connection closed
 """
 
 from __future__ import annotations
@@ -14,27 +19,41 @@ from dataclasses import dataclass, fields
 
 from dnn.errors import ConfigError
 
-__all__ = ["MAX_BEAM_SIZE", "ServeLimits"]
+__all__ = ["MAX_BEAM_SIZE", "MAX_TEMPERATURE", "MAX_TOP_K", "MIN_TEMPERATURE", "MIN_TOP_P", "ServeLimits"]
 
 MAX_BEAM_SIZE = 16  # beams per request: the cost grows with beam × length, so the API caps it
+# Sampling: logits / T overflows float32 for a T near 0 (1e-45), and a top_p below float32's smallest normal number
+# (1e-300) rounds to 0 and drops every token; either gave NaN probabilities. 0 is greedy, not a division.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 100.0
+MIN_TOP_P = 1e-6
+MAX_TOP_K = 1_000_000  # more than any vocabulary: a k over the vocabulary keeps every token
 
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """Limits of ``dnn serve`` (each has a command-line flag of the same name: ``--max-body-bytes`` …)."""
+    """Limits of ``dnn serve``. The first five have a command-line flag of the same name (``--max-body-bytes`` …,
+    ``--timeout``); the connection limits keep their defaults on the command line."""
 
     max_body_bytes: int = 2_000_000  # a 1000×1000 PNG in base64 fits
     max_tokens: int = 1000
     max_pixels: int = 4_000_000
     max_concurrency: int = 4
     timeout_s: float = 10.0
+    max_connections: int = 256  # well under the usual 1024 file descriptors of a process
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_s: float = 5.0
 
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "timeout_s":
+            name = f"{f.name} ({FLAGS[f.name]})" if f.name in FLAGS else f.name
+            if f.name.endswith("_s"):
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                    raise ConfigError(f"timeout_s (--timeout) must be a number of seconds > 0, got {value!r}")
+                    raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
             elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                flag = "--" + f.name.replace("_", "-")
-                raise ConfigError(f"{f.name} ({flag}) must be a positive integer, got {value!r}")
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+FLAGS = {"max_body_bytes": "--max-body-bytes", "max_tokens": "--max-tokens", "max_pixels": "--max-pixels",
+         "max_concurrency": "--max-concurrency", "timeout_s": "--timeout"}  # fmt: skip

@@ -1,18 +1,45 @@
-"""Running the app: ``dnn serve`` in the foreground, or a server in a background thread (tests, notebooks)."""
+"""Running the app: ``dnn serve`` in the foreground, or a server in a background thread (tests, notebooks).
+
+Both run uvicorn with the connection limits of :class:`~dnn.serve.limits.ServeLimits` (:func:`uvicorn_config`):
+
+- at most ``max_connections`` connections open at once: one more is answered 503 and closed as soon as it is
+  accepted, so a flood of connections cannot use up the process's file descriptors (uvicorn's own
+  ``limit_concurrency``, set just above, answers 503 to a request beyond it);
+- a request's headers must arrive within ``header_timeout_s`` of the connection (or of its first byte, on a kept-alive
+  connection), else the connection is closed: uvicorn has no such timeout, and h11 waits as long as a client
+  trickling its headers byte by byte likes (:class:`GuardedH11Protocol`);
+- its body within ``body_timeout_s`` (408; :class:`~dnn.serve.middleware.BodyLimit`);
+- an idle kept-alive connection is closed after ``keep_alive_s`` (uvicorn's ``timeout_keep_alive``).
+
+The HTTP/1.1 protocol is always h11 (uvicorn's httptools protocol, where installed, is not guarded), and
+websockets are off (the app has none). Warnings are rate-limited (:class:`RateLimitedLog`): a flood of bad clients
+writes one line per kind of trouble every few seconds, not one per connection.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import resource
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dnn.errors import ConfigError
 from dnn.serve.limits import ServeLimits
 
-__all__ = ["listen", "serve", "serve_in_thread"]
+__all__ = ["GuardedH11Protocol", "RateLimitedLog", "listen", "serve", "serve_in_thread", "uvicorn_config"]
+
+log = logging.getLogger("dnn.serve")
+FLOOD_LOGGERS = ("uvicorn.error", "asyncio", "dnn.serve")  # not uvicorn.access: one line per request is its job
+SPARE_DESCRIPTORS = 64  # files, sockets and pipes the process needs besides its connections
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -32,43 +59,175 @@ def url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class RateLimitedLog(logging.Filter):
+    """Lets through at most one warning (or worse) of each kind — logger, level and message template — every
+    ``interval`` seconds; the next one let through says how many were held back. Lower levels pass."""
+
+    def __init__(self, interval: float = 10.0):
+        super().__init__()
+        self.interval = interval
+        self.last: dict[tuple, float] = {}
+        self.held: Counter = Counter()
+        self.lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = time.monotonic()
+        with self.lock:
+            if now - self.last.get(key, -self.interval) < self.interval:
+                self.held[key] += 1
+                return False
+            if len(self.last) > 1000:  # messages formatted before logging: each its own kind; forget them
+                self.last.clear()
+            self.last[key] = now
+            held = self.held.pop(key, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like this in the last {self.interval:g} s not shown)"
+        return True
+
+
+@contextmanager
+def rate_limited_logs(interval: float = 10.0) -> Iterator[RateLimitedLog]:
+    """Within the block, the loggers a flood of bad clients writes to (:data:`FLOOD_LOGGERS`) are rate-limited."""
+    limiter = RateLimitedLog(interval)
+    loggers = [logging.getLogger(name) for name in FLOOD_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(limiter)
+    try:
+        yield limiter
+    finally:
+        for logger in loggers:
+            logger.removeFilter(limiter)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a connection limit and a header timeout (see the module docstring); the limits
+    are class attributes, set per server by :meth:`within`."""
+
+    max_connections: int = ServeLimits.max_connections
+    header_timeout_s: float = ServeLimits.header_timeout_s
+    _head_timer: asyncio.TimerHandle | None = None  # armed while a request's headers are awaited
+
+    @classmethod
+    def within(cls, limits: ServeLimits) -> type[GuardedH11Protocol]:
+        """The protocol class keeping to ``limits``."""
+        attributes = {"max_connections": limits.max_connections, "header_timeout_s": limits.header_timeout_s}
+        return type(cls.__name__, (cls,), attributes)
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            log.warning("refused a connection: %d are open, the limit (max_connections)", self.max_connections)
+            transport.write(FULL)
+            transport.close()
+            return
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm()  # the first byte of a request on a kept-alive connection
+        cycle = self.cycle
+        super().data_received(data)
+        if self.cycle is not cycle:  # a request's headers were read: its body is the middleware's to time
+            self._disarm()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            log.warning("closed a connection: its request headers did not arrive within %g s (header_timeout_s)",
+                        self.header_timeout_s)  # fmt: skip
+            self.transport.close()
+
+
+_FULL_BODY = b'{"detail": "too many connections are open; try again"}'
+FULL = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\nretry-after: 1\r\n"
+        b"content-length: " + str(len(_FULL_BODY)).encode() + b"\r\n\r\n" + _FULL_BODY)  # fmt: skip
+
+
+def uvicorn_config(app, limits: ServeLimits, log_level: str = "info") -> uvicorn.Config:
+    """The uvicorn configuration of ``app`` within the connection limits of ``limits``."""
+    return uvicorn.Config(
+        app, log_level=log_level, http=GuardedH11Protocol.within(limits), ws="none",
+        timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]  # a float is as good as an int here
+        limit_concurrency=limits.max_connections + 1,  # uvicorn refuses at ≥; the protocol already keeps to the limit
+    )  # fmt: skip
+
+
+def check_descriptors(limits: ServeLimits) -> None:
+    """Raise the soft limit of open files if ``max_connections`` needs it; a ConfigError if the hard limit is too
+    low."""
+    needed = limits.max_connections + SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ConfigError(
+            f"max_connections {limits.max_connections} needs {needed} file descriptors; this process may open "
+            f"{hard} (ulimit -n): serve fewer connections"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def _limits_of(app) -> ServeLimits:
+    state = getattr(getattr(app, "state", None), "dnn", None)
+    return getattr(state, "limits", None) or ServeLimits()
+
+
 def serve(run_dirs: Sequence[str | os.PathLike], host: str = "127.0.0.1", port: int = 8000,
           limits: ServeLimits | None = None) -> None:  # fmt: skip
     """Serve ``run_dirs`` on ``host:port`` until interrupted (what ``dnn serve`` runs)."""
-    import uvicorn
-
     from dnn.serve.app import create_app
 
+    limits = limits or ServeLimits()
+    check_descriptors(limits)
     app = create_app(run_dirs, limits)
     sock = listen(host, port)
     address = url(host, sock.getsockname()[1])
     print(f"dnn serve: {len(run_dirs)} run(s) at {address}/ (API schema: {address}/docs); Ctrl-C stops", flush=True)
     try:
-        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+        config = uvicorn_config(app, limits, log_level="info")
+        with rate_limited_logs():
+            uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn has shut down gracefully and passes the signal on: stopping is no error
         pass
     print("dnn serve: stopped", flush=True)
 
 
 @contextmanager
-def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 30.0) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a daemon thread on ``host:port`` (0: a free port); yield its base URL and stop
-    the server on exit."""
-    import uvicorn
-
+def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 30.0,
+                    limits: ServeLimits | None = None) -> Iterator[str]:  # fmt: skip
+    """Run ``app`` with uvicorn in a daemon thread on ``host:port`` (0: a free port), within the connection limits
+    of ``limits`` (default: the app's own, as :func:`dnn.serve.create_app` was given them); yield its base URL and
+    stop the server on exit."""
     sock = listen(host, port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="dnn-serve-http", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + start_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
+    server = uvicorn.Server(uvicorn_config(app, limits or _limits_of(app), log_level="warning"))
+    with rate_limited_logs():
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="dnn-serve-http", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + start_timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                sock.close()
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        try:
+            yield url(host, sock.getsockname()[1])
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
             sock.close()
-            raise RuntimeError("the server did not start")
-        time.sleep(0.01)
-    try:
-        yield url(host, sock.getsockname()[1])
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
