@@ -54,6 +54,15 @@ __all__ = ["create_app"]
 STATIC = Path(__file__).parent / "static"
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; object-src 'none'"
 log = logging.getLogger("dnn.serve")
+# what a POST may answer besides 200, as the /docs page lists it (details: the module docstring)
+LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    408: {"description": "the body did not arrive within the body timeout"},
+    413: {"description": "the body is over --max-body-bytes"},
+    422: {"description": "a bad input or a parameter out of its range: a one-line detail naming it"},
+    429: {"description": "--max-concurrency requests are in flight already; try again"},
+    503: {"description": "ran past --timeout (and was stopped), or the runs are still loading"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such run, or it has no such file"}}
 
 
 class _Request(BaseModel):
@@ -266,17 +275,23 @@ def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None
             out.append(info)
         return out
 
-    @app.post("/runs/{name}/predict", summary="classify a text or a base64 image, or tag a text")
+    @app.post(
+        "/runs/{name}/predict", summary="classify a text or a base64 image, or tag a text", responses=LIMIT_RESPONSES
+    )
     async def predict(name: str, body: PredictRequest) -> dict[str, Any]:
         served = state.run(name)
         return await state.call(inference.predict, served, limits, body.text, body.image, body.feature_maps)
 
-    @app.post("/runs/{name}/translate", summary="translate a text: output tokens and the attention matrix")
+    @app.post(
+        "/runs/{name}/translate",
+        summary="translate a text: output tokens and the attention matrix",
+        responses=LIMIT_RESPONSES,
+    )
     async def translate(name: str, body: TranslateRequest) -> dict[str, Any]:
         served = state.run(name)
         return await state.call(inference.translate, served, limits, body.text, body.beam_size)
 
-    @app.post("/runs/{name}/generate", summary="continue a prompt with a language model")
+    @app.post("/runs/{name}/generate", summary="continue a prompt with a language model", responses=LIMIT_RESPONSES)
     async def generate(name: str, body: GenerateRequest) -> dict[str, Any]:
         served = state.run(name)
         return await state.call(
@@ -284,14 +299,14 @@ def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None
             body.seed,
         )  # fmt: skip
 
-    @app.get("/runs/{name}/report", summary="the run's report.html", response_class=FileResponse)
+    @app.get("/runs/{name}/report", summary="the run's report.html", response_class=FileResponse, responses=NOT_FOUND)
     def report(name: str) -> FileResponse:
         path = _inside(state.run(name, status=404).path, "report.html")
         if path is None:  # missing, or a symbolic link (which could lead anywhere): not served
             raise HTTPException(404, f"run {name!r} has no report.html (write one with `dnn inspect`)")
         return FileResponse(path, media_type="text/html")
 
-    @app.get("/runs/{name}/curves", summary="the run's training curves from metrics.jsonl")
+    @app.get("/runs/{name}/curves", summary="the run's training curves from metrics.jsonl", responses=NOT_FOUND)
     def curves(name: str) -> dict[str, Any]:
         run_dir = state.run(name, status=404).path
         if _inside(run_dir, "metrics.jsonl") is None:

@@ -2,9 +2,11 @@
 
 Both run uvicorn with the connection limits of :class:`~dnn.serve.limits.ServeLimits` (:func:`uvicorn_config`):
 
-- at most ``max_connections`` connections open at once: one more is answered 503 and closed as soon as it is
-  accepted, so a flood of connections cannot use up the process's file descriptors (uvicorn's own
-  ``limit_concurrency``, set just above, answers 503 to a request beyond it);
+- at most ``max_connections`` connections open at once, so a flood of connections cannot use up the process's
+  file descriptors: one more closes the connection idle the longest — waiting for a request's headers, or kept
+  alive after a response (a client that sends its request at once is never that one) — or, if every connection
+  has a request in progress, is answered 503 and closed as soon as it is accepted (uvicorn's own
+  ``limit_concurrency``, set one above, answers 503 to a request beyond it);
 - a request's headers must arrive within ``header_timeout_s`` of the connection (or of its first byte, on a kept-alive
   connection), else the connection is closed: uvicorn has no such timeout, and h11 waits as long as a client
   trickling its headers byte by byte likes (:class:`GuardedH11Protocol`);
@@ -104,25 +106,36 @@ def rate_limited_logs(interval: float = 10.0) -> Iterator[RateLimitedLog]:
 
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a connection limit and a header timeout (see the module docstring); the limits
-    are class attributes, set per server by :meth:`within`."""
+    are class attributes, set per server by :meth:`within`, as is ``idle``: the connections without a request in
+    progress (waiting for a request's headers, or kept alive after a response), idle the longest first."""
 
     max_connections: int = ServeLimits.max_connections
     header_timeout_s: float = ServeLimits.header_timeout_s
+    idle: dict[GuardedH11Protocol, None] = {}  # an ordered set; replaced per server by within()
     _head_timer: asyncio.TimerHandle | None = None  # armed while a request's headers are awaited
 
     @classmethod
     def within(cls, limits: ServeLimits) -> type[GuardedH11Protocol]:
         """The protocol class keeping to ``limits``."""
-        attributes = {"max_connections": limits.max_connections, "header_timeout_s": limits.header_timeout_s}
+        attributes = {"max_connections": limits.max_connections, "header_timeout_s": limits.header_timeout_s,
+                      "idle": {}}  # fmt: skip
         return type(cls.__name__, (cls,), attributes)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
-            log.warning("refused a connection: %d are open, the limit (max_connections)", self.max_connections)
-            transport.write(FULL)
-            transport.close()
-            return
+            if not self.idle:  # every connection is busy with a request: no room
+                log.warning("refused a connection: %d are open, each with a request (max_connections)",
+                            self.max_connections)  # fmt: skip
+                transport.write(FULL)
+                transport.close()
+                return
+            longest = next(iter(self.idle))
+            log.warning("closed the connection idle the longest: %d are open, the limit (max_connections)",
+                        self.max_connections)  # fmt: skip
+            longest._disarm()
+            longest.idle.pop(longest, None)
+            longest.transport.close()
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -132,14 +145,24 @@ class GuardedH11Protocol(H11Protocol):
         super().data_received(data)
         if self.cycle is not cycle:  # a request's headers were read: its body is the middleware's to time
             self._disarm()
+            self.idle.pop(self, None)
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        super().on_response_complete()  # may start a pipelined request: a new cycle
+        if self.cycle is cycle and not self.transport.is_closing():
+            self.idle.setdefault(self, None)  # kept alive: idle from now on (uvicorn's keep-alive timer runs)
 
     def connection_lost(self, exc) -> None:
         self._disarm()
+        self.idle.pop(self, None)
         super().connection_lost(exc)
 
     def _arm(self) -> None:
+        """Start the header timer (idle from now on, unless it was idle already: a trickle keeps its place)."""
         self._disarm()
         self._head_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+        self.idle.setdefault(self, None)
 
     def _disarm(self) -> None:
         if self._head_timer is not None:
@@ -148,6 +171,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _headers_too_slow(self) -> None:
         self._head_timer = None
+        self.idle.pop(self, None)
         if not self.transport.is_closing():
             log.warning("closed a connection: its request headers did not arrive within %g s (header_timeout_s)",
                         self.header_timeout_s)  # fmt: skip

@@ -1,0 +1,319 @@
+"""`dnn serve` against hostile and careless clients, over real sockets on 127.0.0.1, each case bounded in count and
+time: requests past their time are stopped and free their slots; clients that trickle their headers or body, or
+open more connections than the limit, are dropped while /health still answers; the log says so a few times, not
+once per connection."""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'dnn[serve]'")
+import httpx  # noqa: E402
+import torch  # noqa: E402
+
+from dnn.cli import main  # noqa: E402
+from dnn.serve import ServeLimits, create_app, serve_in_thread  # noqa: E402
+
+LIMITS = ServeLimits(max_tokens=10**7, max_concurrency=4, timeout_s=0.3, max_connections=16, header_timeout_s=0.5,
+                     body_timeout_s=0.5, keep_alive_s=2.0)  # fmt: skip
+SLACK = 3.0  # seconds a 2-core machine shared with other work may add to any deadline below
+EOS_ID = 3
+PARAGRAPH = "The quick brown fox jumps over the lazy dog. A recurrent network reads one character at a time.\n"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two tiny runs trained through the command line: a character language model and a date translator."""
+    root = tmp_path_factory.mktemp("reliability_runs")
+    text = root / "paragraph.txt"
+    text.write_text(PARAGRAPH * 8, encoding="utf-8")
+    small = ["model.hidden_size=16", "model.embedding_size=8", "train.threads=1", "train.max_steps=3"]
+    specs = {
+        "charlm": ["charlm-pydoc", "data.source=null", f"data.train={text}", "model.num_layers=1",
+                   "train.batch_size=4", "data.length=20"],
+        "dates": ["dates-attention", "data.sizes=[64,16,16]", "train.batch_size=16"],
+    }  # fmt: skip
+    for name, (recipe, *overrides) in specs.items():
+        assert main(["train", recipe, *overrides, *small, "--run-dir", str(root / name), "--quiet"]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(runs):
+    app = create_app([runs / "charlm", runs / "dates"], LIMITS)
+    with serve_in_thread(app) as base:
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{base}/health", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "/health never became 200"
+            time.sleep(0.05)
+        yield base, app
+
+
+def health(base: str) -> int:
+    return httpx.get(f"{base}/health", timeout=SLACK).status_code
+
+
+def address(base: str) -> tuple[str, int]:
+    url = urlsplit(base)
+    assert url.hostname == "127.0.0.1"
+    return url.hostname, url.port
+
+
+class Messages(logging.Handler):
+    """The records that pass a logger's filters (a handler on the logger itself sees nothing a filter held)."""
+
+    def __init__(self, *names: str):
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+        self.loggers = [logging.getLogger(name) for name in names]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self):
+        for logger in self.loggers:
+            logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        for logger in self.loggers:
+            logger.removeHandler(self)
+
+
+# ---------------------------------------------------------------------------------------------- cancellation
+
+
+def test_requests_past_their_time_are_stopped_and_normal_requests_are_served_at_once(server, monkeypatch):
+    """Four requests that would each keep a worker for minutes (the issue: 30-60 s each, then 40 s of 429s) time
+    out; a normal request right after is served, not refused for want of a slot."""
+    base, app = server
+    model = app.state.dnn.runs["dates"].run.model
+    original = model.decode_step
+
+    def never_ending(prev_token, state):  # an untrained translator that never says <eos>: decodes to max_len
+        logits, state, attention = original(prev_token, state)
+        return logits.index_fill(-1, torch.tensor([EOS_ID]), float("-inf")), state, attention
+
+    monkeypatch.setattr(model, "decode_step", never_ending)
+    slow = [("/runs/charlm/generate", {"prompt": "The ", "length": 10**7})] * 2 + [
+        ("/runs/dates/translate", {"text": "May 1, 2000. " * 70, "beam_size": 16})
+    ] * 2
+
+    def post(request):
+        path, body = request
+        return httpx.post(base + path, json=body, timeout=30)
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(len(slow)) as pool:
+        answers = list(pool.map(post, slow))
+    timed_out = time.monotonic()
+    assert [r.status_code for r in answers] == [503] * 4, [r.text for r in answers]
+    assert all("was stopped" in r.json()["detail"] for r in answers)
+    assert timed_out - start < LIMITS.timeout_s + SLACK
+
+    refused = 0
+    while True:
+        r = httpx.post(f"{base}/runs/charlm/generate", json={"prompt": "The ", "length": 5}, timeout=30)
+        if r.status_code == 200:
+            break
+        assert r.status_code == 429, r.text
+        refused += 1
+        assert time.monotonic() - timed_out < SLACK, f"still {refused} refusals after {SLACK} s"
+        time.sleep(0.02)
+    served = time.monotonic() - timed_out
+    in_flight = httpx.get(f"{base}/health", timeout=5).json()["in_flight"]
+    print(f"4 requests past {LIMITS.timeout_s} s: a normal one served {served:.3f} s later ({refused} × 429)")
+    assert in_flight == 0
+
+
+# ---------------------------------------------------------------------------------------------- slow clients
+
+
+def _open(base: str, count: int) -> list[socket.socket]:
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection(address(base), timeout=SLACK)
+        sock.setblocking(False)
+        socks.append(sock)
+    return socks
+
+
+def _closed_by_server(sock: socket.socket) -> tuple[bool, bytes]:
+    """Whether the server has closed ``sock`` (all it sent, read), without waiting."""
+    data = b""
+    while select.select([sock], [], [], 0)[0]:
+        try:
+            chunk = sock.recv(4096)
+        except (ConnectionResetError, BrokenPipeError):
+            return True, data
+        if not chunk:
+            return True, data
+        data += chunk
+    return False, data
+
+
+def _trickle(socks: list[socket.socket], head: bytes, seconds: float, every: float = 0.05) -> dict[int, float]:
+    """Send ``head`` one byte per ``every`` seconds on each socket, for at most ``seconds``; when each was closed
+    by the server (seconds from now), by index."""
+    start = time.monotonic()
+    closed: dict[int, float] = {}
+    sent = 0
+    while len(closed) < len(socks) and time.monotonic() - start < seconds:
+        for i, sock in enumerate(socks):
+            if i in closed:
+                continue
+            if _closed_by_server(sock)[0]:
+                closed[i] = time.monotonic() - start
+                continue
+            try:
+                sock.send(head[sent % len(head) : sent % len(head) + 1])
+            except (BlockingIOError, ConnectionResetError, BrokenPipeError):
+                pass
+        sent += 1
+        time.sleep(every)
+    return closed
+
+
+SLOW_HEAD = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10_000  # never ends
+
+
+def test_clients_trickling_their_headers_are_dropped_and_health_still_answers(server):
+    base, _ = server
+    count = LIMITS.max_connections // 2
+    with Messages("dnn.serve", "uvicorn.error") as messages:
+        socks = _open(base, count)
+        kept_alive = socket.create_connection(address(base), timeout=SLACK)  # one request, then a trickled second
+        kept_alive.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert kept_alive.recv(4096).startswith(b"HTTP/1.1 200")
+        kept_alive.setblocking(False)
+        socks.append(kept_alive)
+        checker = ThreadPoolExecutor(1).submit(lambda: (time.sleep(0.2), health(base))[1])  # while they trickle
+        try:
+            closed = _trickle(socks, SLOW_HEAD, seconds=LIMITS.header_timeout_s + SLACK)
+        finally:
+            for sock in socks:
+                sock.close()
+        assert checker.result(timeout=SLACK) == 200
+        assert health(base) == 200
+    print(f"{len(socks)} trickling clients dropped after {min(closed.values()):.2f}-{max(closed.values()):.2f} s")
+    assert len(closed) == len(socks), f"{len(socks) - len(closed)} slow clients were never dropped"
+    assert all(LIMITS.header_timeout_s * 0.8 <= t for t in closed.values())
+    timeouts = [r for r in messages.records if "did not arrive" in r.getMessage()]
+    assert 1 <= len(timeouts) <= 2, [r.getMessage() for r in messages.records]  # rate-limited, not one per client
+
+
+def _wait_closed(socks: list[socket.socket], seconds: float) -> dict[int, bytes]:
+    """Read each socket until the server closes it, for at most ``seconds``: what each closed one received."""
+    start, closed, received = time.monotonic(), {}, {}
+    while len(closed) < len(socks) and time.monotonic() - start < seconds:
+        for i, sock in enumerate(socks):
+            if i not in closed:
+                done, data = _closed_by_server(sock)
+                received[i] = received.get(i, b"") + data
+                if done:
+                    closed[i] = received[i]
+        time.sleep(0.01)
+    return closed
+
+
+def test_connections_over_the_limit_close_the_longest_idle_and_health_gets_through(server):
+    base, _ = server
+    n = LIMITS.max_connections
+    with Messages("dnn.serve", "uvicorn.error") as messages:
+        socks = _open(base, 3 * n)  # none sends anything
+        try:
+            assert health(base) == 200  # a client that sends its request at once gets through the flood
+            closed = _wait_closed(socks, seconds=LIMITS.header_timeout_s / 2)
+            assert set(range(2 * n)) <= set(closed), "the oldest idle connections should make room for new ones"
+            assert len(_wait_closed(socks, seconds=LIMITS.header_timeout_s + SLACK)) == 3 * n
+        finally:
+            for sock in socks:
+                sock.close()
+    kinds = {r.msg for r in messages.records}
+    assert len(messages.records) <= 2 * len(kinds), [r.getMessage() for r in messages.records]
+
+
+def test_when_every_connection_has_a_request_in_progress_one_more_gets_503(server):
+    base, _ = server
+    head = (b"POST /runs/charlm/generate HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            b"content-length: 100\r\n\r\n")  # fmt: skip  # and no body: busy until the body timeout
+    busy = _open(base, LIMITS.max_connections)
+    try:
+        for sock in busy:
+            sock.sendall(head)
+        time.sleep(0.1)
+        with socket.create_connection(address(base), timeout=SLACK) as extra:
+            answer = extra.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 503") and b"too many connections" in answer, answer
+        closed = _wait_closed(busy, seconds=LIMITS.body_timeout_s + SLACK)
+        assert len(closed) == len(busy) and all(a.startswith(b"HTTP/1.1 408") for a in closed.values())
+    finally:
+        for sock in busy:
+            sock.close()
+    assert health(base) == 200
+
+
+def test_a_client_trickling_its_body_gets_408_and_is_dropped(server):
+    base, _ = server
+    with socket.create_connection(address(base), timeout=LIMITS.body_timeout_s + SLACK) as sock:
+        start = time.monotonic()
+        sock.sendall(b"POST /runs/charlm/generate HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+                     b"content-length: 100\r\n\r\n" + b'{"prompt": "')  # fmt: skip
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+        waited = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408") and b"not received within 0.5 s" in answer, answer
+    assert LIMITS.body_timeout_s * 0.8 <= waited < LIMITS.body_timeout_s + SLACK
+    assert health(base) == 200
+
+
+def test_the_uvicorn_server_keeps_to_the_limits(server):
+    """What `dnn serve` runs: keep-alive timeout, connection limit and the guarded protocol (a header timeout)."""
+    from dnn.serve.server import GuardedH11Protocol, uvicorn_config
+
+    config = uvicorn_config(server[1], LIMITS)
+    assert config.timeout_keep_alive == LIMITS.keep_alive_s
+    assert config.limit_concurrency == LIMITS.max_connections + 1
+    assert issubclass(config.http, GuardedH11Protocol) and config.http.header_timeout_s == LIMITS.header_timeout_s
+    assert config.http.max_connections == LIMITS.max_connections
+
+
+def test_many_slow_clients_at_once_leave_the_server_answering(server):
+    """A bounded flood: 5 waves of 2×max_connections connections trickling headers; /health answers after each."""
+    base, _ = server
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def probe():
+        while not stop.is_set():
+            try:
+                statuses.append(health(base))
+            except httpx.HTTPError:
+                statuses.append(0)
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        for _ in range(5):
+            socks = _open(base, 2 * LIMITS.max_connections)
+            try:
+                _trickle(socks, SLOW_HEAD, seconds=0.3)
+            finally:
+                for sock in socks:
+                    sock.close()
+            assert health(base) == 200
+    finally:
+        stop.set()
+        thread.join(SLACK)
+    print(f"/health during 5 waves of {2 * LIMITS.max_connections} slow clients: {statuses}")
+    assert statuses.count(200) >= len(statuses) - 1, statuses  # it gets through the flood
