@@ -317,3 +317,54 @@ def test_many_slow_clients_at_once_leave_the_server_answering(server):
         thread.join(SLACK)
     print(f"/health during 5 waves of {2 * LIMITS.max_connections} slow clients: {statuses}")
     assert statuses.count(200) >= len(statuses) - 1, statuses  # it gets through the flood
+
+
+@pytest.mark.slow
+def test_dnn_serve_under_a_flood_of_slow_clients_keeps_answering_and_its_stderr_stays_small(runs):
+    """The issue's case through the command line: more slow connections (1100) than the process may open files
+    (1024); `dnn serve` keeps accepting, /health answers throughout, and stderr holds a few lines, not one each."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+
+    def few_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    cmd = [sys.executable, "-m", "dnn.cli", "serve", str(runs / "charlm"), "--port", str(port)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=few_files)
+    socks: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if health(base) == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "dnn serve did not start"
+            time.sleep(0.1)
+        statuses = []
+        for _wave in range(11):
+            for _ in range(100):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=SLACK)
+                sock.sendall(SLOW_HEAD[:20])
+                socks.append(sock)
+            statuses.append(health(base))
+        print(f"/health after each of 11 waves of 100 slow connections: {statuses}")
+        assert statuses == [200] * 11
+    finally:
+        for sock in socks:
+            sock.close()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    lines = [line for line in err.decode().splitlines() if "GET /health" not in line]  # the access log: fine
+    print(f"stderr: {len(err)} bytes, {len(lines)} lines besides the access log")
+    assert proc.returncode == 0 and len(lines) < 20, "\n".join(lines[-20:])
