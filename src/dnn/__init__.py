@@ -13,6 +13,9 @@ _LAZY = {  # imported on first use, so that `import dnn` (and `dnn --help`) stay
     "create_model": "dnn.models.registry",
     "list_models": "dnn.models.registry",
     "Trainer": "dnn.training.trainer",
+    "load_run": "dnn.run",
+    "train": "dnn.train",
+    "make_task": "dnn.tasks",
 }
 
 __all__ = [
@@ -24,6 +27,9 @@ __all__ = [
     "__version__",
     "create_model",
     "list_models",
+    "load_run",
+    "make_task",
+    "train",
 ]
 
 

@@ -147,12 +147,16 @@ def _list() -> None:
     print("  " + ", ".join(["digits", "adding", "pydoc", *list_tasks(), "spoken digits and phrases (espeak-ng)"]))
 
 
-def _predictor(run, method: str, what: str):
-    if not hasattr(run.predictor, method):
-        from dnn.errors import ConfigError
+def _predictor(path: str, kind: str, verb: str):
+    """The predictor of the run at ``path``, which must be of ``kind`` (ConfigError naming the run otherwise)."""
+    from dnn.errors import ConfigError
+    from dnn.run import load_run
 
-        raise ConfigError(f"{run.path} is a {run.config['data']['task']} run; `dnn {method}` needs {what}")
-    return run.predictor
+    run = load_run(path)
+    try:
+        return run.predictor.require(kind, f"dnn {verb}")
+    except ConfigError as err:
+        raise ConfigError(f"{run.path}: {err}") from None
 
 
 def _lines(paths: list[str]) -> list[str]:
@@ -165,13 +169,18 @@ def _lines(paths: list[str]) -> list[str]:
 
 
 def _predict(args) -> None:
+    from dnn.errors import ConfigError
     from dnn.run import load_run
 
     run = load_run(args.run)
-    if hasattr(run.predictor, "predict_files"):
-        rows = run.predictor.predict_files(args.inputs)
+    predictor = run.predictor
+    if predictor.kind == "image":
+        rows = predictor.predict_files(args.inputs)
+    elif predictor.kind in ("classify", "tag"):
+        rows = predictor.predict_texts(_lines(args.inputs))
     else:
-        rows = _predictor(run, "predict_texts", "a classification or tagging run").predict_texts(_lines(args.inputs))
+        raise ConfigError(f"{run.path}: `dnn predict` needs an image classification, text classification or tagging "
+                          f"run; this is a {run.cfg.data.task} run")  # fmt: skip
     for row in rows:
         if "tags" in row:
             print(" ".join(f"{t}/{g}" for t, g in zip(row["tokens"], row["tags"])))
@@ -180,9 +189,7 @@ def _predict(args) -> None:
 
 
 def _translate(args) -> None:
-    from dnn.run import load_run
-
-    predictor = _predictor(load_run(args.run), "translate", "a seq2seq run")
+    predictor = _predictor(args.run, "translate", "translate")
     texts = args.texts if args.texts and args.texts != ["-"] else [line.rstrip("\n") for line in sys.stdin]
     for row in predictor.translate(texts, beam_size=args.beam_size):
         print(row["output"])
@@ -216,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
             run_demo(args.out, args.max_steps)
         elif args.command == "train":
-            from dnn.run import train
+            from dnn.train import train
 
             if not args.resume and not args.config:
                 parser.error("train needs a recipe or a YAML file (see `dnn list`)")
@@ -237,14 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "translate":
             _translate(args)
         elif args.command == "generate":
-            from dnn.run import load_run
-
-            predictor = _predictor(load_run(args.run), "generate", "a language model run")
+            predictor = _predictor(args.run, "generate", "generate")
             print(predictor.generate(args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed))
         elif args.command == "transcribe":
-            from dnn.run import load_run
-
-            predictor = _predictor(load_run(args.run), "transcribe", "a speech run")
+            predictor = _predictor(args.run, "transcribe", "transcribe")
             for row in predictor.transcribe(args.files, beam_size=args.beam_size):
                 print(f"{row['file']}\t{row['text']}")
         elif args.command == "serve":

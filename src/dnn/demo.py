@@ -105,7 +105,7 @@ RUNS = [
 
 
 def training_runs(out: Path, max_steps: int) -> list[dict]:
-    from dnn.run import train
+    from dnn.train import train
 
     rows = []
     for number, (recipe, overrides, label, key) in enumerate(RUNS, start=4):

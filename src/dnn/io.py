@@ -115,7 +115,7 @@ def write_json(path: str | os.PathLike, data: Any, indent: int = 2) -> Path:
 
 
 def save_json(path: str | os.PathLike, data: dict[str, Any]) -> Path:
-    """A versioned JSON file (``{"format": ..., "version": FORMAT_VERSION, ...}``), atomically; see :func:`load_json`."""
+    """A versioned JSON file (``{"format": ..., "version": FORMAT_VERSION, ...}``), atomically (:func:`load_json`)."""
     return write_json(path, data, indent=1)
 
 

@@ -8,79 +8,189 @@ the training data, reproducibly by seed, when absent).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dnn.config import config_from_kwargs, from_dict
+from dnn.config import config_from_kwargs, from_dict, to_dict
 from dnn.errors import ConfigError
 
-__all__ = ["DataConfig", "RunConfig", "TrainConfig", "TASKS", "validate_model_section"]
+__all__ = [
+    "DATA_CONFIGS",
+    "TASKS",
+    "AddingData",
+    "DataConfig",
+    "ImageData",
+    "LanguageModelData",
+    "RunConfig",
+    "Seq2SeqData",
+    "SpeechData",
+    "TaggingData",
+    "TextClassificationData",
+    "TrainConfig",
+    "data_config",
+    "validate_model_section",
+]
 
-TASKS = (
-    "digits",  # scikit-learn's 8×8 digits
-    "image_folder",  # a user's folder of images, one sub-folder per class
-    "text_classification",  # a user's CSV/TSV (text and label columns) or an aclImdb/ folder
-    "tagging",  # a user's CoNLL-style file: one token per line, blank lines between sentences
-    "seq2seq",  # a built-in text task (data.source: dates, addition, reverse, sort) or a user's parallel corpus
-    "language_model",  # the pydoc corpus (data.source: pydoc) or a user's plain text file
-    "adding",  # the adding problem (regression over a long sequence)
-    "speech",  # speech recognition: built-in espeak-ng speech (data.source: digits, phrases) or a user's TSV of WAVs
-)
+
+def _positive_or_none(where: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{where} must be a positive integer or null, got {value}")
 
 
 @dataclass
 class DataConfig:
-    """Where the examples come from and how they are prepared (``task``: see ``TASKS``)."""
+    """What every task reads: ``task`` (a key of :data:`DATA_CONFIGS`), a user's files, and the fractions carved
+    out of the training data for the splits not given. Each task has its own subclass with the keys it uses, so
+    a key that does not apply to the task is an error naming the task."""
 
     task: str = "digits"
-    source: str | None = None  # built-in data: a text task (dates, addition, reverse, sort) or "pydoc"
     train: str | None = None  # a user's file or folder
     valid: str | None = None
     test: str | None = None
-    target: str | None = None  # seq2seq from two line-aligned files: data.train is the source side, this the target
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
-    sizes: tuple[int, int, int] = (5000, 500, 500)  # built-in tasks: train / valid / test examples
-    length: int = 50  # adding problem: sequence length T
-    params: dict[str, Any] = field(default_factory=dict)  # built-in task parameters (e.g. min_len, year_min)
-    tokenizer: Literal["char", "word", "bpe"] | None = None  # None: word for text classification, else char
-    lowercase: bool = False
-    vocab_size: int = 8000  # BPE: merges; word: the vocabulary's maximum size
-    min_freq: int = 1
-    max_length: int | None = None  # tokens; longer examples are dropped in training, an error at evaluation
-    truncate: bool = False  # cut over-long examples instead
-    text_column: str = "text"
-    label_column: str = "label"
-    image_size: int | None = None  # images: the side the images are resized to (digits: 8)
-    grayscale: bool | None = None  # images: None decides from the data
-    augment: bool = False  # images: random crop with padding and a small affine in training
-    horizontal_flip: bool = False  # images: only where it makes sense (not digits, not text)
-    n_mels: int = 80  # speech: log-mel bands
-    sample_rate: int = 16000  # speech: Hz; features are computed at this rate
-    resample: bool = False  # speech: convert a user's audio at another rate (otherwise an error naming the file)
-    freq_masks: int = 0  # speech: SpecAugment frequency masks per training utterance
-    freq_mask_width: int = 15  # speech: at most this many mel bands each
-    time_masks: int = 0  # speech: SpecAugment time masks per training utterance
-    time_mask_width: int = 25  # speech: at most this many frames each (and at most a fifth of the utterance)
-    cache: str | None = None  # speech: where built-in data is synthesised (default ~/.cache/dnn/speech)
-    classes: list[int | str] | None = None  # images: keep only these classes, labelled 0… in this order ([5, 6])
-    per_class: int | None = None  # images: keep this many training images per class (few labels), chosen by seed
-    canvas_size: int | None = None  # images: paste each image onto a blank canvas of this side (digits 8 → 16)
-    canvas_train: Literal["center", "random"] = "center"  # where on the canvas, training and validation images
-    canvas_test: Literal["center", "random"] = "center"  # where on the canvas, test images (random: one per image)
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            close = difflib.get_close_matches(self.task, TASKS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"data.task must be one of {', '.join(TASKS)}; got {self.task!r}{hint}")
         for name in ("valid_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"data.{name} must be in [0, 1), got {value}")
         if self.valid_fraction + self.test_fraction >= 1.0:
             raise ConfigError("data.valid_fraction + data.test_fraction must leave some training data")
+
+
+@dataclass
+class _BuiltinData:
+    """Built-in data: which generator or corpus, and how much of it."""
+
+    source: str | None = None  # a text task (dates, addition, reverse, sort), "pydoc", or spoken digits / phrases
+    sizes: tuple[int, int, int] = (5000, 500, 500)  # train / valid / test examples
+    params: dict[str, Any] = field(default_factory=dict)  # the generator's parameters (e.g. min_len, year_min)
+
+
+@dataclass
+class _TokenData:
+    tokenizer: Literal["char", "word", "bpe"] = "char"
+    lowercase: bool = False
+    vocab_size: int = 8000  # BPE: merges; word: the vocabulary's maximum size
+    min_freq: int = 1
+
+    def _check_tokens(self) -> None:
+        if self.vocab_size < 1:
+            raise ConfigError(f"data.vocab_size must be a positive integer, got {self.vocab_size}")
+        if self.min_freq < 1:
+            raise ConfigError(f"data.min_freq must be at least 1, got {self.min_freq}")
+
+
+@dataclass
+class _LengthData:
+    max_length: int | None = None  # tokens; longer examples are dropped in training, an error at evaluation
+    truncate: bool = False  # cut over-long examples instead
+
+    def _check_length(self) -> None:
+        _positive_or_none("data.max_length", self.max_length)
+
+
+@dataclass
+class ImageData(DataConfig):
+    """digits (scikit-learn's 8×8 digits) and image_folder (a user's folder, one sub-folder per class)."""
+
+    image_size: int | None = None  # the side the images are resized to (digits: 8)
+    grayscale: bool | None = None  # None decides from the data
+    augment: bool = False  # random crop with padding and a small affine in training
+    horizontal_flip: bool = False  # only where it makes sense (not digits, not text)
+    classes: list[int | str] | None = None  # keep only these classes, labelled 0… in this order ([5, 6])
+    per_class: int | None = None  # keep this many training images per class (few labels), chosen by seed
+    canvas_size: int | None = None  # paste each image onto a blank canvas of this side (digits 8 → 16)
+    canvas_train: Literal["center", "random"] = "center"  # where on the canvas, training and validation images
+    canvas_test: Literal["center", "random"] = "center"  # where on the canvas, test images (random: one per image)
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("image_size", "per_class", "canvas_size"):
+            _positive_or_none(f"data.{name}", getattr(self, name))
+        if self.classes is not None and (not self.classes or len({str(c) for c in self.classes}) < len(self.classes)):
+            raise ConfigError(f"data.classes must list distinct class names, got {self.classes}")
+
+
+@dataclass
+class TextClassificationData(_LengthData, _TokenData, DataConfig):
+    """A user's CSV/TSV (text and label columns) or an aclImdb/ folder."""
+
+    tokenizer: Literal["char", "word", "bpe"] = "word"  # the lecture's Embedding → LSTM → Dense reads words
+    text_column: str = "text"
+    label_column: str = "label"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._check_tokens()
+        self._check_length()
+
+
+@dataclass
+class TaggingData(_LengthData, DataConfig):
+    """A user's CoNLL-style file: one token and its tag per line, blank lines between sentences (the file's own
+    tokens: no tokenizer)."""
+
+    lowercase: bool = False
+    vocab_size: int = 8000  # the vocabulary's maximum size
+    min_freq: int = 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        _TokenData._check_tokens(self)
+        self._check_length()
+
+
+@dataclass
+class Seq2SeqData(_LengthData, _TokenData, _BuiltinData, DataConfig):
+    """A built-in text task (``source``: dates, addition, reverse, sort) or a user's parallel corpus."""
+
+    target: str | None = None  # two line-aligned files: data.train is the source side, this the target
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._check_tokens()
+        self._check_length()
+
+
+@dataclass
+class LanguageModelData(_TokenData, _BuiltinData, DataConfig):
+    """The pydoc corpus (``source: pydoc``) or a user's plain text file."""
+
+    length: int = 50  # the BPTT length k: tokens per chunk
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._check_tokens()
+
+
+@dataclass
+class AddingData(DataConfig):
+    """The adding problem (regression over a long sequence)."""
+
+    length: int = 50  # the sequence length T
+    sizes: tuple[int, int, int] = (5000, 500, 500)  # train / valid / test sequences
+
+
+@dataclass
+class SpeechData(_BuiltinData, DataConfig):
+    """Built-in espeak-ng speech (``source``: digits, phrases) or a user's TSV of WAVs."""
+
+    lowercase: bool = False
+    n_mels: int = 80  # log-mel bands
+    sample_rate: int = 16000  # Hz; features are computed at this rate
+    resample: bool = False  # convert a user's audio at another rate (otherwise an error naming the file)
+    freq_masks: int = 0  # SpecAugment frequency masks per training utterance
+    freq_mask_width: int = 15  # at most this many mel bands each
+    time_masks: int = 0  # SpecAugment time masks per training utterance
+    time_mask_width: int = 25  # at most this many frames each (and at most a fifth of the utterance)
+    cache: str | None = None  # where built-in data is synthesised (default ~/.cache/dnn/speech)
+
+    def __post_init__(self):
+        super().__post_init__()
         for name in ("n_mels", "freq_mask_width", "time_mask_width"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"data.{name} must be a positive integer, got {getattr(self, name)}")
@@ -89,14 +199,40 @@ class DataConfig:
         for name in ("freq_masks", "time_masks"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"data.{name} must be 0 (off) or more, got {getattr(self, name)}")
-        for name in ("per_class", "canvas_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"data.{name} must be a positive integer or null, got {value}")
-        if self.classes is not None and (not self.classes or len({str(c) for c in self.classes}) < len(self.classes)):
-            raise ConfigError(f"data.classes must list distinct class names, got {self.classes}")
-        if self.tokenizer is None:  # the lecture's Embedding → LSTM → Dense reads words; generation and dates, chars
-            self.tokenizer = "word" if self.task in ("text_classification", "tagging") else "char"
+
+
+# data.task → the data config it reads (one source of truth for the task names: dnn.tasks.registry checks it)
+DATA_CONFIGS: dict[str, type[DataConfig]] = {
+    "digits": ImageData,
+    "image_folder": ImageData,
+    "text_classification": TextClassificationData,
+    "tagging": TaggingData,
+    "seq2seq": Seq2SeqData,
+    "language_model": LanguageModelData,
+    "adding": AddingData,
+    "speech": SpeechData,
+}
+TASKS = tuple(DATA_CONFIGS)
+
+
+def data_config(values: dict[str, Any]) -> DataConfig:
+    """The ``data`` section → the data config of its ``task``; a key of another task's is an error naming both."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"data must be a mapping of keys to values, got {values!r}")
+    task = values.get("task", "digits")
+    if task not in DATA_CONFIGS:
+        close = difflib.get_close_matches(str(task), TASKS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"data.task must be one of {', '.join(TASKS)}; got {task!r}{hint}")
+    cls = DATA_CONFIGS[task]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in fields:
+            owners = sorted(t for t, c in DATA_CONFIGS.items() if key in {f.name for f in dataclasses.fields(c)})
+            if owners:
+                raise ConfigError(f"data.{key} does not apply to data.task {task!r} (it is a key of "
+                                  f"{', '.join(owners)}); remove it")  # fmt: skip
+    return from_dict(cls, values, "data")
 
 
 @dataclass
@@ -146,16 +282,23 @@ class TrainConfig:
 class RunConfig:
     seed: int = 0
     deterministic: bool = False
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig = field(default_factory=ImageData)
     model: dict[str, Any] = field(default_factory=lambda: {"name": "lenet5"})
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        if type(self.data) is not DATA_CONFIGS.get(self.data.task):  # a bare DataConfig: the task's own, filled
+            self.data = data_config(to_dict(self.data))
         validate_model_section(self.model, complete=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        return from_dict(cls, data)
+        if not isinstance(data, dict):
+            raise ConfigError(f"the config must be a mapping of keys to values, got {data!r}")
+        values = dict(data)
+        if "data" in values:
+            values["data"] = data_config(values["data"])
+        return from_dict(cls, values)
 
 
 def validate_model_section(model: dict[str, Any], derived: dict[str, Any] | None = None, complete: bool = True) -> Any:

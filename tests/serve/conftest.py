@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dnn.run import train
+from dnn.train import train
 
 THREADS = ["train.threads=1"]
 RECURRENT = ["model.hidden_size=16", "model.embedding_size=8", *THREADS]

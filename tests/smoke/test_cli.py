@@ -145,7 +145,7 @@ def test_digits_resnet_recipe_trains_a_few_steps_through_the_command(tmp_path):
 def test_metrics_are_mirrored_to_tensorboard_event_files(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from dnn.run import train
+    from dnn.train import train
 
     run_dir = tmp_path / "tb"
     train("digits-lenet5", ["train.max_steps=6", "train.log_every=2", "train.eval_every=3"], run_dir, progress=False)

@@ -1,7 +1,7 @@
 """report.html at the end of every run, and `dnn inspect`: a tiny run of every task gets the pictures that apply
 to it (each a PNG with something drawn), embedded in one valid, self-contained HTML page; the command adds
 sentences or images; a picture that fails is one logged line and never costs the training result; a task's own
-``report_figures`` joins the page."""
+figures (offered as data) join the page."""
 
 import base64
 import json
@@ -20,9 +20,11 @@ from PIL import Image
 import dnn.inspect.report as report_module
 from dnn.cli import main
 from dnn.inspect import confusion, write_report
-from dnn.run import load_run, make_task, train
+from dnn.run import load_run
 from dnn.run_config import RunConfig
+from dnn.tasks import make_task
 from dnn.tasks.language import AddingProblem
+from dnn.train import train
 
 ONE = ["train.threads=1"]
 RUNS = {  # name → (recipe, overrides, the pictures its report must have)
@@ -243,18 +245,21 @@ def test_a_run_whose_data_is_gone_still_gets_the_pictures_that_need_none(runs, t
     assert "gone.csv" in lines[0] and "Not drawn" in page
 
 
-def test_a_tasks_own_report_figures_join_the_page(runs, monkeypatch):
+def test_the_figures_a_task_offers_as_data_join_the_page(runs, monkeypatch):
+    """A task offers figures as data (tasks never import inspect); the report draws them and shows them."""
+    from dnn.tasks.base import ErrorsByGroup
+
     seen = {}
 
-    def report_figures(run, task, out_dir):
-        seen.update(run=run.path, task=type(task).__name__, out_dir=out_dir)
-        path = out_dir / "own.png"
-        Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (256, 1))).save(path)
-        return [("The task's own picture", path)]
+    def figures(self, model, predictor):
+        seen.update(task=type(self).__name__, kind=predictor.kind)
+        groups = {"short": {"cer": 0.1, "n": 3.0, "unseen": 0.0}, "long": {"cer": 0.4, "n": 2.0, "unseen": 1.0}}
+        return [ErrorsByGroup("own", "The task's own picture", groups=groups, heading="error by group")]
 
-    monkeypatch.setattr(AddingProblem, "report_figures", staticmethod(report_figures), raising=False)
+    monkeypatch.setattr(AddingProblem, "figures", figures)
     run_dir = runs["adding"].dir
     page, parser = check_page(write_report(run_dir))
-    assert seen == {"run": run_dir, "task": "AddingProblem", "out_dir": run_dir / "figures"}
+    assert seen == {"task": "AddingProblem", "kind": "regress"}
+    assert (run_dir / "figures" / "own.png").is_file()
     assert "The task&#x27;s own picture" in page and len(parser.images) == len(runs["adding"].expected) + 1
     assert re.search(r"<h2>The task&#x27;s own picture</h2>\s*<figure>", page)

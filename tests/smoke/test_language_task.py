@@ -18,7 +18,7 @@ from dnn.data.tokenizers import CharTokenizer, WordTokenizer
 from dnn.data.vocab import EOS_ID, Vocab
 from dnn.errors import ConfigError
 from dnn.models.registry import create_model
-from dnn.run import evaluate_run, load_run, resolve_config, train
+from dnn.run import evaluate_run, load_run, resolve_config
 from dnn.tasks.language import (
     CarriedState,
     LanguageModelling,
@@ -26,6 +26,7 @@ from dnn.tasks.language import (
     decode_text,
     encode_text,
 )
+from dnn.train import train
 from dnn.training import Trainer
 
 DNN = [sys.executable, "-m", "dnn.cli"]

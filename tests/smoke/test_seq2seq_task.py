@@ -17,8 +17,10 @@ from dnn.cli import main
 from dnn.data.batching import IGNORE_INDEX
 from dnn.errors import DataError
 from dnn.models.registry import create_model
-from dnn.run import load_run, make_task, resolve_config, train
+from dnn.run import load_run, resolve_config
+from dnn.tasks import make_task
 from dnn.tasks.seq2seq import Seq2SeqTask
+from dnn.train import train
 
 DNN = [sys.executable, "-m", "dnn.cli"]
 TINY_DATA = ["data.sizes=[64,16,16]", "train.max_steps=3", "train.batch_size=16", "train.threads=1"]
@@ -271,8 +273,10 @@ def test_a_tiny_model_learns_to_reverse_digit_strings(tmp_path):
 
     task = make_task(resolve_config(str(tmp_path / "rev" / "config.yaml"), []))
     task.prepare(lambda message: None)
-    by_length = task.accuracy_by_length(loaded.model, "test")
+    result = task.accuracy_by_length(loaded.model, "test")
+    by_length = result.accuracy
     sizes = {n: sum(len(ids) == n for ids in task.splits["test"].src_ids) for n in by_length}
+    assert result.counts == sizes
     overall = sum(by_length[n] * sizes[n] for n in by_length) / len(task.splits["test"])
     assert set(by_length) <= set(range(3, 7))
     exact = task.evaluate(loaded.model, "test")["exact_match"]

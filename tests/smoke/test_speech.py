@@ -16,8 +16,10 @@ import yaml
 from safetensors.torch import load_file
 
 from dnn.cli import main
-from dnn.run import load_run, train
-from dnn.tasks.speech import SpeechRecognition
+from dnn.inspect import write_report
+from dnn.run import load_run
+from dnn.tasks import make_task
+from dnn.train import train
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)"
@@ -78,11 +80,18 @@ def test_dnn_transcribe_prints_file_tab_transcript(digits_run, cache, capsys):
     assert re.fullmatch(r"dnn: error: .*test\.tsv: unreadable audio \(.*\); expected WAV, FLAC or OGG\n", err)
 
 
-def test_report_figures_draw_the_alignment_and_the_per_voice_error_rates(digits_run, tmp_path):
-    figures = SpeechRecognition.report_figures(load_run(digits_run[0]), None, tmp_path)
-    names = [path.name for _, path in figures]
-    assert names == ["speech_alignment.png", "speech_voices.png"]
-    assert all(path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG" for _, path in figures)
+def test_the_report_draws_the_alignment_and_the_per_voice_error_rates(digits_run, tmp_path):
+    """The speech task offers both figures as data; the report draws them."""
+    run = load_run(digits_run[0])
+    task = make_task(run.cfg)
+    task.prepare(lambda message: None)
+    figures = task.figures(run.model, run.predictor)
+    assert [type(f).__name__ for f in figures] == ["SpectrogramAlignment", "ErrorsByGroup"]
+    assert figures[0].chars and len(figures[0].chars) == len(figures[0].frames)
+    write_report(run.path, out_dir=tmp_path, task=task)
+    for name in ("speech_alignment.png", "speech_voices.png"):
+        path = tmp_path / "figures" / name
+        assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
 
 
 def users_corpus(tmp_path: Path, cache: Path, n: int = 12) -> Path:

@@ -18,8 +18,9 @@ from resume_check import check_sigkill_resume
 
 from dnn.data.splits import split_indices
 from dnn.errors import DataError
-from dnn.run import load_run, resolve_config, train
+from dnn.run import load_run, resolve_config
 from dnn.tasks.text import Tagging, TextClassification
+from dnn.train import train
 
 DNN = [sys.executable, "-m", "dnn.cli"]
 SMALL = ["model.embedding_size=16", "model.hidden_size=16", "train.threads=1"]

@@ -6,7 +6,8 @@ from PIL import Image
 from safetensors.torch import load_file
 from sklearn.datasets import load_digits
 
-from dnn.run import load_run, train
+from dnn.run import load_run
+from dnn.train import train
 
 
 def digit_folder(root, classes=(0, 1, 2), per_class=20):

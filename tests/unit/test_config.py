@@ -94,7 +94,7 @@ def test_fixed_length_tuples_are_checked_item_by_item():
 
 @pytest.mark.parametrize(
     "task,given,expected",
-    [("text_classification", None, "word"), ("tagging", None, "word"), ("seq2seq", None, "char"),
+    [("text_classification", None, "word"), ("seq2seq", None, "char"),
      ("language_model", None, "char"), ("text_classification", "bpe", "bpe"), ("seq2seq", "word", "word")],
 )  # fmt: skip
 def test_the_tokenizer_defaults_to_words_for_classification_and_characters_for_generation(task, given, expected):
@@ -104,3 +104,29 @@ def test_the_tokenizer_defaults_to_words_for_classification_and_characters_for_g
     assert RunConfig.from_dict({"data": data, "model": {"name": "lenet5"}}).data.tokenizer == expected
     with pytest.raises(ConfigError, match="data.tokenizer"):
         RunConfig.from_dict({"data": {"task": task, "tokenizer": "chars"}, "model": {"name": "lenet5"}})
+
+
+@pytest.mark.parametrize(
+    "task,key,owner",
+    [("tagging", "tokenizer", "language_model, seq2seq, text_classification"), ("digits", "n_mels", "speech"),
+     ("seq2seq", "image_size", "digits, image_folder"),
+     ("speech", "max_length", "seq2seq, tagging, text_classification")],
+)  # fmt: skip
+def test_a_data_key_of_another_task_is_an_error_naming_the_task(task, key, owner):
+    from dnn.run_config import RunConfig
+
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_dict({"data": {"task": task, key: 1}, "model": {"name": "lenet5"}})
+    assert str(info.value) == f"data.{key} does not apply to data.task {task!r} (it is a key of {owner}); remove it"
+
+
+def test_every_task_has_its_own_data_config_and_a_registered_task():
+    from dnn.run_config import DATA_CONFIGS, RunConfig
+    from dnn.tasks import get_task, list_tasks
+    from dnn.tasks.base import Task
+
+    assert list_tasks() == sorted(DATA_CONFIGS)
+    for name, cls in DATA_CONFIGS.items():
+        cfg = RunConfig.from_dict({"data": {"task": name}, "model": {"name": "lenet5"}})
+        assert type(cfg.data) is cls
+        assert issubclass(get_task(name), Task) and name in get_task(name).task_names

@@ -7,7 +7,8 @@ import torch
 
 from dnn.errors import ConfigError, DataError
 from dnn.models import create_model
-from dnn.run import make_task, resolve_config
+from dnn.run import resolve_config
+from dnn.tasks import make_task
 from dnn.tasks.images import place_on_canvas
 
 

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.preprocessing import LabelEncoder
 
-import dnn.data.vocab as vocab_module
 import dnn.io
 from dnn.data.vocab import EOS, PAD, SOS, SPECIALS, UNK, LabelVocab, Vocab
 from dnn.errors import ConfigError, DataError, DnnError

@@ -144,7 +144,7 @@ class Vocab:
         ``stop_at_eos`` ends the output at the first ``<eos>`` (what a decoder generated after it is dropped).
         ``strip_special`` leaves out ``<pad>``, ``<sos>`` and ``<eos>``; ``<unk>`` stays (it stands for a word).
         """
-        if hasattr(ids, "tolist"):
+        if hasattr(ids, "tolist"):  # a tensor or a numpy array of any dtype, as well as a list: duck typing is right
             ids = ids.tolist()
         out = []
         for i in ids:

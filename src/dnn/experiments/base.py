@@ -1,7 +1,7 @@
 """What every experiment shares: the context it runs in, its result as data, and the results.md it writes.
 
 An experiment is a function ``run(ctx: Context) -> ExperimentResult``. It trains its grid through the ordinary
-code — :meth:`Context.train` is :func:`dnn.run.train` on a recipe with overrides, one run directory per point —
+code — :meth:`Context.train` is :func:`dnn.train.train` on a recipe with overrides, one run directory per point —
 measures, and returns tables of numbers plus :class:`Check` s: each an expectation written in the code before
 anything ran, the measured value, and PASS or FAIL. ``ctx.quick`` shrinks the budget to seconds; a check that
 needs the full budget then reads "n/a (quick)", but the tables still come from real runs.
@@ -212,8 +212,8 @@ class Context:
     start: float = field(default_factory=time.perf_counter)
 
     def train(self, label: str, recipe: str, overrides: list[str]) -> Run:
-        """:func:`dnn.run.train` of ``recipe`` with ``overrides`` (plus one thread) into ``runs/<label>``."""
-        from dnn.run import train
+        """:func:`dnn.train.train` of ``recipe`` with ``overrides`` (plus one thread) into ``runs/<label>``."""
+        from dnn.train import train
 
         run_dir = self.runs / label
         if run_dir.exists():  # a run of an earlier invocation of this experiment: start afresh

@@ -174,10 +174,11 @@ class _Record:
 
 def _exploding_rnn(seed: int, quick: bool):
     """The adding-problem task and a fresh tanh-RNN regressor whose W_hh has spectral radius 1.5, as
-    :func:`dnn.run.train` would build them from recipe ``adding-lstm`` with the returned overrides."""
+    :func:`dnn.train.train` would build them from recipe ``adding-lstm`` with the returned overrides."""
     from dnn.models.registry import create_model
-    from dnn.run import make_task, resolve_config
+    from dnn.run import resolve_config
     from dnn.run_config import validate_model_section
+    from dnn.tasks import make_task
     from dnn.training.seed import seed_everything
 
     sizes = "[640,100,100]" if quick else "[10000,1000,1000]"

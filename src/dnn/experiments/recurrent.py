@@ -194,7 +194,8 @@ STREAM_TOKENS = 13_086  # tokens per stream of the pydoc training text at B = 32
 
 @experiment("truncated-bptt", "truncated BPTT: a shorter k gives cheaper updates; the carried state keeps context")
 def truncated_bptt(ctx: Context):
-    from dnn.run import make_task, resolve_config
+    from dnn.run import resolve_config
+    from dnn.tasks import make_task
 
     hidden, epochs, steps = (16, 1, 5) if ctx.quick else (128, 3, 0)
     table = Table(

@@ -29,7 +29,8 @@ def _logistic_regression(overrides: list[str]) -> tuple[float, float | None]:
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    from dnn.run import make_task, resolve_config
+    from dnn.run import resolve_config
+    from dnn.tasks import make_task
 
     def splits(extra: list[str]):
         task = make_task(resolve_config(RECIPE, [*overrides, *extra]))
@@ -47,7 +48,8 @@ def _logistic_regression(overrides: list[str]) -> tuple[float, float | None]:
 
 def _centred_accuracy(run: Run, overrides: list[str]) -> float:
     """The run's model on the same test digits placed at the centre of the canvas."""
-    from dnn.run import make_task, resolve_config
+    from dnn.run import resolve_config
+    from dnn.tasks import make_task
 
     task = make_task(resolve_config(RECIPE, [*overrides, "data.canvas_test=center"]))
     task.prepare(lambda message: None)

@@ -195,44 +195,26 @@ class _TraceHook:
     def __call__(self, rnn, args, kwargs, output):
         if self.calls:  # traced already: this later call stays as it is
             return output
-        names = ("input", "hx", "lengths")
-        bound = {**dict(zip(names, args)), **kwargs}
-        input, hx, lengths = bound["input"], bound.get("hx"), bound.get("lengths")
+        bound = {**dict(zip(("input", "hx", "lengths"), args)), **kwargs}
+        input, lengths = bound["input"], bound.get("lengths")
         batched = input.dim() == 3
-        x = input.transpose(0, 1) if rnn.batch_first and batched else input  # (T, B, I)
-        if not batched:
-            x = x.unsqueeze(1)  # (T, 1, I)
-        T, B = x.shape[0], x.shape[1]
-        state = rnn._initial_state(x, hx, batched)
-        lengths = torch.full((B,), T) if lengths is None else rnn._check_lengths(lengths, T, B)
-        out, state, recorded = _traced_stack(rnn, x, state, lengths)
+        T = input.shape[1] if rnn.batch_first and batched else input.shape[0]
+        B = input.shape[0 if rnn.batch_first else 1] if batched else 1
+        lengths = torch.full((B,), T) if lengths is None else torch.as_tensor(lengths).cpu()
+        D = rnn.num_directions
+        recorded: list[tuple[str, list[Tensor]]] = []
+
+        def scan(layer: int, direction: int, seq: Tensor, layer_state, weights, mask):
+            y, final, hs, cs = _traced_scan(rnn, seq, layer_state, weights, mask)
+            label = f"layer {layer + 1}" + ("" if D == 1 else (" →" if direction == 0 else " ←"))
+            recorded.append((label, hs))
+            if cs:
+                recorded.append((label + " cell state c", cs))
+            return y, final
+
+        traced = rnn.trace(input, bound.get("hx"), lengths, scan=scan)  # the runner's own stack, every step recorded
         self.calls.append(_Trace(recorded, lengths))
-        if not batched:
-            out, state = out.squeeze(1), tuple(s.squeeze(1) for s in state)
-        elif rnn.batch_first:
-            out = out.transpose(0, 1)  # (B, T, D·H)
-        return out, (state if rnn.mode == "LSTM" else state[0])
-
-
-def _traced_stack(rnn, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor):
-    """The runner's reference forward (layers, directions, residual, dropout, lengths), one autograd step at a time.
-
-    Returns the output ``(T, B, D·H)``, the final state ``(L·D, B, H)`` per state tensor, and the recorded
-    states ``[(label, [h_s (B, H)])]`` in processing order (the reverse direction's step s is position n − 1 − s).
-    """
-    D = rnn.num_directions
-    recorded: list[tuple[str, list[Tensor]]] = []
-
-    def scan(layer: int, direction: int, seq: Tensor, layer_state, weights, mask):
-        y, final, hs, cs = _traced_scan(rnn, seq, layer_state, weights, mask)
-        label = f"layer {layer + 1}" + ("" if D == 1 else (" →" if direction == 0 else " ←"))
-        recorded.append((label, hs))
-        if cs:
-            recorded.append((label + " cell state c", cs))
-        return y, final
-
-    out, final = rnn._forward_reference(x, state, lengths, scan=scan)  # lengths given: every padded step masked
-    return out, final, recorded
+        return traced
 
 
 def _traced_scan(rnn, seq: Tensor, state: tuple[Tensor, ...], weights: list[Tensor], mask: Tensor):

@@ -51,7 +51,8 @@ TILE = 32  # pixels per feature-map tile
 
 
 def _array(name: str, value, dims: int) -> np.ndarray:
-    array = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, dtype=np.float64)
+    tensor = hasattr(value, "detach")  # a torch tensor, or any array-like numpy reads: duck typing is the point
+    array = np.asarray(value.detach().cpu() if tensor else value, dtype=np.float64)
     if array.ndim != dims:
         raise ConfigError(f"{name} must be a {dims}-D array, got shape {array.shape}")
     return array

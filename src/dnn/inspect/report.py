@@ -10,7 +10,10 @@ picture that applies to the run's task (PNG files under ``figures/``, embedded i
                           source length, gradient flow through the encoder
     language model,       gradient flow through time
     adding problem
-    any task              the figures of the task class's own ``report_figures`` hook
+    any task              the figures the task offers as data (``Task.figures``: speech draws a spectrogram with
+                          the aligned characters and the error rate per voice)
+
+What applies is asked of the run's predictor (``kind``) and task (its declared hooks), never guessed.
 
 ``dnn train`` writes it at the end of every run (a picture that cannot be drawn is logged and listed on the page,
 and never costs the training result); ``dnn inspect RUN [INPUT…]`` draws it again, with the inputs added.
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from dnn.errors import ConfigError, DnnError
+from dnn.errors import ConfigError
 from dnn.inspect import collect
 from dnn.inspect.curves import training_curves
 from dnn.inspect.gradient_flow import GradientFlow
@@ -42,7 +44,11 @@ from dnn.inspect.plots import (
     filters_plot,
     gradient_flow_plot,
 )
+from dnn.inspect.speech import plot_alignment, plot_voice_errors
 from dnn.io import atomic_write
+from dnn.run import LoadedRun, load_run
+from dnn.tasks import Task, make_task
+from dnn.tasks.base import ErrorsByGroup, Figure, SpectrogramAlignment
 
 __all__ = ["write_report"]
 
@@ -83,8 +89,8 @@ class _Report:
 
 
 def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None,
-                 out_dir: str | os.PathLike | None = None, *, task: Any = None,
-                 log: Callable[[str], None] | None = None) -> Path:  # fmt: skip
+                 out_dir: str | os.PathLike | None = None, *, task: Task | None = None,
+                 log: Callable[[str], None] | None = None, run: LoadedRun | None = None) -> Path:  # fmt: skip
     """Draw every picture that applies to the run into ``figures/`` and write ``report.html``; return its path.
 
     Args:
@@ -96,17 +102,13 @@ def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None
             saved config (``make_task`` + ``prepare``); if its data is gone, the pictures that need data are
             left out and the page says why.
         log: receives one line per picture that could not be drawn ("report: could not draw X: reason").
+        run: the run already loaded (``dnn train`` passes the model it trained); by default :func:`load_run`.
 
-    Task hook: when the run's task class (by ``task.json``'s ``"task"``) has a classmethod or staticmethod
-    ``report_figures(run, task, out_dir: Path) -> list[tuple[str, Path]]``, it is called with the loaded run, the
-    prepared task and the figures folder, and each ``(title, PNG path)`` it returns joins the page.
-
+    The figures the task offers as data (:meth:`dnn.tasks.base.Task.figures`) join the page.
     Every file is written atomically; PNGs in ``figures/`` that this report did not draw are removed.
     """
-    from dnn.run import load_run
-
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
+    run = run if run is not None else load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir
     report = _Report(run, out / FIGURES, log or (lambda message: None))
     images, texts = _read_inputs(run, list(inputs or []))
@@ -117,15 +119,17 @@ def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None
     if path.is_file():
         title = "Training curves"
         report.add(title, report.attempt(title, lambda: training_curves(path, report.figures / "curves.png")))
-    if hasattr(run.model, "stages"):
+    kind = run.predictor.kind
+    if kind == "image":
         _cnn_pictures(report, task, images)
-    if task is not None and collect.classifies(task):
+    if task is not None:
         _confusion_picture(report, task)
-    if hasattr(run.predictor, "translate"):
+    if kind == "translate":
         _seq2seq_pictures(report, task, texts)
-    if task is not None and collect.has_recurrent_layers(run.model) and hasattr(task, "train_batches"):
+    if task is not None and collect.has_recurrent_layers(run.model):
         _gradient_flow_picture(report, task)
-    _task_hook(report, task)
+    if task is not None:
+        _task_figures(report, task)
 
     page = _page(run, report)
     written = atomic_write(out / REPORT, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
@@ -136,11 +140,8 @@ def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None
     return written
 
 
-def _prepared_task(run) -> Any:
-    from dnn.run import make_task
-    from dnn.run_config import RunConfig
-
-    task = make_task(RunConfig.from_dict(run.config))
+def _prepared_task(run: LoadedRun) -> Task:
+    task = make_task(run.cfg)
     task.prepare(lambda message: None)
     return task
 
@@ -150,12 +151,12 @@ def _read_inputs(run, inputs: list[str]) -> tuple[list[tuple[str, Any]], list[st
     if not inputs:
         return [], []
     predictor = run.predictor
-    if hasattr(predictor, "predict_files"):
+    if predictor.kind == "image":
         from dnn.data.images import load_image
 
         grey = predictor.channels == 1
         return [(p, load_image(p, predictor.image_size, grayscale=grey)) for p in inputs], []
-    if hasattr(predictor, "translate"):
+    if predictor.kind == "translate":
         return [], inputs
     task = run.config.get("data", {}).get("task")
     raise ConfigError(
@@ -175,9 +176,8 @@ def _cnn_pictures(report: _Report, task: Any, images: list[tuple[str, Any]]) -> 
         caption = "Each kernel as an image (RGB for colour input, else grey), scaled to its own range."
         report.add(title, report.attempt(title, lambda: filters_plot(weights, report.figures / "filters.png")), caption)
     shown = []
-    if task is not None and len(task.splits.get("test", ((), ()))[1]):
-        x, y = task.splits["test"]
-        shown.append(("feature_maps", "the first test image", x[0], predictor.classes[int(y[0])]))
+    for image, truth in task.sample_inputs("test", 1) if task is not None else []:
+        shown.append(("feature_maps", "the first test image", image, truth))
     shown += [(f"feature_maps_input_{i}", name, image, None) for i, (name, image) in enumerate(images, 1)]
     for stem, name, image, truth in shown:
 
@@ -192,23 +192,19 @@ def _cnn_pictures(report: _Report, task: Any, images: list[tuple[str, Any]]) -> 
         report.add(title, report.attempt(title, draw), "The most active channels of each stage's output.")
 
 
-def _confusion_picture(report: _Report, task: Any) -> None:
-    def draw():
-        result = collect.confusion(report.run.model, task, "test")
-        if result is None:
-            report.notes.append("no confusion matrix: the test split is empty")
-            return None
-        matrix, classes = result
-        return confusion_matrix_plot(matrix, classes, report.figures / "confusion.png", "Confusion matrix, test split")
-
-    report.add(
-        "Confusion matrix", report.attempt("the confusion matrix", draw), "Rows: true class; columns: predicted."
-    )
+def _confusion_picture(report: _Report, task: Task) -> None:
+    result = report.attempt("the confusion matrix", lambda: collect.confusion(report.run.model, task, "test"))
+    if result is None:  # the task does not classify, or its test split is empty
+        return
+    matrix, classes = result
+    path = report.attempt("the confusion matrix", lambda: confusion_matrix_plot(
+        matrix, classes, report.figures / "confusion.png", "Confusion matrix, test split"))  # fmt: skip
+    report.add("Confusion matrix", path, "Rows: true class; columns: predicted.")
 
 
 def _seq2seq_pictures(report: _Report, task: Any, texts: list[str]) -> None:
     run = report.run
-    sources = collect.test_sources(task) if task is not None else []
+    sources = task.sample_inputs("test", 3) if task is not None else []
     examples = [(f"attention_{i}", "test sentence", s) for i, s in enumerate(sources, 1)]
     examples += [(f"attention_input_{i}", "input", s) for i, s in enumerate(texts, 1)]
     has_attention = run.config.get("model", {}).get("attention", "none") != "none"
@@ -226,12 +222,15 @@ def _seq2seq_pictures(report: _Report, task: Any, texts: list[str]) -> None:
 
         title = f"Attention: {what} {text!r}"
         report.add(title, report.attempt(title, draw), "Row t: the weights a_{t,s} of output token t over the source.")
-    if task is not None and hasattr(task, "accuracy_by_length"):
+    if task is not None:
 
         def draw_length():
-            accuracy, counts = collect.accuracy_by_length(run.model, task, "test")
+            by_length = task.accuracy_by_length(run.model, "test", collect.MAX_EXAMPLES)
+            if by_length is None:
+                return None
             path = report.figures / "accuracy_by_length.png"
-            return accuracy_by_length_plot(accuracy, path, counts, "Exact match by source length, test split")
+            title = "Exact match by source length, test split"
+            return accuracy_by_length_plot(by_length.accuracy, path, by_length.counts, title)
 
         title = "Exact match by source length"
         caption = (
@@ -261,19 +260,20 @@ def _gradient_table(report: _Report, flow: GradientFlow) -> None:
     report.tables.append(("Gradient flow through time: ‖∂L/∂h_t‖ by distance", header, rows))
 
 
-def _task_hook(report: _Report, task: Any) -> None:
-    from dnn.run import _task_class
+def _draw_figure(figure: Figure, folder: Path) -> Path:
+    """A task's figure (data) as a PNG in ``folder``."""
+    path = folder / f"{figure.stem}.png"
+    if isinstance(figure, SpectrogramAlignment):
+        return plot_alignment(figure.features, figure.chars, figure.frames, path, figure.heading, figure.hop_ms)
+    if isinstance(figure, ErrorsByGroup):
+        return plot_voice_errors(figure.groups, path, title=figure.heading)
+    raise ConfigError(f"no drawing for a figure of type {type(figure).__name__}")
 
-    try:
-        name = json.loads((report.run.path / "task.json").read_text(encoding="utf-8"))["task"]
-        hook = getattr(_task_class(name), "report_figures", None)
-    except (OSError, ValueError, KeyError, DnnError):
-        return
-    if hook is None:
-        return
-    made = report.attempt(f"the {name} figures", lambda: list(hook(report.run, task, report.figures)))
-    for title, path in made or []:
-        report.add(str(title), Path(path))
+
+def _task_figures(report: _Report, task: Task) -> None:
+    figures = report.attempt("the task's own figures", lambda: task.figures(report.run.model, report.run.predictor))
+    for figure in figures or []:
+        report.add(figure.title, report.attempt(figure.title, lambda f=figure: _draw_figure(f, report.figures)))
 
 
 # -- the page --------------------------------------------------------------------------------------------------

@@ -10,8 +10,11 @@ test oracle.
 
 Two implementations run the same parameters:
 
-- ``"reference"`` — our cells, step by step, in Python: the equations you can read. The input projection of all
-  steps is one matmul; each step is one matmul for the recurrence plus the gate arithmetic.
+- ``"reference"`` — step by step in Python through the kernels of :mod:`dnn.layers.bptt`, which run the same
+  equations as the cells (:func:`lstm_update`, :func:`gru_update`) with the gradient through time written out by
+  hand. The input projection of all steps is one matmul; each step is one matmul for the recurrence plus the
+  gate arithmetic. The cells themselves (:class:`RNNCell`, :class:`LSTMCell`, :class:`GRUCell`) are the one-step
+  modules, checked against torch's.
 - ``"fused"`` — torch's native kernel (``torch.lstm`` / ``torch.gru`` / ``torch.rnn_tanh``) on our parameters,
   with packing for ``lengths``.
 
@@ -33,6 +36,18 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dnn.errors import ConfigError
 from dnn.layers.bptt import gru_scan, lstm_scan, rnn_scan
+from dnn.layers.cells import (
+    NONLINEARITIES,
+    GRUCell,
+    LSTMCell,
+    RNNCell,
+    check_choice,
+    check_forget_bias,
+    gru_update,
+    init_forget_bias,
+    lstm_update,
+    positive_int,
+)
 
 __all__ = [
     "GRU",
@@ -46,203 +61,7 @@ __all__ = [
 ]
 
 IMPLEMENTATIONS = ("auto", "reference", "fused")
-NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The equations, shared by the cells and the runner
-# --------------------------------------------------------------------------------------------------------------
-
-
-def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """One LSTM update from the gate pre-activations ``gates = W_ih x + b_ih + W_hh h + b_hh`` ``(B, 4H)``.
-
-    i = σ(gates_i)             input gate: how much of the candidate to write
-    f = σ(gates_f)             forget gate: how much of the old cell state to keep
-    g = tanh(gates_g)          candidate cell state
-    o = σ(gates_o)             output gate
-    c' = f ⊙ c + i ⊙ g         the cell state: the "highway" the gradient travels along
-    h' = o ⊙ tanh(c')
-    """
-    i, f, g, o = gates.chunk(4, dim=-1)  # 4 × (B, H)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c)
-    return h, c
-
-
-def gru_update(gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
-    """One GRU update from ``gi = W_ih x + b_ih`` and ``gh = W_hh h + b_hh`` (both ``(B, 3H)``, order r, z, n).
-
-    r = σ(gi_r + gh_r)               reset gate
-    z = σ(gi_z + gh_z)               update gate: forget and input gates merged into one
-    n = tanh(gi_n + r ⊙ gh_n)        candidate state
-    h' = (1 − z) ⊙ n + z ⊙ h         one state: cell and hidden state merged
-    """
-    i_r, i_z, i_n = gi.chunk(3, dim=-1)  # 3 × (B, H)
-    h_r, h_z, h_n = gh.chunk(3, dim=-1)  # 3 × (B, H)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return n + z * (h - n)  # = (1 − z) ⊙ n + z ⊙ h, one operation fewer
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Validation helpers
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _check_choice(name: str, value: object, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-
-
-def _init_forget_bias(bias_ih: Tensor, bias_hh: Tensor, hidden_size: int, forget_bias: float | None) -> None:
-    """Set the forget gate's total initial bias (b_ih + b_hh) to ``forget_bias``; None keeps torch's init."""
-    if forget_bias is None:
-        return
-    with torch.no_grad():
-        bias_ih[hidden_size : 2 * hidden_size].fill_(float(forget_bias))
-        bias_hh[hidden_size : 2 * hidden_size].zero_()
-
-
-def _check_forget_bias(forget_bias: object) -> None:
-    if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))):
-        raise ConfigError(f"forget_bias must be a number or None (torch's init), got {forget_bias!r}")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Cells: one time step
-# --------------------------------------------------------------------------------------------------------------
-
-
-class _CellBase(nn.Module):
-    gates: int = 1
-
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
-        super().__init__()
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.bias = bool(bias)
-        gh = self.gates * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(gh, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(gh, hidden_size))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(gh))
-            self.bias_hh = nn.Parameter(torch.empty(gh))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """torch's initialisation: every weight and bias ~ U(−1/√H, 1/√H)."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
-
-    def _zeros(self, input: Tensor) -> Tensor:
-        return input.new_zeros(*input.shape[:-1], self.hidden_size)
-
-    def _check_input(self, input: Tensor) -> None:
-        if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
-            raise ConfigError(
-                f"input must have shape (B, {self.input_size}) or ({self.input_size},), got {tuple(input.shape)}"
-            )
-
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        return s if self.bias else s + ", bias=False"
-
-
-class RNNCell(_CellBase):
-    """Elman RNN cell: the lecture's recurrence formula, one step.
-
-    h' = act(W_ih x + b_ih + W_hh h + b_hh),   act = tanh (default) or relu
-
-    Shapes: x ``(B, I)``, h ``(B, H)`` → h' ``(B, H)``.
-    """
-
-    gates = 1
-
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh"):
-        _check_choice("nonlinearity", nonlinearity, tuple(NONLINEARITIES))
-        self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, bias)
-
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        self._check_input(input)
-        h = self._zeros(input) if hx is None else hx
-        act = NONLINEARITIES[self.nonlinearity]
-        return act(F.linear(input, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh))
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
-
-
-class LSTMCell(_CellBase):
-    """LSTM cell (Hochreiter & Schmidhuber 1997, with a forget gate), one step.
-
-    gates = W_ih x + b_ih + W_hh h + b_hh        (B, 4H), order i, f, g, o
-    i, f, o = σ(gates_i), σ(gates_f), σ(gates_o)
-    g = tanh(gates_g)
-    c' = f ⊙ c + i ⊙ g
-    h' = o ⊙ tanh(c')
-
-    ``forget_bias`` is the initial value of the forget gate's bias (b_ih + b_hh), 1.0 as in Keras: the cell then
-    starts out remembering, and the gradient along c survives many steps. ``None`` keeps torch's uniform
-    initialisation (forget bias ≈ 0), under which the gradient vanishes almost as fast as in a tanh RNN.
-
-    Shapes: x ``(B, I)``, (h, c) ``(B, H)`` each → (h', c').
-    """
-
-    gates = 4
-
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, forget_bias: float | None = 1.0):
-        _check_forget_bias(forget_bias)
-        self.forget_bias = forget_bias
-        super().__init__(input_size, hidden_size, bias)
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        if self.bias:
-            _init_forget_bias(self.bias_ih, self.bias_hh, self.hidden_size, self.forget_bias)
-
-    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        self._check_input(input)
-        h, c = (self._zeros(input), self._zeros(input)) if hx is None else hx
-        gates = F.linear(input, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
-        return lstm_update(gates, c)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", forget_bias={self.forget_bias}"
-
-
-class GRUCell(_CellBase):
-    """GRU cell (Cho et al. 2014), one step: fewer gates and one state, so 3/4 of an LSTM's parameters.
-
-    r = σ(W_ir x + b_ir + W_hr h + b_hr)
-    z = σ(W_iz x + b_iz + W_hz h + b_hz)
-    n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
-    h' = (1 − z) ⊙ n + z ⊙ h
-
-    Shapes: x ``(B, I)``, h ``(B, H)`` → h' ``(B, H)``.
-    """
-
-    gates = 3
-
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        self._check_input(input)
-        h = self._zeros(input) if hx is None else hx
-        gi = F.linear(input, self.weight_ih, self.bias_ih)  # (B, 3H)
-        gh = F.linear(h, self.weight_hh, self.bias_hh)  # (B, 3H)
-        return gru_update(gi, gh, h)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -268,12 +87,12 @@ class _RecurrentBase(nn.Module):
     ):
         super().__init__()
         self.mode = mode
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_layers = _positive_int("num_layers", num_layers)
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.num_layers = positive_int("num_layers", num_layers)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
             raise ConfigError(f"dropout must be a number in [0, 1], got {dropout!r}")
-        _check_choice("implementation", implementation, IMPLEMENTATIONS)
+        check_choice("implementation", implementation, IMPLEMENTATIONS)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
@@ -335,6 +154,19 @@ class _RecurrentBase(nn.Module):
         Returns:
             ``(output, h_n)``; for the LSTM ``(output, (h_n, c_n))``. output ``(T, B, D·H)``.
         """
+        return self._run(input, hx, lengths, scan=None)
+
+    def trace(self, input: Tensor, hx=None, lengths: Tensor | None = None, *, scan):
+        """:meth:`forward` through the step-by-step path, with ``scan`` running each layer in each direction.
+
+        ``scan(layer, direction, seq (T, B, I), state, weights, mask (T, B, 1)) -> (output (T, B, H), final
+        state)`` replaces the built-in recurrence of one layer in one direction; the stack around it (layers,
+        directions, residual, dropout, lengths) is this runner's own. ``mask`` is always given (every step is
+        real when ``lengths`` is None). :mod:`dnn.inspect.gradient_flow` records every state h_t with it.
+        """
+        return self._run(input, hx, lengths, scan=scan)
+
+    def _run(self, input: Tensor, hx, lengths: Tensor | None, scan):
         batched = input.dim() == 3
         self._check_input(input)
         if not batched:
@@ -344,14 +176,18 @@ class _RecurrentBase(nn.Module):
         x = input.transpose(0, 1) if self.batch_first and batched else input  # (T, B, I)
         T, B = x.shape[0], x.shape[1]
         state = self._initial_state(x, hx, batched)
-        if lengths is not None:
-            lengths = self._check_lengths(lengths, T, B)
-            if int(lengths.min()) == T:  # nothing is padding: packing would only cost time (~5× here)
-                lengths = None
-        if self.uses_fused:
-            output, state = self._forward_fused(x, state, lengths)
+        if scan is not None:  # traced: every step masked, real ones included
+            lengths = torch.full((B,), T) if lengths is None else self._check_lengths(lengths, T, B)
+            output, state = self._forward_reference(x, state, lengths, scan)
         else:
-            output, state = self._forward_reference(x, state, lengths)
+            if lengths is not None:
+                lengths = self._check_lengths(lengths, T, B)
+                if int(lengths.min()) == T:  # nothing is padding: packing would only cost time (~5× here)
+                    lengths = None
+            if self.uses_fused:
+                output, state = self._forward_fused(x, state, lengths)
+            else:
+                output, state = self._forward_reference(x, state, lengths)
         if not batched:
             output = output.squeeze(1)
             state = tuple(s.squeeze(1) for s in state)
@@ -444,7 +280,7 @@ class _RecurrentBase(nn.Module):
 
     def _forward_reference(self, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None, scan=None):
         """``scan(layer, direction, seq, state, weights, mask) -> (output, final state)`` runs one layer in one
-        direction (default :meth:`_scan`); :mod:`dnn.inspect.gradient_flow` passes one that records every step."""
+        direction (default :meth:`_scan`; :meth:`trace` passes the caller's)."""
         T = x.shape[0]
         D = self.num_directions
         if lengths is not None:
@@ -547,7 +383,7 @@ class RNN(_RecurrentBase):
         residual: bool = False,
         implementation: str = "auto",
     ):
-        _check_choice("nonlinearity", nonlinearity, tuple(NONLINEARITIES))
+        check_choice("nonlinearity", nonlinearity, tuple(NONLINEARITIES))
         self.nonlinearity = nonlinearity
         mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
         super().__init__(
@@ -581,7 +417,7 @@ class LSTM(_RecurrentBase):
         forget_bias: float | None = 1.0,
         implementation: str = "auto",
     ):
-        _check_forget_bias(forget_bias)
+        check_forget_bias(forget_bias)
         self.forget_bias = forget_bias
         super().__init__(
             "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, residual,
@@ -593,7 +429,7 @@ class LSTM(_RecurrentBase):
         if self.bias:
             for per_direction in self._weight_names:
                 for _, _, b_ih, b_hh in (map(self.__getattr__, names) for names in per_direction):
-                    _init_forget_bias(b_ih, b_hh, self.hidden_size, self.forget_bias)
+                    init_forget_bias(b_ih, b_hh, self.hidden_size, self.forget_bias)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", forget_bias={self.forget_bias}"

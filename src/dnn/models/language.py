@@ -6,8 +6,8 @@
 
 Training runs truncated backpropagation through time: a long text is cut into chunks, the final state of one
 chunk is the initial state of the next (``forward(tokens, state) -> (logits, state)``), and the caller cuts the
-graph between chunks with :func:`dnn.training.callbacks.detach_state`. :meth:`LanguageModel.decode_step` feeds one token, so the
-sampling functions of :mod:`dnn.decoding` generate text with it.
+graph between chunks (:func:`dnn.training.callbacks.detach_state`). :meth:`LanguageModel.decode_step` feeds one
+token, so the sampling functions of :mod:`dnn.decoding` generate text with it.
 
 Shapes: B batch, T time, E embedding, H hidden, L layers, V vocabulary.
 """

@@ -4,6 +4,7 @@
     def lenet5(config: LeNet5Config) -> nn.Module: ...
 
     model = create_model("lenet5", num_classes=10)       # keyword arguments fill the config
+    model = create_model("lenet5", LeNet5Config(num_classes=10))   # or the config itself, built once
     list_models("resnet*")                                # ['resnet18', 'resnet34', 'resnet50']
 
 A config is a dataclass. ``create_model`` checks every argument against it before anything is built: an unknown
@@ -90,7 +91,14 @@ def get_model_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
-def create_model(name: str, **config: Any) -> nn.Module:
-    """Build the model registered as ``name``; keyword arguments fill its config (see :func:`list_models`)."""
+def create_model(name: str, config: Any = None, /, **options: Any) -> nn.Module:
+    """Build the model registered as ``name`` from its config: an instance of its config class, validated once
+    and passed whole (what a run does), or keyword arguments that fill one (see :func:`list_models`)."""
     spec = get_model_spec(name)
-    return spec.factory(config_from_kwargs(spec.config_cls, config, context=f"model {name!r}"))
+    if config is None:
+        return spec.factory(config_from_kwargs(spec.config_cls, options, context=f"model {name!r}"))
+    if not isinstance(config, spec.config_cls):
+        raise ConfigError(f"model {name!r} takes a {spec.config_cls.__name__}, got {type(config).__name__}")
+    if options:
+        raise ConfigError(f"model {name!r}: give a {spec.config_cls.__name__} or keyword arguments, not both")
+    return spec.factory(config)

@@ -1,14 +1,15 @@
 """The runs a server holds: each loaded once with :func:`dnn.run.load_run`, named by its folder, described for
 ``GET /runs``, with its training curves read from ``metrics.jsonl``.
 
-A run's *panel* — what the page and the API can do with it — follows from what its predictor can do:
+A run's *panel* — what the page and the API can do with it — is its predictor's declared ``kind``
+(:class:`dnn.tasks.base.Predictor`):
 
     translate   Seq2SeqPredictor.translate        POST /runs/{name}/translate
     generate    TextGenerator.generate            POST /runs/{name}/generate
     image       ImagePredictor.predict_tensor     POST /runs/{name}/predict  {"image": base64}
     classify    TextClassifierPredictor           POST /runs/{name}/predict  {"text": ...}
     tag         TaggingPredictor                  POST /runs/{name}/predict  {"text": ...}
-    None        anything else (e.g. the adding problem): listed, nothing to try
+    None        any other kind (speech, the adding problem): listed, nothing to try
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from dnn.errors import CheckpointError, ConfigError, DnnError
 from dnn.run import LoadedRun, load_run
+from dnn.tasks import Predictor, make_task
 
 __all__ = ["ENDPOINT", "ServedRun", "load_served", "read_curves", "run_names"]
 
@@ -30,19 +32,9 @@ ENDPOINT = {"translate": "translate", "generate": "generate", "image": "predict"
             "tag": "predict"}  # fmt: skip
 
 
-def panel_of(predictor: Any) -> str | None:
-    """What a predictor can do (see the module docstring), by the methods it has."""
-    if hasattr(predictor, "translate"):
-        return "translate"
-    if hasattr(predictor, "generate"):
-        return "generate"
-    if hasattr(predictor, "predict_tensor") and hasattr(predictor, "classes"):
-        return "image"
-    if hasattr(predictor, "tag"):
-        return "tag"
-    if hasattr(predictor, "predict_proba"):
-        return "classify"
-    return None
+def panel_of(predictor: Predictor) -> str | None:
+    """What the page and the API can do with a predictor (see the module docstring): its kind, where served."""
+    return predictor.kind if predictor.kind in ENDPOINT else None
 
 
 def run_names(paths: Sequence[str | os.PathLike]) -> dict[str, Path]:
@@ -113,17 +105,14 @@ class ServedRun:
 
 def load_served(name: str, path: Path, load: Callable[[Path], LoadedRun] = load_run) -> ServedRun:
     run = load(path)
-    return ServedRun(name, run, panel_of(run.predictor), _monitor(run.config))
+    return ServedRun(name, run, panel_of(run.predictor), _monitor(run))
 
 
-def _monitor(config: dict[str, Any]) -> str | None:
+def _monitor(run: LoadedRun) -> str | None:
     """The metric the run's task selects the best weights by (the task is built from the config, no data read)."""
-    from dnn.run import make_task
-    from dnn.run_config import RunConfig
-
     try:
-        return make_task(RunConfig.from_dict(config)).monitor[0]
-    except (DnnError, KeyError, AttributeError, TypeError):
+        return make_task(run.cfg).monitor[0]
+    except DnnError:
         return None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,10 @@ from dnn.data.images import (
 )
 from dnn.data.splits import derive_seed, split_indices
 from dnn.errors import CheckpointError, ConfigError, DataError
+from dnn.io import read_json, write_json
+from dnn.tasks.base import ClassPredictions, Predictor, Task
+from dnn.tasks.registry import register_task
 from dnn.training import metrics
-from dnn.io import atomic_write
 
 __all__ = ["ImageClassification"]
 
@@ -35,7 +36,8 @@ def _stack(dataset) -> tuple[Tensor, Tensor]:
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
 
 
-class ImageClassification:
+@register_task("digits", "image_folder")
+class ImageClassification(Task):
     """Digits or an image folder → tensors in memory, normalised with the training split's statistics.
 
     Augmentation draws from a generator seeded by (seed, epoch, batch), so that the data of every step is a
@@ -45,7 +47,7 @@ class ImageClassification:
     monitor = ("accuracy", "max")
 
     def __init__(self, cfg):
-        self.cfg = cfg
+        super().__init__(cfg)
         self.classes: list[str] = []
         self.normalize: Normalize | None = None
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
@@ -176,12 +178,24 @@ class ImageClassification:
             "loss": total_loss / len(y),
         }
 
-    def confusion(self, model: nn.Module, split: str = "test") -> Tensor:
+    def predictions(self, model: nn.Module, split: str = "test", limit: int = 2000) -> ClassPredictions | None:
+        if split not in self.splits or len(self.splits[split][1]) == 0:
+            return None
         x, y = self.splits[split]
-        with torch.no_grad():
-            pred = model(self.normalize(x)).argmax(-1)
-        k = len(self.classes)
-        return torch.bincount(y * k + pred, minlength=k * k).view(k, k)  # rows: truth, columns: prediction
+        x, y = x[:limit], y[:limit]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                pred = torch.cat([model(self.normalize(x[i : i + 256])).argmax(-1) for i in range(0, len(y), 256)])
+        finally:
+            model.train(was_training)
+        return ClassPredictions(list(self.classes), pred, y)
+
+    def sample_inputs(self, split: str = "test", n: int = 1) -> list[tuple[Tensor, str]]:
+        """The first ``n`` images of ``split`` (before normalisation, in [0, 1]) and their true classes."""
+        x, y = self.splits.get(split, (torch.empty(0), torch.empty(0, dtype=torch.int64)))
+        return [(x[i], self.classes[int(y[i])]) for i in range(min(n, len(y)))]
 
     # -- artefacts saved with the run, and prediction ----------------------------------------------------------
 
@@ -193,7 +207,7 @@ class ImageClassification:
             "channels": int(self.splits["train"][0].shape[1]),
             "normalize": self.normalize.to_dict(),
         }
-        atomic_write(run_dir / "task.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
+        write_json(run_dir / "task.json", info)
 
     @classmethod
     def load_predictor(cls, run_dir: Path, model: nn.Module) -> ImagePredictor:
@@ -251,18 +265,21 @@ def place_on_canvas(x: Tensor, size: int, placement: str, generator: torch.Gener
 
 def _read_info(run_dir: Path) -> dict[str, Any]:
     """An image run's task.json, checked for what prediction needs."""
+    path = Path(run_dir) / "task.json"
+    info = read_json(path, "an image run's task.json", required=("classes", "image_size", "channels", "normalize"))
     try:
-        info = json.loads((Path(run_dir) / "task.json").read_text())
         Normalize.from_dict(info["normalize"])
-        for key in ("classes", "image_size", "channels"):
-            info[key]  # noqa: B018 — present, or the KeyError below
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{Path(run_dir) / 'task.json'}: missing or unreadable ({err})") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: unreadable normalisation ({err})") from None
     return info
 
 
-class ImagePredictor:
+class ImagePredictor(Predictor):
     """A trained image classifier with what it needs to read an image file and name the class."""
+
+    kind = "image"
+    inputs = "image files (PNG/JPEG), or images (B, C, H, W) in [0, 1]"
+    outputs = "the most likely class and its probability"
 
     def __init__(self, model: nn.Module, classes: list[str], image_size: int, channels: int, normalize: Normalize):
         self.model, self.classes, self.image_size, self.channels, self.normalize = (

@@ -32,7 +32,6 @@ Shapes: B batch (streams), T time, k chunk length, E embedding, H hidden, V voca
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,13 +49,15 @@ from dnn.data.text import read_text
 from dnn.data.tokenizers import BPETokenizer, Tokenizer, make_tokenizer
 from dnn.data.vocab import EOS_ID, SOS_ID, SPECIALS, UNK_ID, Vocab
 from dnn.decoding import sample
-from dnn.errors import CheckpointError, ConfigError, DataError
+from dnn.errors import ConfigError, DataError
+from dnn.io import read_json, write_json
 from dnn.models.language import LMState
 from dnn.models.regression import SequenceRegressor, SequenceRegressorConfig
 from dnn.models.sequence import check_positive, token_cross_entropy
+from dnn.tasks.base import Predictor, Task
+from dnn.tasks.registry import register_task
 from dnn.training import metrics
 from dnn.training.callbacks import TruncatedBPTT, detach_state
-from dnn.io import atomic_write
 
 __all__ = [
     "AddingPredictor",
@@ -153,13 +154,14 @@ def _make_tokenizer(data) -> Tokenizer:
         raise ConfigError(f"data.{err}") from None
 
 
-class LanguageModelling:
+@register_task("language_model")
+class LanguageModelling(Task):
     """A text as B parallel streams read in chunks of k = ``data.length`` tokens; see the module docstring."""
 
     monitor = ("loss", "min")
 
     def __init__(self, cfg):
-        self.cfg = cfg
+        super().__init__(cfg)
         self.bptt = cfg.data.length
         check_positive("data", "length (the BPTT length k)", self.bptt)
         self.log = None
@@ -247,15 +249,13 @@ class LanguageModelling:
     def callbacks(self) -> list:
         return [CarriedState(self.log)]
 
-    @staticmethod
-    def checkpoint_context(context: dict) -> dict[str, Any]:
+    def checkpoint_context(self, context: dict) -> dict[str, Any]:
         """What of ``trainer.context`` a checkpoint must hold for an exact resume mid-epoch: the carried state, as
         plain tensors (``(L, B, H)``, a tuple ``(h, c)`` for the LSTM) that ``torch.load(weights_only=True)`` reads."""
         state = detach_state(context.get("state"))
         return {"state": None if state is None else state.hidden}
 
-    @staticmethod
-    def restore_context(context: dict, saved: dict[str, Any] | None) -> None:
+    def restore_context(self, context: dict, saved: dict[str, Any] | None) -> None:
         """Put a :meth:`checkpoint_context` back into ``trainer.context`` (nothing saved: a zero state)."""
         hidden = (saved or {}).get("state")
         context["state"] = None if hidden is None else LMState(tuple(hidden) if isinstance(hidden, list) else hidden)
@@ -310,16 +310,13 @@ class LanguageModelling:
             # special tokens that never were a training target are never generated
             "banned": [i for i in range(len(SPECIALS)) if not present[i]],
         }
-        atomic_write(run_dir / "task.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
+        write_json(run_dir / "task.json", info)
 
     @classmethod
     def load_predictor(cls, run_dir: Path, model: nn.Module) -> TextGenerator:
         run_dir = Path(run_dir)
-        try:
-            info = json.loads((run_dir / "task.json").read_text())
-            start, banned = list(info["start"]), list(info["banned"])
-        except (OSError, ValueError, KeyError) as err:
-            raise CheckpointError(f"{run_dir / 'task.json'}: missing or unreadable ({err})") from None
+        info = read_json(run_dir / "task.json", "a language model run's task.json", required=("start", "banned"))
+        start, banned = list(info["start"]), list(info["banned"])
         vocab = Vocab.load(run_dir / "vocab.json", expected_size=model.config.vocab_size)
         return TextGenerator(model, Tokenizer.load(run_dir / "tokenizer.json"), vocab, start, banned)
 
@@ -335,8 +332,12 @@ class _Banned:
         return logits.index_fill(-1, torch.tensor(self.banned, dtype=torch.int64), float("-inf")), state, attention
 
 
-class TextGenerator:
+class TextGenerator(Predictor):
     """A trained language model with its tokenizer and vocabulary: continues a prompt."""
+
+    kind = "generate"
+    inputs = "a prompt"
+    outputs = "the prompt and its continuation"
 
     def __init__(self, model: nn.Module, tokenizer: Tokenizer, vocab: Vocab, start: list[int], banned: list[int]):
         self.model, self.tokenizer, self.vocab, self.start, self.banned = model, tokenizer, vocab, start, banned
@@ -372,14 +373,15 @@ class TextGenerator:
 # --------------------------------------------------------------------------------------------------------------
 
 
-class AddingProblem:
+@register_task("adding")
+class AddingProblem(Task):
     """The adding problem with T = ``data.length``: train / valid / test of ``data.sizes`` from derived seeds;
     each epoch visits the training set in an order drawn from (seed, epoch)."""
 
     monitor = ("mse", "min")
 
     def __init__(self, cfg):
-        self.cfg = cfg
+        super().__init__(cfg)
         if isinstance(cfg.data.length, bool) or not isinstance(cfg.data.length, int) or cfg.data.length < 2:
             raise ConfigError(f"data.length (the sequence length T) must be an integer ≥ 2, got {cfg.data.length!r}")
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
@@ -426,15 +428,19 @@ class AddingProblem:
 
     def save_artifacts(self, run_dir: Path) -> None:
         info = {"task": "AddingProblem", "length": self.cfg.data.length, "input_size": 2}
-        atomic_write(Path(run_dir) / "task.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
+        write_json(Path(run_dir) / "task.json", info)
 
     @classmethod
     def load_predictor(cls, run_dir: Path, model: nn.Module) -> AddingPredictor:
         return AddingPredictor(model)
 
 
-class AddingPredictor:
+class AddingPredictor(Predictor):
     """A trained sequence regressor: ``predict_tensor(x (B, T, 2)) -> (B,)``."""
+
+    kind = "regress"
+    inputs = "sequences (B, T, 2) of (value, marker) pairs"
+    outputs = "the sum of the marked values"
 
     def __init__(self, model: nn.Module):
         self.model = model

@@ -23,7 +23,6 @@ task.json), and the teacher-forced ``loss``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -41,8 +40,10 @@ from dnn.data.tokenizers import Tokenizer, make_tokenizer
 from dnn.data.vocab import Vocab
 from dnn.decoding import beam_search, greedy
 from dnn.errors import CheckpointError, ConfigError, DataError
+from dnn.io import read_json, write_json
+from dnn.tasks.base import LengthAccuracy, Predictor, Task
+from dnn.tasks.registry import register_task
 from dnn.training import metrics
-from dnn.io import atomic_write
 
 __all__ = ["Seq2SeqPredictor", "Seq2SeqSplit", "Seq2SeqTask"]
 
@@ -80,7 +81,8 @@ def _decode_rows(tokens: Tensor, vocab: Vocab) -> list[list[str]]:
     return [vocab.decode(row, stop_at_eos=True) for row in tokens.tolist()]
 
 
-class Seq2SeqTask:
+@register_task("seq2seq")
+class Seq2SeqTask(Task):
     """Pairs of texts → padded batches for teacher forcing, greedy-decoded string metrics, a translator.
 
     ``monitor`` is exact match for the built-in tasks (one right answer each) and BLEU for a user's corpus.
@@ -89,7 +91,7 @@ class Seq2SeqTask:
     """
 
     def __init__(self, cfg):
-        self.cfg = cfg
+        super().__init__(cfg)
         data = cfg.data
         if data.source is not None and data.source not in list_tasks():
             raise ConfigError(f"data.source must be one of {', '.join(list_tasks())}; got {data.source!r}")
@@ -300,25 +302,39 @@ class Seq2SeqTask:
             "loss": loss,
         }
 
-    def accuracy_by_length(self, model: nn.Module, split: str = "test") -> dict[int, float]:
-        """Exact match per source length (in tokens), shortest first: where a fixed-size encoding breaks down."""
+    def accuracy_by_length(self, model: nn.Module, split: str = "test", limit: int = 2000) -> LengthAccuracy | None:
+        """Exact match per source length (in tokens), shortest first, over the first ``limit`` sentences of
+        ``split``, and how many sentences have each length: where a fixed-size encoding breaks down."""
         data = self.splits.get(split)
         if data is None or len(data) == 0:
-            return {}
+            return None
+        if len(data) > limit:
+            data = Seq2SeqSplit(**{f.name: getattr(data, f.name)[:limit] for f in dataclasses.fields(data)})
         was_training = model.training
         model.eval()
         try:
-            outputs = self._greedy_outputs(model, data)
+            with torch.no_grad():
+                outputs = self._greedy_outputs(model, data)
         finally:
             model.train(was_training)
         groups: dict[int, list[int]] = defaultdict(list)
         for i, ids in enumerate(data.src_ids):
             groups[len(ids)].append(i)
         detok = self.tgt_tokenizer.detokenize
-        return {
+        accuracy = {
             n: metrics.exact_match([detok(outputs[i]) for i in idx], [data.reference_texts[i] for i in idx])
             for n, idx in sorted(groups.items())
         }
+        return LengthAccuracy(accuracy, {n: len(idx) for n, idx in sorted(groups.items())})
+
+    def sample_inputs(self, split: str = "test", n: int = 3) -> list[str]:
+        """``n`` source sentences of the split: the shortest, the longest and ones in between (by tokens)."""
+        data = self.splits.get(split)
+        if data is None or len(data) == 0:
+            return []
+        order = sorted(range(len(data)), key=lambda i: (len(data.src_ids[i]), i))
+        picks = sorted({order[round(j * (len(order) - 1) / max(1, n - 1))] for j in range(n)})
+        return [data.sources[i] for i in sorted(picks, key=lambda i: len(data.src_ids[i]))]
 
     # -- artefacts saved with the run, and prediction ----------------------------------------------------------
 
@@ -335,7 +351,7 @@ class Seq2SeqTask:
             "files": FILES,
             "signatures": self.signatures,
         }
-        atomic_write(run_dir / "task.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
+        write_json(run_dir / "task.json", info)
 
     @classmethod
     def load_predictor(cls, run_dir: Path, model: nn.Module) -> Seq2SeqPredictor:
@@ -348,11 +364,11 @@ class Seq2SeqTask:
 
 def _load_artifacts(run_dir: Path, src_size: int | None = None, tgt_size: int | None = None):
     """(source tokenizer, target tokenizer, source vocab, target vocab, longest training target) of a run."""
+    info = read_json(run_dir / "task.json", "a seq2seq run's task.json", required=("files", "max_target_length"))
     try:
-        info = json.loads((run_dir / "task.json").read_text())
-        files, max_target = info["files"], int(info["max_target_length"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{run_dir / 'task.json'}: missing or unreadable ({err})") from None
+        files, max_target = dict(info["files"]), int(info["max_target_length"])
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{run_dir / 'task.json'}: unreadable ({err})") from None
     try:
         src_vocab = Vocab.load(run_dir / files["source_vocab"], expected_size=src_size)
         tgt_vocab = Vocab.load(run_dir / files["target_vocab"], expected_size=tgt_size)
@@ -363,8 +379,12 @@ def _load_artifacts(run_dir: Path, src_size: int | None = None, tgt_size: int | 
     return src_tok, tgt_tok, src_vocab, tgt_vocab, max_target
 
 
-class Seq2SeqPredictor:
+class Seq2SeqPredictor(Predictor):
     """A trained encoder–decoder with its tokenizers and vocabularies: text in, text (and attention) out."""
+
+    kind = "translate"
+    inputs = "texts"
+    outputs = "the translation, its tokens and the attention of every output token"
 
     def __init__(
         self,

@@ -23,7 +23,6 @@ down by voice variant or accent.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -47,9 +46,11 @@ from dnn.data.speech import (
 from dnn.data.splits import SPLIT_NAMES, carve_missing_splits, derive_seed
 from dnn.decoding_ctc import greedy_ctc, greedy_path, prefix_beam_search
 from dnn.errors import CheckpointError, ConfigError, DataError
+from dnn.io import read_json, write_json
 from dnn.models.speech import ctc_loss
+from dnn.tasks.base import ErrorsByGroup, Figure, Predictor, SpectrogramAlignment, Task
+from dnn.tasks.registry import register_task
 from dnn.training import metrics
-from dnn.io import atomic_write
 
 __all__ = ["SpeechPredictor", "SpeechRecognition", "error_rates"]
 
@@ -83,13 +84,14 @@ class _CountInfinite:
             )
 
 
-class SpeechRecognition:
+@register_task("speech")
+class SpeechRecognition(Task):
     """Utterances → padded log-mel batches → CTC on ``speech_ctc``; greedy-decoded CER/WER; a transcriber."""
 
     monitor = ("cer", "min")
 
     def __init__(self, cfg):
-        self.cfg = cfg
+        super().__init__(cfg)
         data = cfg.data
         if data.source is not None and data.source not in DATASETS:
             raise ConfigError(f"data.source must be one of {', '.join(DATASETS)} for speech; got {data.source!r}")
@@ -262,17 +264,16 @@ class SpeechRecognition:
             "lowercase": self.cfg.data.lowercase,
             "features": {k: getattr(f, k) for k in ("sample_rate", "n_mels", "window_ms", "hop_ms", "n_fft")},
         }
-        text = json.dumps(info, indent=2, ensure_ascii=False)
-        atomic_write(Path(run_dir) / "task.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        write_json(Path(run_dir) / "task.json", info)
 
     @classmethod
     def load_predictor(cls, run_dir: Path, model: nn.Module) -> SpeechPredictor:
         path = Path(run_dir) / "task.json"
+        info = read_json(path, "a speech run's task.json", required=("alphabet", "features"))
         try:
-            info = json.loads(path.read_text(encoding="utf-8"))
             alphabet, features = list(info["alphabet"]), FeatureConfig(**info["features"])
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{path}: missing or unreadable ({err})") from None
+        except (ValueError, TypeError) as err:
+            raise CheckpointError(f"{path}: unreadable features or alphabet ({err})") from None
         expected = getattr(getattr(model, "config", None), "num_classes", None)
         if expected is not None and expected != len(alphabet) + 1:
             raise CheckpointError(
@@ -280,41 +281,39 @@ class SpeechRecognition:
             )
         return SpeechPredictor(model, alphabet, features)
 
-    @classmethod
-    def report_figures(cls, run, task: SpeechRecognition | None, out_dir: str | Path) -> list[tuple[str, Path]]:
-        """The report's pictures: a test utterance's spectrogram with the recognised characters aligned under it,
-        and the test CER per voice (built-in data). ``task`` is the prepared task (None: prepared here)."""
-        from dnn.inspect.speech import plot_alignment, plot_voice_errors
-        from dnn.run_config import RunConfig
-
-        if task is None:
-            task = cls(RunConfig.from_dict(run.config))
-            task.prepare(lambda message: None)
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        split = next((s for s in ("test", "valid", "train") if task.utterances[s]), None)
+    def figures(self, model: nn.Module, predictor: SpeechPredictor) -> list[Figure]:
+        """A test utterance's spectrogram with the recognised characters aligned under it, and the test CER per
+        voice (built-in data), as data for :mod:`dnn.inspect` to draw."""
+        split = next((s for s in ("test", "valid", "train") if self.utterances[s]), None)
         if split is None:
             return []
-        utterance = task.utterances[split][0]
-        aligned = run.predictor.align(task.inputs[split][0])
+        utterance = self.utterances[split][0]
+        aligned = predictor.align(self.inputs[split][0])
         voice = f"   (voice {utterance.voice})" if utterance.voice else ""
-        title = f"reference: {utterance.text!r}{voice}\nrecognised: {aligned['text']!r}"
-        picture = plot_alignment(
-            aligned["features"], aligned["chars"], aligned["frames"], out_dir / "speech_alignment.png", title,
-            task.features.hop_ms,
-        )  # fmt: skip
-        figures = [(f"A {split} utterance: log-mel spectrogram, and each character where the greedy CTC path "
-                    f"emits it", picture)]  # fmt: skip
-        voices = task.per_voice(run.model, split)
+        figures: list[Figure] = [
+            SpectrogramAlignment(
+                "speech_alignment",
+                f"A {split} utterance: log-mel spectrogram, and each character where the greedy CTC path emits it",
+                features=aligned["features"], chars=aligned["chars"], frames=aligned["frames"],
+                hop_ms=self.features.hop_ms,
+                heading=f"reference: {utterance.text!r}{voice}\nrecognised: {aligned['text']!r}",
+            )
+        ]  # fmt: skip
+        voices = self.per_voice(model, split)
         if voices:
-            bars = plot_voice_errors(voices, out_dir / "speech_voices.png", title=f"{split} CER per voice variant "
-                                     "(hatched: held out of training)")  # fmt: skip
-            figures.append((f"Character error rate per voice variant on the {split} split", bars))
+            figures.append(ErrorsByGroup(
+                "speech_voices", f"Character error rate per voice variant on the {split} split", groups=voices,
+                heading=f"{split} CER per voice variant (hatched: held out of training)",
+            ))  # fmt: skip
         return figures
 
 
-class SpeechPredictor:
+class SpeechPredictor(Predictor):
     """A trained acoustic model with its alphabet and feature settings: audio files in, transcripts out."""
+
+    kind = "transcribe"
+    inputs = "audio files (WAV, FLAC, OGG)"
+    outputs = "the transcript and its log-probability"
 
     def __init__(self, model: nn.Module, alphabet: Sequence[str], features: FeatureConfig):
         self.model, self.alphabet, self.features = model, list(alphabet), features

@@ -26,7 +26,6 @@ resumed run sees exactly the batches an uninterrupted one would have). Losses::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,9 +46,11 @@ from dnn.data.splits import SPLIT_NAMES, derive_seed, split_indices
 from dnn.data.text import Records, TaggedSentence, TextExample, read_classification, read_conll, read_imdb
 from dnn.data.tokenizers import Tokenizer, make_tokenizer
 from dnn.data.vocab import LabelVocab, Vocab
-from dnn.errors import CheckpointError, ConfigError, DataError
+from dnn.errors import ConfigError, DataError
+from dnn.io import read_json, write_json
+from dnn.tasks.base import ClassPredictions, Predictor, Task
+from dnn.tasks.registry import register_task
 from dnn.training import metrics
-from dnn.io import atomic_write
 
 __all__ = ["Tagging", "TaggingPredictor", "TextClassification", "TextClassifierPredictor"]
 
@@ -86,21 +87,10 @@ def _assign_splits(keys: Sequence[Key], groups: Sequence[str], fractions, seed: 
 def _check_data_options(data) -> None:
     if data.vocab_size < 5:
         raise ConfigError(f"data.vocab_size must be at least 5 (4 special tokens and one word), got {data.vocab_size}")
-    if data.min_freq < 1:
-        raise ConfigError(f"data.min_freq must be at least 1, got {data.min_freq}")
-    if data.max_length is not None and data.max_length < 1:
-        raise ConfigError(f"data.max_length must be a positive number of tokens or null, got {data.max_length}")
-
-
-def _write_json(path: Path, info: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2), encoding="utf-8"))
 
 
 def _read_task_json(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / FILES["task"]).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{run_dir / FILES['task']}: missing or unreadable ({err})") from None
+    return read_json(run_dir / FILES["task"], "a text run's task.json")
 
 
 def _model_size(model: nn.Module, name: str) -> int | None:
@@ -117,7 +107,7 @@ def _check_texts(texts: Sequence[str]) -> None:
             raise DataError(f"input {i + 1}: empty input, expected some text")
 
 
-class _TextTask:
+class _TextTask(Task):
     """What both tasks share: encoded splits of ``(token ids, target)`` → padded, length-bucketed batches."""
 
     monitor = ("accuracy", "max")
@@ -125,7 +115,7 @@ class _TextTask:
     expected_train: str  # what data.train must name, for the message when it is missing
 
     def __init__(self, cfg):
-        self.cfg = cfg
+        super().__init__(cfg)
         if not cfg.data.train:
             raise ConfigError(f"data.train is missing: pass data.train=PATH, {self.expected_train}")
         _check_data_options(cfg.data)
@@ -174,6 +164,26 @@ class _TextTask:
         for start in range(0, len(order), EVAL_BATCH):
             yield self.collate([examples[i] for i in order[start : start + EVAL_BATCH]])
 
+    def predictions(self, model: nn.Module, split: str = "test", limit: int = 2000) -> ClassPredictions | None:
+        """Predicted and true classes of the first ``limit`` examples (tagging: of every real token in them)."""
+        examples = self.examples.get(split, [])[:limit]
+        if not examples:
+            return None
+        predicted, truth = [], []
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(examples), EVAL_BATCH):
+                    batch = self.collate(examples[start : start + EVAL_BATCH])
+                    pred = model(batch.tokens, batch.lengths).argmax(-1)  # (B,) or, tagging, (B, T)
+                    keep = batch.mask if pred.dim() == 2 else slice(None)
+                    predicted.append(pred[keep])
+                    truth.append(batch.labels[keep])
+        finally:
+            model.train(was_training)
+        return ClassPredictions(list(self.labels.labels), torch.cat(predicted), torch.cat(truth))
+
     def _check_classes(self, logits: Tensor) -> None:
         if logits.shape[-1] != len(self.labels):
             raise ConfigError(
@@ -187,6 +197,7 @@ class _TextTask:
 # --------------------------------------------------------------------------------------------------------------
 
 
+@register_task("text_classification")
 class TextClassification(_TextTask):
     """A CSV/TSV or an ``aclImdb/`` folder → token ids and class ids → cross-entropy on a sequence classifier.
 
@@ -307,7 +318,7 @@ class TextClassification(_TextTask):
         self.tokenizer.save(run_dir / FILES["tokenizer"])
         data = self.cfg.data
         info = {"task": "TextClassification", "max_length": data.max_length, "truncate": data.truncate}
-        _write_json(run_dir / FILES["task"], info)
+        write_json(run_dir / FILES["task"], info)
 
     @classmethod
     def load_predictor(cls, run_dir: Path, model: nn.Module) -> TextClassifierPredictor:
@@ -319,12 +330,16 @@ class TextClassification(_TextTask):
         return TextClassifierPredictor(model, tokenizer, vocab, labels, max_length)
 
 
-class TextClassifierPredictor:
+class TextClassifierPredictor(Predictor):
     """A trained text classifier with its tokenizer, vocabulary and labels.
 
     Unknown words become ``<unk>``. ``max_length`` (set when training truncated its texts) cuts the tokens the
     same way; otherwise the whole text is read.
     """
+
+    kind = "classify"
+    inputs = "texts"
+    outputs = "the most likely label and its probability"
 
     def __init__(self, model: nn.Module, tokenizer: Tokenizer, vocab: Vocab, labels: LabelVocab,
                  max_length: int | None = None):  # fmt: skip
@@ -362,6 +377,7 @@ class TextClassifierPredictor:
 # --------------------------------------------------------------------------------------------------------------
 
 
+@register_task("tagging")
 class Tagging(_TextTask):
     """A CoNLL-style file → token ids and tag ids → per-token cross-entropy (padding ignored) on a tagger.
 
@@ -454,7 +470,7 @@ class Tagging(_TextTask):
     def save_artifacts(self, run_dir: Path) -> None:
         self.vocab.save(run_dir / FILES["vocab"])
         self.labels.save(run_dir / FILES["labels"])
-        _write_json(run_dir / FILES["task"], {"task": "Tagging", "lowercase": self.cfg.data.lowercase})
+        write_json(run_dir / FILES["task"], {"task": "Tagging", "lowercase": self.cfg.data.lowercase})
 
     @classmethod
     def load_predictor(cls, run_dir: Path, model: nn.Module) -> TaggingPredictor:
@@ -464,8 +480,12 @@ class Tagging(_TextTask):
         return TaggingPredictor(model, vocab, labels, lowercase=bool(info.get("lowercase", False)))
 
 
-class TaggingPredictor:
+class TaggingPredictor(Predictor):
     """A trained tagger with its vocabulary and tags; a text's tokens are its whitespace-separated words."""
+
+    kind = "tag"
+    inputs = "texts (tokens separated by whitespace)"
+    outputs = "one tag per token"
 
     def __init__(self, model: nn.Module, vocab: Vocab, labels: LabelVocab, lowercase: bool = False):
         self.model, self.vocab, self.labels, self.lowercase = model, vocab, labels, lowercase
