@@ -21,7 +21,7 @@ from typing import Any
 
 from dnn.io import atomic_write
 
-__all__ = ["Check", "Context", "ExperimentResult", "Run", "Table", "figure", "fmt", "save_figure"]
+__all__ = ["Check", "Context", "ExperimentResult", "Run", "Table", "figure", "fmt", "mean_sd", "save_figure", "spread"]
 
 PASS, FAIL, NA = "PASS", "FAIL", "n/a (quick)"
 
@@ -97,6 +97,7 @@ class ExperimentResult:
     plot: Path | None = None
     results_file: Path | None = None
     seconds: float = 0.0
+    lesson: str = ""  # "What this shows", in plain words for a student: why it held, or why not and when it does
 
     @property
     def verdicts(self) -> list[str]:
@@ -147,6 +148,8 @@ class ExperimentResult:
             parts += ["", f"![{self.name}]({self.plot.name})"]
         if self.commands:
             parts += ["", "## Each run alone", "", "```"] + self.commands + ["```"]
+        if self.lesson:
+            parts += ["", "## What this shows", "", self.lesson]
         return "\n".join(parts) + "\n"
 
 
@@ -231,11 +234,11 @@ class Context:
         return self.out / f"{self.name}{'-quick' if self.quick else ''}.png"
 
     def result(self, setup: str, tables: list[Table], checks: list[Check], references: list[str],
-               plot: Path | None) -> ExperimentResult:  # fmt: skip
+               plot: Path | None, lesson: str = "") -> ExperimentResult:  # fmt: skip
         return ExperimentResult(
             name=self.name, claim=self.claim, quick=self.quick, setup=setup, tables=tables, checks=checks,
             references=references, commands=list(self.commands), plot=plot,
-            seconds=time.perf_counter() - self.start,
+            seconds=time.perf_counter() - self.start, lesson=lesson,
         )  # fmt: skip
 
 
@@ -259,3 +262,22 @@ def figure(ncols: int, width: float = 5.0, height: float = 3.8):
 
     fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
     return fig, list(axes[0])
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """The mean and the sample standard deviation (0 for one value) — how every seed comparison is reported."""
+    import statistics
+
+    values = [float(v) for v in values]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def spread(values: list[float], digits: int = 3) -> str:
+    """``mean ± sd (n)`` in words for a results table: ``0.912 ± 0.011 (3 seeds)``."""
+    mean, sd = mean_sd(values)
+    if math.isnan(mean):
+        return "–"
+    n = len(values)
+    return f"{mean:.{digits}g} ± {sd:.2g} ({n} seed{'s' if n != 1 else ''})"

@@ -28,8 +28,8 @@ ORDER = (
     "transfer-learning",
     "truncated-bptt",
 )
-MODULES = ("dnn.experiments.gradients", "dnn.experiments.recurrent", "dnn.experiments.attention",
-           "dnn.experiments.vision")  # fmt: skip
+MODULES = ("dnn.experiments.gradients", "dnn.experiments.adding", "dnn.experiments.recurrent",
+           "dnn.experiments.attention", "dnn.experiments.vision")  # fmt: skip
 
 
 @dataclass(frozen=True)

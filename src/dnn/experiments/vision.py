@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 
-from dnn.experiments.base import Check, Context, Run, Table, figure, save_figure
+from dnn.experiments.base import Check, Context, Run, Table, figure, save_figure, spread
 from dnn.experiments.registry import experiment
 
 RECIPE = "digits-lenet5"  # scikit-learn's digits, Adam 5e-3 with a cosine schedule, batch 32
@@ -21,6 +21,8 @@ MODELS = {"mlp": ["model.name=mlp", "model.hidden_sizes=[64]"], "convnet": ["mod
 LABELS = {"logreg": "logistic regression (scikit-learn)", "mlp": "fully connected, 1 hidden layer of 64",
           "convnet": "small CNN (3 convs, global pool)"}  # fmt: skip
 CANVAS = 16
+CHANCE = 0.1  # ten classes
+SKLEARN_LOGREG = 0.933  # scikit-learn's own digits example (its last 10 % as test)
 
 
 def _logistic_regression(overrides: list[str]) -> tuple[float, float | None]:
@@ -76,8 +78,9 @@ def cnn_vs_fc(ctx: Context):
     shifted = Table(
         f"The digits on a {CANVAS}×{CANVAS} canvas: trained centred, tested centred and at random offsets (mean of "
         f"{len(seeds)} seed(s))",
-        ["model", "trained", "parameters", "test centred", "test at random offsets", "drop"],
-    )
+        ["model", "trained", "parameters", "test centred", "test at random offsets", "drop",
+         "at random offsets, mean ± sd"],
+    )  # fmt: skip
     acc: dict[str, list[float]] = {"logreg": [], "mlp": [], "convnet": []}
     moved: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for seed in seeds:
@@ -105,7 +108,8 @@ def cnn_vs_fc(ctx: Context):
         params = _parameters(name, CANVAS) if name != "logreg" else CANVAS * CANVAS * 10 + 10
         where = "centred" if train_at == "center" else "at random offsets"
         shifted.add(**{"model": LABELS[name], "trained": where, "parameters": params, "test centred": c,
-                       "test at random offsets": s, "drop": c - s})  # fmt: skip
+                       "test at random offsets": s, "drop": c - s,
+                       "at random offsets, mean ± sd": spread([p[1] for p in pairs])})  # fmt: skip
     sizes = (8, 16, 32, 64)
     growth = Table(
         "Parameters against the image side (10 classes, grey)",
@@ -118,15 +122,22 @@ def cnn_vs_fc(ctx: Context):
     mean = {name: statistics.fmean(v) for name, v in acc.items()}
     cnn_c, cnn_s = means["convnet", "center"]
     fc_c, fc_s = means["mlp", "center"]
+    fc_r = means["mlp", "random"][1]
+    cnn_kept, fc_kept = (cnn_s - CHANCE) / (cnn_c - CHANCE), (fc_s - CHANCE) / (fc_c - CHANCE)
     checks = [
-        Check("centred 8×8 digits: every model ≥ 0.93 test accuracy (mean over seeds)", min(mean.values()) >= 0.93,
+        Check(f"centred 8×8 digits: every model reaches scikit-learn's published logistic-regression accuracy on "
+              f"these digits ({SKLEARN_LOGREG}; mean over seeds)", min(mean.values()) >= SKLEARN_LOGREG,
               ", ".join(f"{n} {v:.3f}" for n, v in mean.items())),
-        Check("centred 8×8 digits: the gap between the best and the worst model is small (≤ 0.05)",
-              max(mean.values()) - min(mean.values()) <= 0.05, f"{max(mean.values()) - min(mean.values()):.3f}"),
-        Check("digits at random offsets: the CNN keeps its accuracy (drop ≤ 0.10)", cnn_c - cnn_s <= 0.10,
-              f"{cnn_c:.3f} → {cnn_s:.3f}"),
-        Check("digits at random offsets: the fully connected net loses much of it (drop ≥ 0.25)", fc_c - fc_s >= 0.25,
-              f"{fc_c:.3f} → {fc_s:.3f}"),
+        Check("centred 8×8 digits: the CNN is at least as accurate as the fully connected net (LeCun et al. 1998: "
+              "LeNet-5 0.95 % vs 4.7 % error for a 300-unit FC net on MNIST)", mean["convnet"] >= mean["mlp"],
+              f"{mean['convnet']:.3f} vs {mean['mlp']:.3f}"),
+        Check("digits at random offsets: the CNN trained on centred digits keeps more than half of its accuracy "
+              "above chance (0.1)", cnn_kept > 0.5, f"{cnn_c:.3f} → {cnn_s:.3f}: keeps {cnn_kept:.2f}"),
+        Check("digits at random offsets: the FC net trained on centred digits loses more than half of its accuracy "
+              "above chance", fc_kept < 0.5, f"{fc_c:.3f} → {fc_s:.3f}: keeps {fc_kept:.2f}"),
+        Check("digits at random offsets: the CNN trained only on centred digits is at least as accurate as the FC "
+              "net trained at random offsets (LeCun et al. 1998, §II: built-in invariance beats learning it from "
+              "the data)", cnn_s >= fc_r, f"{cnn_s:.3f} vs {fc_r:.3f}"),
         Check("the FC net's parameters grow with the image; the CNN's stay the same",
               all(a < b for a, b in zip(counts["mlp"], counts["mlp"][1:])) and len(set(counts["convnet"])) == 1,
               f"FC {' → '.join(f'{n:,}' for n in counts['mlp'])}; CNN {counts['convnet'][0]:,} at every size",
@@ -156,7 +167,14 @@ def cnn_vs_fc(ctx: Context):
         f"`LogisticRegression` on the raw pixels of the same training split. Then `data.canvas_size={CANVAS}`: "
         f"every digit pasted onto a blank {CANVAS}×{CANVAS} canvas, training and validation digits at the centre "
         f"(`data.canvas_train=center`; one more FC run with `random`: one random offset per training digit), test "
-        f"digits once at the centre and once at a random offset each (`data.canvas_test=random`, drawn by seed)."
+        f"digits once at the centre and once at a random offset each (`data.canvas_test=random`, drawn by seed). "
+        f"{len(seeds)} seed(s): each draws its own split, initialisation and offsets. Thresholds, fixed before the "
+        f"run: on centred digits, scikit-learn's published logistic-regression accuracy ({SKLEARN_LOGREG}) and the "
+        f"ordering of LeCun et al. 1998 (the CNN at least as good as the FC net); on shifted digits, chance (0.1) "
+        f"and the centred accuracy bound what a model can keep, and *keeps* / *loses* means more / less than half "
+        f"of its accuracy above chance; and LeCun et al.'s argument (§II) that weight sharing gives a CNN the shift "
+        f"invariance an FC net has to learn from shifted examples: the centred-trained CNN should match the FC net "
+        f"trained at random offsets."
     )
     references = [
         "scikit-learn's own digits example (last 10 % as test): logistic regression 0.933, k-NN 0.961.",
@@ -165,7 +183,42 @@ def cnn_vs_fc(ctx: Context):
         "LeCun et al. 1998 (MNIST test error): linear classifier 12.0 %, 2-layer net with 300 hidden units 4.7 %, "
         "LeNet-5 0.95 %.",
     ]
-    return ctx.result(setup, [centred, shifted, growth], checks, references, plot)
+    lesson = _cnn_lesson(ctx, checks, cnn_c, cnn_s, fc_c, fc_s, fc_r)
+    return ctx.result(setup, [centred, shifted, growth], checks, references, plot, lesson)
+
+
+def _cnn_lesson(ctx: Context, checks: list[Check], cnn_c: float, cnn_s: float, fc_c: float, fc_s: float,
+                fc_r: float) -> str:  # fmt: skip
+    if ctx.quick:
+        return "Quick version (2 epochs, one seed): a check of the machinery only; the full run is `results.md`."
+    text = [
+        f"A fully connected net gives every pixel its own weights. Trained on digits in the middle of the canvas, "
+        f"it has never used the border pixels, so the same digit moved a few pixels meets weights that were never "
+        f"trained: it falls from {fc_c:.2f} to {fc_s:.2f}, close to guessing. A CNN slides the same small filters "
+        f"over every position and then averages over the whole image, so a moved digit produces moved feature maps "
+        f"and nearly the same average: it went from {cnn_c:.2f} to {cnn_s:.2f}."
+    ]
+    if checks[4].passed:
+        text.append(f"The FC net can learn to cope if it is shown digits at every offset, but even then it reached "
+                    f"only {fc_r:.2f}: it must learn each position separately from the same ~1,170 images, while the "
+                    f"CNN gets the invariance for free from its structure — LeCun et al.'s argument for "
+                    f"convolution.")  # fmt: skip
+    else:
+        text.append(f"The FC net trained on digits at every offset did better here ({fc_r:.2f}): with enough "
+                    f"shifted examples a fully connected net learns the invariance itself; the CNN's advantage is "
+                    f"that it needs none of them.")  # fmt: skip
+    text.append(
+        "The CNN is not perfectly invariant, though: its 2×2 max-pool with stride 2 only commutes with "
+        "shifts by an even number of pixels, and the zero padding at the canvas border differs from the "
+        "background — a one-pixel shift changes its features a little (Azulay & Weiss 2019; Zhang 2019 "
+        "blurs before subsampling to fix it)."
+    )
+    if not (checks[0].passed and checks[1].passed):
+        text.append(
+            "On centred 8×8 digits, not every expectation held: with ~1,170 training images and 64 pixels, "
+            "every model is close to its ceiling and the differences are within a few test images."
+        )
+    return " ".join(text)
 
 
 FEW = 10  # labelled training images per class of the new task
@@ -200,12 +253,12 @@ def transfer_learning(ctx: Context):
             trainable[label] = run.parameters("fc") if "freeze" in options else run.parameters()
     table = Table(
         f"Digits 5–9 from {FEW} labelled images per class: test accuracy (all test images of 5–9)",
-        ["variant", "trained parameters", *[f"seed {s}" for s in seeds], "mean"],
+        ["variant", "trained parameters", *[f"seed {s}" for s in seeds], "mean", "mean ± sd"],
     )
     for label, _ in VARIANTS:
         table.add(**{"variant": label, "trained parameters": trainable[label],
                      **{f"seed {s}": v for s, v in zip(seeds, results[label])},
-                     "mean": statistics.fmean(results[label])})  # fmt: skip
+                     "mean": statistics.fmean(results[label]), "mean ± sd": spread(results[label])})  # fmt: skip
     mean = {label: statistics.fmean(v) for label, v in results.items()}
     gain = mean["fine-tuned"] - mean["from scratch"]
     frozen_p, frozen_r = mean["frozen pretrained body, new head"], mean["frozen random body, new head"]
@@ -240,4 +293,24 @@ def transfer_learning(ctx: Context):
         "from scratch, and the boost lingers; features from a distant task still beat random ones; freezing "
         "middle layers hurts (co-adaptation).",
     ]
-    return ctx.result(setup, [table], checks, references, plot)
+    if ctx.quick:
+        lesson = "Quick version (1–2 epochs, one seed): a check of the machinery only; the full run is `results.md`."
+    else:
+        lesson = (
+            f"With only {FEW} labelled images per digit, a CNN trained from scratch has too little to learn good "
+            f"filters from ({mean['from scratch']:.2f}). Starting from a CNN that already learnt strokes, curves and "
+            f"loops on the digits 0–4 gives it those filters for free: fine-tuned, it reached "
+            f"{mean['fine-tuned']:.2f}. "
+            + (
+                "Frozen pretrained features with only a new output layer beat frozen random ones "
+                f"({frozen_p:.2f} vs {frozen_r:.2f}): what was learnt on one task is useful on another, though "
+                "letting the body adapt (fine-tuning) is better still, as Yosinski et al. found."
+                if frozen_p > frozen_r
+                else f"Frozen pretrained features did not beat frozen random ones here ({frozen_p:.2f} vs "
+                f"{frozen_r:.2f}): a random convolutional body followed by a trained head is a surprisingly strong "
+                f"baseline on 8×8 images; the gain of pretraining shows when the body may adapt."
+            )
+            + " Transfer learning for text (pretraining a language model on unlabelled text, then fine-tuning it "
+            "to classify) is not measured yet: it waits for self-supervised pretraining in dnn (issue 18)."
+        )
+    return ctx.result(setup, [table], checks, references, plot, lesson)

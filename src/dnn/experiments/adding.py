@@ -1,0 +1,170 @@
+"""``adding-problem`` at T = 200 in the published set-up (Le, Jaitly & Hinton 2015; Arjovsky, Shah & Bengio 2016).
+
+A sequence of T (value, marker) pairs; the target is the sum of the two marked values, one marked in each half.
+Always predicting 1 scores MSE = Var(U₁ + U₂) = 1/6 ≈ 0.167, so a model beats that baseline only by carrying a
+value across at least T/2 = 100 steps. The protocol is the papers', chosen before the run:
+
+    RMSProp, lr 1e-3 (torch's defaults otherwise: α = 0.99, ε = 1e-8, no momentum), gradient norm clipped at 1,
+    H = 128, batch 50, fresh training sequences (100,000: no sequence is seen more than twice), LSTM forget-gate
+    bias 1; at most 4,000 updates = 200,000 sequences — more than Hochreiter & Schmidhuber's LSTM needed at
+    T = 500 (209k; T = 100: 74k), so an LSTM that can leave the plateau at T = 200 has the room to.
+
+*Beating the baseline* means a validation MSE below 0.1: the baseline's squared error has standard deviation
+√(1/15 − 1/36) ≈ 0.197, so on 1,000 validation sequences its mean is 1/6 ± 0.006 and 0.1 lies ten standard errors
+below it. A run stops at the first evaluation below 0.05 (solved well past doubt) or at 4,000 updates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from dnn.experiments.base import Check, Context, Table, figure, mean_sd, save_figure, spread
+from dnn.experiments.loops import AddingRun, adding_loop
+from dnn.experiments.registry import experiment
+
+CELL_NAMES = {"rnn": "tanh RNN", "lstm": "LSTM (forget bias 1)", "gru": "GRU"}
+T, HIDDEN, BATCH, LR, CLIP = 200, 128, 50, 1e-3, 1.0
+MAX_STEPS, EVAL_EVERY = 4000, 100
+BEAT, STOP = 0.1, 0.05  # validation MSE: beats the baseline (10 standard errors below 1/6); stop the run
+SEEDS = (0, 1, 2)
+QUICK = {"T": 10, "hidden": 8, "steps": 30, "eval_every": 10, "sizes": "[256,64,64]", "seeds": (0,)}
+
+
+def _run(ctx: Context, cell: str, seed: int) -> AddingRun:
+    length, hidden, steps, every, sizes = (
+        (QUICK["T"], QUICK["hidden"], QUICK["steps"], QUICK["eval_every"], QUICK["sizes"])
+        if ctx.quick
+        else (T, HIDDEN, MAX_STEPS, EVAL_EVERY, "[100000,1000,1000]")
+    )
+    overrides = [f"seed={seed}", f"data.length={length}", f"data.sizes={sizes}", f"model.cell={cell}",
+                 f"model.hidden_size={hidden}", "model.forget_bias=1.0", f"train.batch_size={BATCH}"]  # fmt: skip
+    run = adding_loop(overrides, lambda params: torch.optim.RMSprop(params, lr=LR), clip=CLIP, max_steps=steps,
+                      eval_every=every, stop_below=None if ctx.quick else STOP)  # fmt: skip
+    beat = run.first_below(BEAT)
+    ctx.log(f"  {CELL_NAMES[cell]}, seed {seed}: {run.steps} steps, {run.seconds:.0f} s; beat the baseline at "
+            f"{beat if beat is not None else 'never'}; test MSE {run.test:.4g}")  # fmt: skip
+    ctx.commands.append(f"# {CELL_NAMES[cell]}, seed {seed}: the model and data of `dnn train adding-lstm "
+                        f"{' '.join(overrides)}`, trained with torch.optim.RMSprop(lr={LR:g}) and clip_norm={CLIP:g} "
+                        f"(dnn train offers sgd, adam, adamw)")  # fmt: skip
+    return run
+
+
+@experiment("adding-problem", "a tanh RNN stays at the adding problem's baseline at T = 200; LSTM and GRU beat it")
+def adding_problem(ctx: Context):
+    seeds = QUICK["seeds"] if ctx.quick else SEEDS
+    cap = QUICK["steps"] if ctx.quick else MAX_STEPS
+    runs: dict[tuple[str, int], AddingRun] = {}
+    for seed in seeds:
+        for cell in ("rnn", "lstm", "gru"):
+            runs[cell, seed] = _run(ctx, cell, seed)
+
+    per_run = Table(
+        f"Every run: T = {QUICK['T'] if ctx.quick else T}, RMSProp {LR:g}, clip {CLIP:g}, batch {BATCH}",
+        ["cell", "seed", "parameters", "steps run", f"steps to beat the baseline (valid MSE < {BEAT:g})",
+         "best valid MSE", "test MSE", "baseline MSE", "seconds"],
+    )  # fmt: skip
+    summary = Table(
+        f"Mean ± sd over {len(seeds)} seed(s): how many beat the baseline within {cap:,} steps, and how fast",
+        ["cell", "seeds that beat the baseline", "steps to beat it", "test MSE", "seconds per run"],
+    )
+    beaten: dict[str, list[int]] = {}
+    for cell in ("rnn", "lstm", "gru"):
+        for seed in seeds:
+            r = runs[cell, seed]
+            per_run.add(**{"cell": CELL_NAMES[cell], "seed": seed, "parameters": r.parameters, "steps run": r.steps,
+                           f"steps to beat the baseline (valid MSE < {BEAT:g})": r.first_below(BEAT) or "never",
+                           "best valid MSE": r.valid, "test MSE": r.test, "baseline MSE": r.baseline,
+                           "seconds": r.seconds})  # fmt: skip
+        steps = [s for s in (runs[cell, seed].first_below(BEAT) for seed in seeds) if s is not None]
+        beaten[cell] = steps
+        summary.add(**{"cell": CELL_NAMES[cell], "seeds that beat the baseline": f"{len(steps)} of {len(seeds)}",
+                       "steps to beat it": spread(steps, 4) if steps else "never",
+                       "test MSE": spread([runs[cell, s].test for s in seeds]),
+                       "seconds per run": spread([runs[cell, s].seconds for s in seeds])})  # fmt: skip
+
+    n = len(seeds)
+    checks = [
+        Check(f"tanh RNN: beats the baseline in none of the {n} seeds within {cap:,} updates (Arjovsky et al. "
+              f"2016: never at T = 100–750)", not beaten["rnn"], f"{len(beaten['rnn'])} of {n}"),
+        Check(f"LSTM: beats the baseline in every seed within {cap:,} updates (Arjovsky et al. 2016: up to "
+              f"T = 400)", len(beaten["lstm"]) == n, f"{len(beaten['lstm'])} of {n}"),
+        Check(f"GRU: beats the baseline in every seed within {cap:,} updates (Bai et al. 2018: MSE 5.3e-5 at "
+              f"T = 600)", len(beaten["gru"]) == n, f"{len(beaten['gru'])} of {n}"),
+    ]  # fmt: skip
+
+    fig, axes = figure(1, width=7)
+    ax = axes[0]
+    for cell, color in (("rnn", "C3"), ("lstm", "C0"), ("gru", "C2")):
+        for i, seed in enumerate(seeds):
+            evals = runs[cell, seed].evals
+            ax.semilogy([s for s, _ in evals], [m for _, m in evals], color=color, lw=1.0,
+                        label=CELL_NAMES[cell] if i == 0 else None)  # fmt: skip
+    ax.axhline(1 / 6, color="grey", ls="--", lw=0.8, label="baseline 1/6")
+    ax.axhline(BEAT, color="grey", ls=":", lw=0.8, label=f"beats it: < {BEAT:g}")
+    ax.set(xlabel="update (batch of 50)", ylabel="validation MSE",
+           title=f"adding problem, T = {QUICK['T'] if ctx.quick else T}; one line per seed")  # fmt: skip
+    ax.legend(fontsize=8)
+    plot = save_figure(fig, ctx.plot_path)
+
+    setup = (
+        f"The published set-up (Le et al. 2015; Arjovsky et al. 2016), fixed before the run: T = "
+        f"{QUICK['T'] if ctx.quick else T}, one recurrent layer of H = {QUICK['hidden'] if ctx.quick else HIDDEN} "
+        f"(`sequence_regressor`: the last hidden state → a linear output), RMSProp lr {LR:g} (torch's α = 0.99, "
+        f"ε = 1e-8), gradient norm clipped at {CLIP:g}, batch {BATCH}, LSTM forget-gate bias 1, "
+        f"{'256' if ctx.quick else '100,000'} training sequences, {n} seed(s) (each seed draws its own data and "
+        f"initialisation; the three cells of a seed see the same sequences in the same order). At most {cap:,} "
+        f"updates ({cap * BATCH:,} sequences — Hochreiter & Schmidhuber's LSTM needed 74k at T = 100 and 209k at "
+        f"T = 500); validation MSE on {'64' if ctx.quick else '1,000'} sequences every "
+        f"{QUICK['eval_every'] if ctx.quick else EVAL_EVERY} updates; a run stops at the first validation MSE "
+        f"below {STOP:g}. *Beats the baseline*: validation MSE < {BEAT:g}, ten standard errors below 1/6 (the "
+        f"baseline's squared error has sd ≈ 0.197, so its mean over 1,000 sequences is 1/6 ± 0.006). The best "
+        f"evaluation's weights are tested on {'64' if ctx.quick else '1,000'} new sequences. dnn train has no "
+        f"RMSProp, so the runs use dnn's task, model and `Trainer` with `torch.optim.RMSprop` "
+        f"(`dnn.experiments.loops`)."
+    )
+    references = [
+        "Baseline (always predict 1): MSE = Var(U₁+U₂) = 1/6 ≈ 0.167 (papers quote 0.1767).",
+        "Arjovsky, Shah & Bengio 2016 (RMSProp 1e-3, clip 1, H = 128): the tanh RNN never beats the baseline at "
+        "T = 100–750; the LSTM beats it up to T = 400.",
+        "Hochreiter & Schmidhuber 1997, Table 7: LSTM solves T = 100 / 500 / 1000 after 74k / 209k / 853k sequences.",
+        "Bai, Kolter & Koltun 2018, Table 1 (T = 600, ~70k parameters): LSTM 0.164, GRU 5.3e-5, tanh RNN 0.177.",
+    ]
+    return ctx.result(setup, [summary, per_run], checks, references, plot, _lesson(ctx, checks, beaten, n, cap))
+
+
+def _lesson(ctx: Context, checks: list[Check], beaten: dict[str, list[int]], n: int, cap: int) -> str:
+    if ctx.quick:
+        return "Quick version (T = 10, 30 updates): a check of the machinery only; the full run is `results.md`."
+    rnn_ok, lstm_ok, gru_ok = (c.passed for c in checks)
+
+    def steps(cell: str) -> str:
+        mean, sd = mean_sd(beaten[cell])
+        return f"{mean:,.0f} ± {sd:,.0f} updates" if not math.isnan(mean) else "—"
+
+    text = [
+        "To beat the baseline, a network has to hold the first marked number for at least 100 steps while 100 "
+        "unmarked numbers stream past. The gradient that would teach it to do so must travel back just as far."
+    ]
+    if rnn_ok:
+        text.append(f"The tanh RNN never got below the baseline in {cap:,} updates: its gradient from 100 steps "
+                    f"back is smaller than float32 can add to the rest (see `vanishing-gradient`), so it only ever "
+                    f"learns to predict the average, 1.")  # fmt: skip
+    else:
+        text.append(f"The tanh RNN beat the baseline in {len(beaten['rnn'])} of {n} seeds — against the papers. At "
+                    f"T = 200 that is rare; a lucky initialisation can carry a signal further than the average "
+                    f"one. Look at its curve: a slow drift is not the sudden drop of a found memory.")  # fmt: skip
+    for cell, ok in (("lstm", lstm_ok), ("gru", gru_ok)):
+        name = CELL_NAMES[cell].split(" (")[0]
+        if ok:
+            text.append(f"The {name} sat on the plateau too, then dropped below it suddenly once its gates learnt "
+                        f"to keep the marked value ({steps(cell)} in the {n} seeds): the additive cell state "
+                        f"carries the gradient across the 100+ steps.")  # fmt: skip
+        else:
+            text.append(f"The {name} left the plateau in only {len(beaten[cell])} of {n} seeds within {cap:,} "
+                        f"updates. Gated cells can solve T = 200, but when the drop comes varies a lot between "
+                        f"initialisations; with more updates (Hochreiter & Schmidhuber needed 209k sequences at "
+                        f"T = 500), or a larger forget-gate bias that keeps the memory open from the start, the "
+                        f"remaining seeds get there too.")  # fmt: skip
+    return " ".join(text)
