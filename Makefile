@@ -26,7 +26,8 @@ test-slow: install
 demo: install
 	$(VENV)/bin/dnn demo
 
-# Every experiment at its full budget, one after the other (~30 min on 2 cores); not part of `make test`.
+# Every experiment at its full budget and published protocol, one after the other on one thread (about an hour;
+# the total is in experiments/README.md); not part of `make test`, which runs their --quick versions.
 experiments: install
 	$(VENV)/bin/dnn experiment all
 

@@ -97,23 +97,43 @@ def run_experiment(name: str, quick: bool = False, out: str | Path = "experiment
 
 
 def _write_index(out: Path) -> None:
-    """``out/README.md``: each experiment's claim and the verdict of its last full run (from its results.md)."""
+    """``out/README.md``: each experiment's claim, the verdict of its last full run (from its results.md) and its
+    time, the total, and what is not measured yet."""
     lines = [
         "# What the lecture claims, measured",
         "",
         "Written by `dnn experiment NAME` (all of them: `make experiments`); each verdict is that of the last full",
-        "run on this machine, against an expectation fixed in the code before the run. A FAIL stays a FAIL.",
+        "run on this machine, against an expectation fixed in the code before the run, following the protocol of",
+        "the paper it cites. A FAIL stays a FAIL: its results.md says why the claim did not hold here and when it",
+        "does.",
         "",
-        "| experiment | claim | verdict |",
-        "|---|---|---|",
+        "| experiment | claim | verdict | seconds (one thread) |",
+        "|---|---|---|---|",
     ]
+    total, missing = 0.0, 0
     for spec in list_experiments():
         results = out / spec.name / "results.md"
-        verdict = "not run yet"
+        verdict, seconds = "not run yet", "–"
         if results.is_file():
-            found = re.search(r"\*\*Verdict: ([^*]+)\*\* \(([^)]*)\)", results.read_text(encoding="utf-8"))
+            text = results.read_text(encoding="utf-8")
+            found = re.search(r"\*\*Verdict: ([^*]+)\*\* \(([^)]*)\)", text)
             shown = f"{found.group(1)}, {found.group(2)}" if found else "?"
             verdict = f"[{shown}]({spec.name}/results.md)"
-        lines.append(f"| `{spec.name}` | {spec.claim} | {verdict} |")
+            timed = re.search(r"full version, (\d+) s on this machine", text)
+            if timed:
+                seconds = timed.group(1)
+                total += float(seconds)
+        if seconds == "–":
+            missing += 1
+        lines.append(f"| `{spec.name}` | {spec.claim} | {verdict} | {seconds} |")
+    minutes = f"{total / 60:.0f} minutes" + (f", {missing} not run" if missing else "")
+    lines += [
+        "",
+        f"Total: {total:,.0f} s ({minutes}), the sum of the experiments' own times, each on one thread.",
+        "",
+        "Not measured yet: **transfer learning for text** (pretrain a language model on unlabelled text, then",
+        "fine-tune it to classify) needs self-supervised pretraining, which dnn does not have yet (issue 18); the",
+        "`transfer-learning` experiment covers images only.",
+    ]
     text = "\n".join(lines) + "\n"
     atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
