@@ -227,9 +227,10 @@ def main(argv: list[str] | None = None) -> int:
 
             if not args.resume and not args.config:
                 parser.error("train needs a recipe or a YAML file (see `dnn list`)")
-            if args.resume and args.config and "=" in args.config:  # `dnn train --resume --run-dir D` only
-                args.overrides.insert(0, args.config)
-            config = None if args.resume else args.config
+            config = args.config
+            if args.resume and config and "=" in config:  # an override where the recipe would be: train() refuses it
+                args.overrides.insert(0, config)
+                config = None
             if args.deterministic and not args.resume:
                 args.overrides.append("deterministic=true")
             results = train(config, args.overrides, args.run_dir, args.resume, progress=not args.quiet)

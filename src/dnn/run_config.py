@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ __all__ = [
     "DATA_CONFIGS",
     "TASKS",
     "AddingData",
+    "CaptioningData",
     "DataConfig",
     "ImageData",
     "LanguageModelData",
@@ -29,6 +31,7 @@ __all__ = [
     "TaggingData",
     "TextClassificationData",
     "TrainConfig",
+    "VideoData",
     "data_config",
     "validate_model_section",
 ]
@@ -201,6 +204,55 @@ class SpeechData(_BuiltinData, DataConfig):
                 raise ConfigError(f"data.{name} must be 0 (off) or more, got {getattr(self, name)}")
 
 
+@dataclass
+class CaptioningData(DataConfig):
+    """Built-in captioning: 1–4 scikit-learn digits left to right on a canvas, captioned with their words.
+    ``valid_fraction`` / ``test_fraction`` split the digit images, so held-out scenes show unseen handwriting."""
+
+    sizes: tuple[int, int, int] = (6000, 500, 1000)  # train / valid / test images
+    height: int = 16  # H_img of the canvas
+    width: int = 48  # W_img of the canvas
+    min_digits: int = 1
+    max_digits: int = 4
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 1 <= self.min_digits <= self.max_digits:
+            raise ConfigError(f"data.min_digits and data.max_digits need 1 ≤ min ≤ max, got {self.min_digits} "
+                              f"and {self.max_digits}")  # fmt: skip
+        if self.height < 8 or self.width < 8 * self.max_digits:
+            raise ConfigError(
+                f"data.height={self.height} × data.width={self.width} cannot hold {self.max_digits} 8×8 digits "
+                f"side by side (needs height ≥ 8, width ≥ {8 * self.max_digits})"
+            )
+        if self.sizes[0] < 1 or min(self.sizes) < 0:
+            raise ConfigError(f"data.sizes must be [train ≥ 1, valid ≥ 0, test ≥ 0], got {list(self.sizes)}")
+
+
+@dataclass
+class VideoData(DataConfig):
+    """Built-in video: clips of T frames with one digit moving left, right, up or down; the label is the direction.
+    ``valid_fraction`` / ``test_fraction`` split the digit images, as for captioning."""
+
+    sizes: tuple[int, int, int] = (4000, 500, 1000)  # train / valid / test clips
+    frames: int = 8  # T
+    frame_size: int = 20  # the side of a frame
+    speed: int = 1  # pixels per frame
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.frames < 2 or self.speed < 1:
+            raise ConfigError(f"data.frames must be ≥ 2 and data.speed ≥ 1, got {self.frames} and {self.speed}")
+        travel = self.speed * (self.frames - 1)
+        if self.frame_size < 8 + travel:
+            raise ConfigError(
+                f"data.frame_size={self.frame_size} is too small for an 8×8 digit moving {travel} px; "
+                f"use ≥ {8 + travel}"
+            )
+        if self.sizes[0] < 1 or min(self.sizes) < 0:
+            raise ConfigError(f"data.sizes must be [train ≥ 1, valid ≥ 0, test ≥ 0], got {list(self.sizes)}")
+
+
 # data.task → the data config it reads (one source of truth for the task names: dnn.tasks.registry checks it)
 DATA_CONFIGS: dict[str, type[DataConfig]] = {
     "digits": ImageData,
@@ -211,6 +263,8 @@ DATA_CONFIGS: dict[str, type[DataConfig]] = {
     "language_model": LanguageModelData,
     "adding": AddingData,
     "speech": SpeechData,
+    "captioning": CaptioningData,
+    "video": VideoData,
 }
 TASKS = tuple(DATA_CONFIGS)
 
@@ -270,12 +324,20 @@ class TrainConfig:
         for name in ("max_steps", "warmup_steps", "eval_every", "patience", "checkpoint_every", "threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"train.lr must be a positive, finite number, got {self.lr}")
         for name in ("clip_norm", "clip_value"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"train.{name} must be positive or null, got {value}")
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"train.{name} must be a positive, finite number or null, got {value}")
+        for name in ("weight_decay", "momentum"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"train.{name} must be a finite number ≥ 0, got {value}")
+        if self.momentum >= 1:
+            raise ConfigError(f"train.momentum must be below 1 (a momentum of 1 never forgets), got {self.momentum}")
+        if not (math.isfinite(self.gamma) and self.gamma > 0):
+            raise ConfigError(f"train.gamma (the learning rate's decay factor) must be positive, got {self.gamma}")
 
 
 @dataclass
@@ -287,6 +349,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be an integer in [0, 2**32), got {self.seed}")
         if type(self.data) is not DATA_CONFIGS.get(self.data.task):  # a bare DataConfig: the task's own, filled
             self.data = data_config(to_dict(self.data))
         validate_model_section(self.model, complete=False)

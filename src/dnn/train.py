@@ -9,6 +9,7 @@ resumed with ``resume=True`` continues exactly where its last checkpoint left of
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from dnn.config import save_yaml, to_dict
 from dnn.errors import CheckpointError, ConfigError
 from dnn.inspect import write_report
-from dnn.io import write_json
+from dnn.io import remove_stale_temporaries, write_json
 from dnn.models.registry import create_model
 from dnn.run import LoadedRun, read_config, resolve_config
 from dnn.run_config import RunConfig, validate_model_section
@@ -40,10 +41,12 @@ class _Checkpointer:
     monitored metric improves. Only the state that makes a resume exact goes into state.pt."""
 
     def __init__(self, run_dir: Path, every: int, monitor: tuple[str, str], model: torch.nn.Module, ddp: Distributed,
-                 task: Task):  # fmt: skip
+                 task: Task, config: dict[str, Any]):  # fmt: skip
         self.run_dir, self.every, self.model, self.ddp, self.task = run_dir, every, model, ddp, task
+        self.config = config  # the resolved config: a resume checks config.yaml was not edited since
         self.metric, self.mode = monitor
         self.best: float | None = None
+        self.finished: str | None = None  # why training ended (saved last), so a resume knows there is nothing to do
 
     def save(self, trainer) -> None:
         self.ddp.barrier()
@@ -52,8 +55,12 @@ class _Checkpointer:
         self.ddp.barrier()
 
     def _save(self, trainer) -> None:
-        save_weights(self.model, self.run_dir / "last.safetensors")
+        """One atomic file holds everything a resume reads (weights included), so a kill at any point leaves the
+        previous checkpoint or the new one, never a mix; last.safetensors follows for a person's use."""
         state = {
+            "model": {k: v.detach() for k, v in self.model.state_dict().items()},
+            "config": self.config,
+            "finished": self.finished,
             "optimizer": trainer.optimizer.state_dict(),
             "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
             "stats": {k: v for k, v in vars(trainer.stats).items() if k != "extra"},
@@ -64,6 +71,7 @@ class _Checkpointer:
         if context is not None:
             state["context"] = context
         save_state(state, self.run_dir / "state.pt")
+        save_weights(self.model, self.run_dir / "last.safetensors")
 
     def on_step_end(self, trainer, **_):
         if self.every and trainer.stats.step % self.every == 0:
@@ -84,10 +92,18 @@ class _Checkpointer:
         self.save(trainer)
 
 
-def train(config: str, overrides: list[str], run_dir: str | os.PathLike | None = None, resume: bool = False,
+def train(config: str | None, overrides: list[str], run_dir: str | os.PathLike | None = None, resume: bool = False,
           progress: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Train a recipe or YAML file with overrides into ``run_dir``; return the final metrics."""
+    """Train a recipe or YAML file with overrides into ``run_dir``; return the final metrics.
+
+    ``resume=True`` continues the run in ``run_dir`` exactly where its last checkpoint left off; a run that had
+    already finished is left as it is and its results are returned. One writer at a time: a second ``train`` on
+    the same folder is refused (a crashed writer's lock is recognised as stale). A folder that holds files but no
+    dnn run is refused rather than written over.
+    """
     if resume:
+        if config is not None:
+            raise ConfigError(f"--resume continues the run in --run-dir with its saved config; drop {config!r}")
         if run_dir is None:
             raise ConfigError("--resume needs --run-dir: the run to continue")
         run_dir = Path(run_dir)
@@ -102,14 +118,17 @@ def train(config: str, overrides: list[str], run_dir: str | os.PathLike | None =
             name = Path(config).stem if config else "run"
             run_dir = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(run_dir)
-        if (run_dir / "state.pt").exists():
-            raise ConfigError(f"{run_dir} already holds a run; continue it with --resume or choose another --run-dir")
+        _check_new_run_dir(run_dir)
     ddp = setup_distributed()
     created = not run_dir.exists()
     if ddp.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise CheckpointError(f"{run_dir}: cannot create the run directory ({err.strerror or err})") from None
     ddp.barrier()
-    log_file = open(run_dir / "log.txt", "a", encoding="utf-8") if ddp.is_main else None  # noqa: SIM115
+    lock = RunLock(run_dir) if ddp.is_main else None
+    log_file = None
 
     def log(message: str) -> None:
         if not ddp.is_main:
@@ -120,6 +139,15 @@ def train(config: str, overrides: list[str], run_dir: str | os.PathLike | None =
         log_file.flush()
 
     try:
+        if lock is not None:
+            lock.acquire()
+            remove_stale_temporaries(run_dir)  # what a writer killed mid-save left behind
+        done = _finished(run_dir) if resume else None
+        if done is not None:
+            if progress and ddp.is_main:
+                print(f"{run_dir}: nothing to do, the run finished ({done}); its results are in results.json")
+            return json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        log_file = _open_log(run_dir) if ddp.is_main else None
         return _train(cfg, run_dir, resume, log, progress and ddp.is_main, ddp)
     except BaseException:
         if log_file is not None and created and not (run_dir / "config.yaml").exists():
@@ -132,18 +160,54 @@ def train(config: str, overrides: list[str], run_dir: str | os.PathLike | None =
     finally:
         if log_file is not None:
             log_file.close()
+        if lock is not None:
+            lock.release()
         ddp.close()
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    """A new run goes into a new or empty folder: never over another run, nor over a user's own files."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file, not a folder; choose a folder for the run")
+    if not run_dir.is_dir():
+        return
+    if (run_dir / "config.yaml").exists() or (run_dir / "state.pt").exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume or choose another --run-dir")
+    entries = sorted(p.name for p in run_dir.iterdir() if p.name not in (RunLock.NAME, "log.txt"))
+    if entries:
+        shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+        raise ConfigError(f"{run_dir} is not empty and not a dnn run (it holds {shown}); choose a new or empty "
+                          "--run-dir: dnn never writes over files it did not make")  # fmt: skip
+
+
+def _open_log(run_dir: Path):
+    try:
+        return open(run_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 — closed by train()
+    except OSError as err:
+        raise CheckpointError(f"{run_dir / 'log.txt'}: cannot write ({err.strerror or err})") from None
+
+
+def _finished(run_dir: Path) -> str | None:
+    """Why the run in ``run_dir`` finished (from its checkpoint), or None if it has more to do."""
+    if not (run_dir / "state.pt").is_file() or not (run_dir / "results.json").is_file():
+        return None
+    return load_state(run_dir / "state.pt").get("finished")
 
 
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp: Distributed) -> dict[str, Any]:
     t = cfg.train
     if t.threads:
+        cores = os.cpu_count() or 1
+        if t.threads > 4 * cores:  # checked here, not in the config: a run trained elsewhere still loads
+            raise ConfigError(f"train.threads={t.threads} is more than 4× this machine's {cores} cores; use 0 "
+                              f"(torch's choice) or at most {4 * cores}")  # fmt: skip
         torch.set_num_threads(t.threads)
     torch.set_flush_denormal(t.flush_denormal)
     seed_everything(cfg.seed, cfg.deterministic)
     task = make_task(cfg)
     task.prepare(log)
     model_cfg = validate_model_section(cfg.model, derived=task.model_options())  # validated once, passed whole
+    _check_memory(cfg.model["name"], model_cfg)
     resolved = to_dict(cfg)
     resolved["model"] = {"name": cfg.model["name"], **to_dict(model_cfg)}
     if not resume and ddp.is_main:
@@ -162,7 +226,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
     total = min(t.max_steps, per_epoch * t.epochs) if t.max_steps else per_epoch * t.epochs
     scheduler = make_scheduler(optimizer, t.schedule, total, t.warmup_steps, t.step_size, t.gamma, max(1, t.patience))
     monitor = task.monitor
-    checkpointer = _Checkpointer(run_dir, t.checkpoint_every, monitor, model, ddp, task)
+    checkpointer = _Checkpointer(run_dir, t.checkpoint_every, monitor, model, ddp, task, resolved)
     callbacks = [Evaluate(task.evaluate, t.eval_every), checkpointer]
     if ddp.is_main:
         tensorboard = t.tensorboard and TensorBoardMirror.available()
@@ -181,8 +245,12 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
 
     if resume:
         state = load_state(run_dir / "state.pt")
-        load_weights(model, run_dir / "last.safetensors")
-        optimizer.load_state_dict(state["optimizer"])
+        _check_unedited(resolved, state.get("config"), run_dir)
+        if "model" in state:  # the weights saved in the same file as the optimiser state
+            _load_checkpoint_weights(model, state["model"], run_dir / "state.pt")
+        else:  # a run saved before the weights moved into state.pt
+            load_weights(model, run_dir / "last.safetensors")
+        _load_optimizer(optimizer, state["optimizer"], run_dir)
         if state["scheduler"] is not None:
             scheduler.load_state_dict(state["scheduler"])
         for key, value in state["stats"].items():
@@ -195,8 +263,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
     start = time.perf_counter()
     trainer.fit(ddp.shard(task.train_batches, task.batches_per_epoch()), epochs=t.epochs, max_steps=t.max_steps)
     seconds = time.perf_counter() - start
-    if trainer.stats.batch_in_epoch:  # stopped mid-epoch (max_steps): keep that position too
-        checkpointer.save(trainer)
+    checkpointer.finished = _why_finished(trainer, t)
+    checkpointer.save(trainer)  # the final position, marked finished: a later --resume has nothing to do
     identical = ddp.weights_identical(model)
     if ddp.is_main and not (run_dir / "model.safetensors").exists():
         save_weights(model, run_dir / "model.safetensors")
@@ -250,3 +318,112 @@ def _transfer(model: torch.nn.Module, t, log):
         frozen = transfer.freeze(model, None if t.freeze_up_to == "body" else t.freeze_up_to)
         log(f"transfer: frozen stages {', '.join(frozen)} (their BatchNorm statistics too)")
     return transfer.param_groups(model, t.body_lr or t.lr, t.lr, t.weight_decay)
+
+
+def _why_finished(trainer: Trainer, t) -> str:
+    if t.max_steps and trainer.stats.step >= t.max_steps:
+        return f"train.max_steps={t.max_steps} reached at step {trainer.stats.step}"
+    if trainer.stats.epoch >= t.epochs:
+        return f"{t.epochs} epoch{'s' if t.epochs > 1 else ''} done, step {trainer.stats.step}"
+    return f"stopped early at step {trainer.stats.step} (train.patience={t.patience})"
+
+
+def _load_checkpoint_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: the saved weights do not fit the model of config.yaml "
+                              f"({str(err).splitlines()[-1].strip()})") from None  # fmt: skip
+
+
+def _check_unedited(config: dict[str, Any], saved: dict[str, Any] | None, run_dir: Path) -> None:
+    """A resumed run continues with the config its checkpoint was made with: an edit of config.yaml is refused."""
+    if saved is None:  # a checkpoint from before the config was saved with it
+        return
+
+    def differences(a: Any, b: Any, key: str) -> list[str]:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return [
+                d
+                for k in sorted({*a, *b}, key=str)
+                for d in differences(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+            ]
+        return [] if a == b else [f"{key}: {b!r} → {a!r}"]
+
+    changed = differences(config, saved, "")
+    if changed:
+        raise CheckpointError(
+            f"{run_dir / 'config.yaml'} was edited after the checkpoint ({'; '.join(changed[:3])}); a resumed run "
+            f"continues with the config it was trained with: undo the edit, or train a new run with the change"
+        )
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any], run_dir: Path) -> None:
+    try:
+        optimizer.load_state_dict(state)
+    except (KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(
+            f"{run_dir / 'state.pt'}: the saved optimiser state does not fit train.optimizer in config.yaml "
+            f"({type(err).__name__}: {err}); a resumed run keeps the optimiser it was trained with"
+        ) from None
+
+
+def _check_memory(name: str, model_cfg: Any) -> None:
+    """Refuse a model whose weights, gradients and optimiser state would not fit in this machine's memory,
+    before allocating any of it (the model is built on the meta device: shapes only)."""
+    with torch.device("meta"):
+        meta = create_model(name, model_cfg)
+    n = sum(p.numel() for p in meta.parameters())
+    need = n * 4 * 4  # fp32 weights, gradients and Adam's two moments
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: no estimate of the machine, no check
+        total = 0
+    if total and need > 0.8 * total:
+        raise ConfigError(
+            f"model {name!r} has {n:,} parameters: training needs about {need / 2**30:.1f} GiB for weights, gradients "
+            f"and optimiser state, more than this machine's {total / 2**30:.1f} GiB; choose a smaller model "
+            f"(e.g. model.hidden_size)"
+        )
+
+
+class RunLock:
+    """One writer per run directory: an exclusive ``flock`` on ``<run>/.lock`` held while training.
+
+    The kernel drops the lock when its process dies, however it dies, so a crashed writer's lock is recognised
+    as stale at once: the next writer takes it. The file holds the writer's pid, for the message.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / self.NAME
+        self.file = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        try:
+            file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 — held until release()
+        except OSError as err:
+            raise CheckpointError(f"{self.path}: cannot lock the run directory ({err.strerror or err})") from None
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            file.seek(0)
+            holder = file.read().strip() or "?"
+            file.close()
+            raise ConfigError(
+                f"{self.path.parent} is being written by another dnn train (pid {holder}); wait for it to finish, "
+                f"or choose another --run-dir"
+            ) from None
+        file.seek(0)
+        file.truncate()
+        file.write(str(os.getpid()))
+        file.flush()
+        self.file = file
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing the descriptor drops the lock
+            self.file = None
