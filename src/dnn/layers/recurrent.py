@@ -1,7 +1,19 @@
 """Recurrent layers written from the lecture's equations: RNN, LSTM and GRU.
 
 A *cell* is one time step. The *runner* (:class:`RNN`, :class:`LSTM`, :class:`GRU`) owns time, stacked layers,
-direction, residual connections, dropout between layers, variable lengths and the carried state.
+direction, residual or dense connections, dropout between layers, variable lengths and the carried state.
+
+Connections between stacked layers (o_k the output of layer k, o_{−1} = x the input)::
+
+    plain:     o_k = rnn_k(o_{k−1})
+    residual:  o_k = rnn_k(o_{k−1}) + o_{k−1}                     k ≥ 1 (skip connections, He et al. 2016)
+    dense:     o_k = rnn_k([x; o_0; …; o_{k−1}])                  DenseNet-style (Huang et al. 2017): layer k
+                                                                  reads the input and every earlier output, so
+                                                                  weight_ih_l{k} is (G·H, I + k·D·H)
+
+The stack's output is the top layer's o_{L−1} in every case. Dropout (``dropout``) acts on each layer's output
+before a later layer reads it; under ``dense`` a layer's output is dropped once and every later layer reads the
+same dropped copy.
 
 Parameters are named and shaped exactly as torch's (``weight_ih_l{k}[_reverse]``, ``weight_hh_l{k}``,
 ``bias_ih_l{k}``, ``bias_hh_l{k}``; gate order i, f, g, o for the LSTM and r, z, n for the GRU), so a
@@ -18,8 +30,8 @@ Two implementations run the same parameters:
 - ``"fused"`` — torch's native kernel (``torch.lstm`` / ``torch.gru`` / ``torch.rnn_tanh``) on our parameters,
   with packing for ``lengths``.
 
-``"auto"`` (the default) picks ``"fused"``; every configuration, ``residual`` included, runs fused (a residual
-stack calls the kernel one layer at a time).
+``"auto"`` (the default) picks ``"fused"``; every configuration, ``residual`` and ``dense`` included, runs fused
+(a residual or dense stack calls the kernel one layer at a time).
 
 Shapes (time-major unless ``batch_first``): input ``(T, B, I)``, output ``(T, B, D·H)``, states
 ``(L·D, B, H)`` with L layers and D = 2 if bidirectional else 1.
@@ -65,7 +77,7 @@ GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The runner: time, layers, directions, residuals, lengths
+# The runner: time, layers, directions, residual and dense connections, lengths
 # --------------------------------------------------------------------------------------------------------------
 
 
@@ -83,6 +95,7 @@ class _RecurrentBase(nn.Module):
         dropout: float,
         bidirectional: bool,
         residual: bool,
+        dense: bool,
         implementation: str,
     ):
         super().__init__()
@@ -98,13 +111,23 @@ class _RecurrentBase(nn.Module):
         self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
         self.residual = bool(residual)
+        self.dense = bool(dense)
+        if self.residual and self.dense:
+            raise ConfigError(
+                "residual and dense exclude each other (a layer adds its input, or reads every earlier output); "
+                "got residual=True, dense=True"
+            )
         self.implementation = implementation
         self.num_directions = 2 if bidirectional else 1
 
         gh = GATES[mode] * hidden_size
         self._weight_names: list[list[list[str]]] = []  # [layer][direction] -> names in torch's flat order
         for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * self.num_directions
+            DH = hidden_size * self.num_directions
+            if self.dense:
+                layer_input = input_size + layer * DH  # [x; o_0; …; o_{k−1}]
+            else:
+                layer_input = input_size if layer == 0 else DH  # o_{k−1}
             per_direction = []
             for direction in range(self.num_directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
@@ -161,8 +184,9 @@ class _RecurrentBase(nn.Module):
 
         ``scan(layer, direction, seq (T, B, I), state, weights, mask (T, B, 1)) -> (output (T, B, H), final
         state)`` replaces the built-in recurrence of one layer in one direction; the stack around it (layers,
-        directions, residual, dropout, lengths) is this runner's own. ``mask`` is always given (every step is
-        real when ``lengths`` is None). :mod:`dnn.inspect.gradient_flow` records every state h_t with it.
+        directions, residual or dense connections, dropout, lengths) is this runner's own. ``mask`` is always given
+        (every step is real when ``lengths`` is None). :mod:`dnn.inspect.gradient_flow` records every state h_t
+        with it.
         """
         return self._run(input, hx, lengths, scan=scan)
 
@@ -252,22 +276,18 @@ class _RecurrentBase(nn.Module):
             state = tuple(s.index_select(1, packed.sorted_indices.to(s.device)) for s in state)
         else:
             batch_sizes = None
-        if not self.residual:
+        if not (self.residual or self.dense):
             out, state = self._kernel(
                 x, batch_sizes, state, self._flat_weights(), self.num_layers, self.dropout, self.bidirectional
             )
-        else:  # one kernel call per layer, with the skip connection between them
-            D, finals = self.num_directions, []
-            out = x
+        else:  # one kernel call per layer, with the skip or dense connections between them
+            D, finals, features = self.num_directions, [], [x]
             for layer in range(self.num_layers):
-                layer_in = out
-                if layer > 0 and self.dropout > 0:
-                    layer_in = F.dropout(layer_in, self.dropout, self.training)
+                layer_in = self._layer_input(layer, features)  # packed data: (N, I_k), N = Σ lengths
                 weights = [w for d in range(D) for w in self._weights(layer, d)]
                 layer_state = tuple(s[layer * D : (layer + 1) * D] for s in state)
                 out, final = self._kernel(layer_in, batch_sizes, layer_state, weights, 1, 0.0, self.bidirectional)
-                if layer > 0:
-                    out = out + layer_in
+                out = self._layer_output(layer, out, layer_in, features)
                 finals.append(final)
             state = tuple(torch.cat(parts, 0) for parts in zip(*finals))
         if lengths is not None:
@@ -292,12 +312,9 @@ class _RecurrentBase(nn.Module):
         else:
             reverse_index = mask = None
 
-        finals = []
-        out = x
+        finals, features = [], [x]
         for layer in range(self.num_layers):
-            layer_in = out
-            if layer > 0 and self.dropout > 0:
-                layer_in = F.dropout(layer_in, self.dropout, self.training)
+            layer_in = self._layer_input(layer, features)  # (T, B, I_k)
             outputs = []
             for direction in range(D):
                 k = layer * D + direction
@@ -310,12 +327,35 @@ class _RecurrentBase(nn.Module):
                 outputs.append(y if direction == 0 else self._reverse(y, reverse_index))
                 finals.append(final)
             out = outputs[0] if D == 1 else torch.cat(outputs, dim=-1)  # (T, B, D·H)
-            if self.residual and layer > 0:
-                out = out + layer_in
+            out = self._layer_output(layer, out, layer_in, features)
         if mask is not None:
             out = out.masked_fill(~mask, 0.0)
         state = tuple(torch.stack(parts, 0) for parts in zip(*finals))  # (L·D, B, H) each
         return out, state
+
+    # -- between layers: plain, residual, dense -------------------------------------------------------------------
+
+    def _layer_input(self, layer: int, features: list[Tensor]) -> Tensor:
+        """What layer k reads: x for k = 0; [x; o_0; …; o_{k−1}] (dense); o_{k−1} otherwise.
+
+        ``features`` holds x and the outputs of the layers so far, each already through dropout.
+        """
+        if layer > 0 and self.dense:
+            return torch.cat(features, dim=-1)  # (…, I + k·D·H)
+        return features[-1]
+
+    def _layer_output(self, layer: int, out: Tensor, layer_in: Tensor, features: list[Tensor]) -> Tensor:
+        """o_k (+ o_{k−1} with residual, k ≥ 1); appends it to ``features``, through dropout unless it is the top
+        layer's. Returns the layer's output before dropout (the stack's output when k is the top layer)."""
+        if self.residual and layer > 0:
+            out = out + layer_in
+        read_later = layer < self.num_layers - 1
+        dropped = F.dropout(out, self.dropout, self.training) if read_later and self.dropout > 0 else out
+        if self.dense:
+            features.append(dropped)
+        else:
+            features[:] = [dropped]  # a plain or residual layer reads its predecessor only
+        return out
 
     @staticmethod
     def _reverse(seq: Tensor, reverse_index: Tensor | None) -> Tensor:
@@ -356,6 +396,7 @@ class _RecurrentBase(nn.Module):
             ("dropout", 0.0),
             ("bidirectional", False),
             ("residual", False),
+            ("dense", False),
             ("implementation", "auto"),
         ]:
             if getattr(self, name) != default:
@@ -367,7 +408,8 @@ class RNN(_RecurrentBase):
     """Multi-layer Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh), act = tanh or relu.
 
     torch's arguments and parameter names, plus ``residual`` (skip connections between stacked layers: layer
-    k ≥ 1 outputs rnn_k(x) + x) and ``lengths`` in :meth:`forward`. See the module docstring.
+    k ≥ 1 outputs rnn_k(x) + x) or ``dense`` (layer k reads the input and every earlier layer's output) and
+    ``lengths`` in :meth:`forward`. See the module docstring.
     """
 
     def __init__(
@@ -381,6 +423,7 @@ class RNN(_RecurrentBase):
         dropout: float = 0.0,
         bidirectional: bool = False,
         residual: bool = False,
+        dense: bool = False,
         implementation: str = "auto",
     ):
         check_choice("nonlinearity", nonlinearity, tuple(NONLINEARITIES))
@@ -388,7 +431,7 @@ class RNN(_RecurrentBase):
         mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
         super().__init__(
             mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, residual,
-            implementation,
+            dense, implementation,
         )  # fmt: skip
 
     def extra_repr(self) -> str:
@@ -400,7 +443,7 @@ class LSTM(_RecurrentBase):
     """Multi-layer LSTM; each step is :class:`LSTMCell`'s equations (h_t = o_t ⊙ tanh(c_t)).
 
     torch's arguments and parameter names, plus ``forget_bias`` (initial forget-gate bias, 1.0 as in Keras;
-    ``None`` keeps torch's init), ``residual`` and ``lengths`` in :meth:`forward`. Returns
+    ``None`` keeps torch's init), ``residual`` or ``dense`` and ``lengths`` in :meth:`forward`. Returns
     ``(output, (h_n, c_n))``.
     """
 
@@ -414,6 +457,7 @@ class LSTM(_RecurrentBase):
         dropout: float = 0.0,
         bidirectional: bool = False,
         residual: bool = False,
+        dense: bool = False,
         forget_bias: float | None = 1.0,
         implementation: str = "auto",
     ):
@@ -421,7 +465,7 @@ class LSTM(_RecurrentBase):
         self.forget_bias = forget_bias
         super().__init__(
             "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, residual,
-            implementation,
+            dense, implementation,
         )  # fmt: skip
 
     def reset_parameters(self) -> None:
@@ -438,7 +482,7 @@ class LSTM(_RecurrentBase):
 class GRU(_RecurrentBase):
     """Multi-layer GRU; each step is :class:`GRUCell`'s equations. 3/4 of an LSTM's parameters.
 
-    torch's arguments and parameter names, plus ``residual`` and ``lengths`` in :meth:`forward`.
+    torch's arguments and parameter names, plus ``residual`` or ``dense`` and ``lengths`` in :meth:`forward`.
     """
 
     def __init__(
@@ -451,9 +495,10 @@ class GRU(_RecurrentBase):
         dropout: float = 0.0,
         bidirectional: bool = False,
         residual: bool = False,
+        dense: bool = False,
         implementation: str = "auto",
     ):
         super().__init__(
             "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, residual,
-            implementation,
+            dense, implementation,
         )  # fmt: skip

@@ -37,12 +37,13 @@ class LanguageModelConfig:
     num_layers: int = 2
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
     residual: bool = False
+    dense: bool = False
     dropout: float = 0.0
     tie_weights: bool = False
     forget_bias: float | None = 1.0
 
     def __post_init__(self):
-        validate_recurrent_fields("language_model", self, min_vocab=4, vocab_fields=("vocab_size",))
+        validate_recurrent_fields("language_model", self, 4, ("vocab_size",), dense=self.dense)
         if self.tie_weights and self.embedding_size != self.hidden_size:
             raise ConfigError(
                 f"language_model: tie_weights needs embedding_size == hidden_size (the output layer is Eᵀ), got "
@@ -83,7 +84,7 @@ class LanguageModel(nn.Module):
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_size, padding_idx=PAD_ID)
         self.rnn = make_rnn(c.cell, c.embedding_size, c.hidden_size, c.num_layers, False, c.residual, c.dropout,
-                            c.forget_bias)  # fmt: skip
+                            c.forget_bias, c.dense)  # fmt: skip
         self.dropout = nn.Dropout(c.dropout)
         self.output = nn.Linear(c.hidden_size, c.vocab_size)
         # the word_language_model example's initialisation: small uniform embeddings (and so output weights)

@@ -9,19 +9,24 @@ from torch import Tensor, nn
 
 from dnn.errors import ConfigError
 from dnn.models.registry import register_model
-from dnn.models.sequence import CELLS, check_positive, make_rnn
+from dnn.models.sequence import CELLS, check_connections, check_positive, make_rnn
 
 __all__ = ["SequenceRegressor", "SequenceRegressorConfig"]
 
 
 @dataclass
 class SequenceRegressorConfig:
-    """A recurrent regressor: ``input_size`` real features per step → one number from the last hidden state."""
+    """A recurrent regressor: ``input_size`` real features per step → one number from the last hidden state.
+
+    ``residual`` / ``dense``: skip or dense connections between the stacked layers (:mod:`dnn.layers.recurrent`).
+    """
 
     input_size: int = 2
     hidden_size: int = 128
     num_layers: int = 1
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    residual: bool = False
+    dense: bool = False
     dropout: float = 0.0
     forget_bias: float | None = 1.0
 
@@ -32,6 +37,7 @@ class SequenceRegressorConfig:
             raise ConfigError(f"sequence_regressor: cell must be one of {', '.join(CELLS)}; got {self.cell!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"sequence_regressor: dropout must be a number in [0, 1), got {self.dropout!r}")
+        check_connections("sequence_regressor", self.residual, self.dense, self.num_layers)
 
 
 class SequenceRegressor(nn.Module):
@@ -44,8 +50,8 @@ class SequenceRegressor(nn.Module):
     def __init__(self, config: SequenceRegressorConfig):
         super().__init__()
         self.config = c = config
-        self.rnn = make_rnn(c.cell, c.input_size, c.hidden_size, c.num_layers, dropout=c.dropout,
-                            forget_bias=c.forget_bias)  # fmt: skip
+        self.rnn = make_rnn(c.cell, c.input_size, c.hidden_size, c.num_layers, residual=c.residual, dropout=c.dropout,
+                            forget_bias=c.forget_bias, dense=c.dense)  # fmt: skip
         self.head = nn.Linear(c.hidden_size, 1)
 
     def forward(self, x: Tensor) -> Tensor:

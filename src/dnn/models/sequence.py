@@ -3,7 +3,8 @@
 Both read their tokens through a :class:`RecurrentEncoder`, which the sequence-to-sequence encoder reuses::
 
     x_t = E[w_t]                              embedding; row 0 (<pad>) stays 0 and gets no gradient
-    o_1 … o_T, h_n = RNN(x_1 … x_T)           dnn's RNN / LSTM / GRU (layers, direction, residual, lengths)
+    o_1 … o_T, h_n = RNN(x_1 … x_T)           dnn's RNN / LSTM / GRU (layers, direction, residual or dense
+                                              connections, lengths)
 
 The classifier pools the encoded sequence into one vector and maps it to K logits (the lecture's Keras example
 ``Embedding → LSTM → Dense`` is :class:`SequenceClassifier` with its defaults); the tagger maps every o_t to K
@@ -39,6 +40,7 @@ __all__ = [
     "SequenceClassifierConfig",
     "SequenceTagger",
     "SequenceTaggerConfig",
+    "check_connections",
     "check_positive",
     "check_tokens",
     "make_rnn",
@@ -62,8 +64,13 @@ def check_positive(where: str, name: str, value: object) -> None:
         raise ConfigError(f"{where}: {name} must be a positive integer, got {value!r}")
 
 
-def validate_recurrent_fields(where: str, config, min_vocab: int = 2, vocab_fields: tuple[str, ...] = ()) -> None:
-    """Check the fields every recurrent model config shares; the ConfigError names the field at fault."""
+def validate_recurrent_fields(
+    where: str, config, min_vocab: int = 2, vocab_fields: tuple[str, ...] = (), dense: bool = False
+) -> None:
+    """Check the fields every recurrent model config shares; the ConfigError names the field at fault.
+
+    ``dense``: the config's own ``dense`` field, for the configs that have one.
+    """
     for name in (*vocab_fields, "embedding_size", "hidden_size", "num_layers"):
         check_positive(where, name, getattr(config, name))
     for name in vocab_fields:
@@ -76,11 +83,19 @@ def validate_recurrent_fields(where: str, config, min_vocab: int = 2, vocab_fiel
         raise ConfigError(f"{where}: cell must be one of {', '.join(map(repr, CELLS))}; got {config.cell!r}")
     if isinstance(config.dropout, bool) or not isinstance(config.dropout, (int, float)) or not 0 <= config.dropout < 1:
         raise ConfigError(f"{where}: dropout must be a number in [0, 1), got {config.dropout!r}")
-    if config.residual and config.num_layers < 2:
-        raise ConfigError(f"{where}: residual needs num_layers ≥ 2 (the skip joins stacked layers), got num_layers=1")
+    check_connections(where, config.residual, dense, config.num_layers)
     fb = config.forget_bias
     if fb is not None and (isinstance(fb, bool) or not isinstance(fb, (int, float))):
         raise ConfigError(f"{where}: forget_bias must be a number or None, got {fb!r}")
+
+
+def check_connections(where: str, residual: bool, dense: bool, num_layers: int) -> None:
+    """Residual or dense connections (not both) join stacked layers, so either needs num_layers ≥ 2."""
+    if residual and dense:
+        raise ConfigError(f"{where}: residual and dense exclude each other; set one of them, got both true")
+    for name, on in (("residual", residual), ("dense", dense)):
+        if on and num_layers < 2:
+            raise ConfigError(f"{where}: {name} needs num_layers ≥ 2 (it joins stacked layers), got num_layers=1")
 
 
 def make_rnn(
@@ -92,9 +107,10 @@ def make_rnn(
     residual: bool = False,
     dropout: float = 0.0,
     forget_bias: float | None = 1.0,
+    dense: bool = False,
 ) -> nn.Module:
     """dnn's batch-first ``RNN`` / ``LSTM`` / ``GRU`` for ``cell``; ``forget_bias`` only applies to the LSTM."""
-    common = dict(num_layers=num_layers, batch_first=True, dropout=dropout, bidirectional=bidirectional)
+    common = dict(num_layers=num_layers, batch_first=True, dropout=dropout, bidirectional=bidirectional, dense=dense)
     if cell == "lstm":
         return LSTM(input_size, hidden_size, residual=residual, forget_bias=forget_bias, **common)
     if cell == "gru":
@@ -145,6 +161,7 @@ class RecurrentEncoder(nn.Module):
         residual: bool = False,
         dropout: float = 0.0,
         forget_bias: float | None = 1.0,
+        dense: bool = False,
     ):
         super().__init__()
         self.vocab_size = vocab_size
@@ -152,7 +169,7 @@ class RecurrentEncoder(nn.Module):
         self.output_size = self.num_directions * hidden_size
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
         self.rnn = make_rnn(
-            cell, embedding_size, hidden_size, num_layers, bidirectional, residual, dropout, forget_bias
+            cell, embedding_size, hidden_size, num_layers, bidirectional, residual, dropout, forget_bias, dense
         )
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
@@ -189,12 +206,13 @@ class SequenceClassifierConfig:
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
     bidirectional: bool = False
     residual: bool = False
+    dense: bool = False
     pooling: Literal["last", "mean", "max", "attention"] = "last"
     dropout: float = 0.0
     forget_bias: float | None = 1.0
 
     def __post_init__(self):
-        validate_recurrent_fields("sequence_classifier", self, min_vocab=2, vocab_fields=("vocab_size",))
+        validate_recurrent_fields("sequence_classifier", self, 2, ("vocab_size",), dense=self.dense)
         check_positive("sequence_classifier", "num_classes", self.num_classes)
         if self.pooling not in POOLINGS:
             raise ConfigError(
@@ -219,7 +237,7 @@ class SequenceClassifier(nn.Module):
         c = config
         self.encoder = RecurrentEncoder(
             c.vocab_size, c.embedding_size, c.hidden_size, c.num_layers, c.cell, c.bidirectional, c.residual,
-            c.dropout, c.forget_bias,
+            c.dropout, c.forget_bias, c.dense,
         )  # fmt: skip
         size = self.encoder.output_size
         if c.pooling == "attention":
@@ -278,11 +296,12 @@ class SequenceTaggerConfig:
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
     bidirectional: bool = True
     residual: bool = False
+    dense: bool = False
     dropout: float = 0.0
     forget_bias: float | None = 1.0
 
     def __post_init__(self):
-        validate_recurrent_fields("sequence_tagger", self, min_vocab=2, vocab_fields=("vocab_size",))
+        validate_recurrent_fields("sequence_tagger", self, 2, ("vocab_size",), dense=self.dense)
         check_positive("sequence_tagger", "num_classes", self.num_classes)
 
 
@@ -300,7 +319,7 @@ class SequenceTagger(nn.Module):
         c = config
         self.encoder = RecurrentEncoder(
             c.vocab_size, c.embedding_size, c.hidden_size, c.num_layers, c.cell, c.bidirectional, c.residual,
-            c.dropout, c.forget_bias,
+            c.dropout, c.forget_bias, c.dense,
         )  # fmt: skip
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(self.encoder.output_size, c.num_classes)
