@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
 from dnn.errors import ConfigError, DataError
+from dnn.io import check_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N"})
@@ -76,6 +77,7 @@ def load_image(path: str | Path, image_size: int | Sequence[int], grayscale: boo
     decode raises :class:`DataError` naming it.
     """
     height, width = _pair(image_size, "image_size")
+    check_file(path, expected="a PNG or JPEG image")  # a FIFO or a device would block Pillow forever
     try:
         with Image.open(path) as img:
             img.load()

@@ -62,10 +62,19 @@ def _utf8_error(path: Path, line: int, e: UnicodeDecodeError) -> DataError:
     return DataError(f"{path}:{at}: invalid UTF-8 (byte 0x{e.object[e.start]:02x}), expected UTF-8 text")
 
 
-def iter_lines(path: Path, keepends: bool = False) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` for each line (split at ``\\n``; a trailing ``\\r`` and a leading BOM dropped)."""
+MAX_LINE_BYTES = 1 << 20  # a longer line is not text a reader should tokenise (one 5 MB line: minutes of BPE)
+MAX_SENTENCE_TOKENS = 10_000  # a longer CoNLL sentence is a missing blank line, not a sentence
+
+
+def iter_lines(path: Path, keepends: bool = False, max_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` for each line (split at ``\\n``; a trailing ``\\r`` and a leading BOM dropped).
+
+    A line longer than ``max_bytes`` is a DataError naming it (reading stops there: nothing unbounded is kept)."""
     with _open(path) as f:
-        for number, raw in enumerate(f, start=1):
+        for number, raw in enumerate(iter(lambda: f.readline(max_bytes + 1), b""), start=1):
+            if len(raw) > max_bytes and not raw.endswith(b"\n"):
+                raise DataError(f"{path}:{number}: a line of more than {max_bytes:,} bytes; expected text lines "
+                                f"(split the file into shorter lines)")  # fmt: skip
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -352,6 +361,9 @@ def read_conll(
                 tokens, tags = [], []
                 continue
             rows += 1
+            if len(tokens) >= MAX_SENTENCE_TOKENS:
+                raise DataError(f"{p}:{start}: a sentence of more than {MAX_SENTENCE_TOKENS:,} tokens; expected blank "
+                                f"lines between sentences")  # fmt: skip
             columns = text.split(delimiter) if delimiter else text.split()
             if columns[0] == "-DOCSTART-":
                 continue

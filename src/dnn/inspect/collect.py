@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 MAX_EXAMPLES = 2000  # examples of a split that a confusion matrix or the accuracy by length counts
+MAX_CLASSES = 100  # classes a confusion matrix is drawn for
 
 
 # -- images ----------------------------------------------------------------------------------------------------
@@ -88,6 +89,8 @@ def confusion(model: nn.Module, task: Task, split: str = "test", limit: int = MA
     if result is None or not len(result.truth):
         return None
     K = len(result.classes)
+    if K > MAX_CLASSES:  # K² cells: 100,000 labels would need 80 GB
+        raise ConfigError(f"{K:,} classes are too many for a confusion matrix (at most {MAX_CLASSES})")
     counts = torch.bincount(result.truth * K + result.predicted, minlength=K * K)
     return counts.view(K, K).numpy(), list(result.classes)
 

@@ -154,6 +154,10 @@ def _make_tokenizer(data) -> Tokenizer:
         raise ConfigError(f"data.{err}") from None
 
 
+MAX_GENERATE = 100_000  # tokens one generate call may produce
+MAX_PROMPT_CHARS = 100_000
+
+
 @register_task("language_model")
 class LanguageModelling(Task):
     """A text as B parallel streams read in chunks of k = ``data.length`` tokens; see the module docstring."""
@@ -354,6 +358,10 @@ class TextGenerator(Predictor):
         """
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt must be a str, got {type(prompt).__name__}")
+        if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= MAX_GENERATE:
+            raise ConfigError(f"length must be an integer in [1, {MAX_GENERATE:,}] (tokens to generate), got {length}")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise DataError(f"the prompt has {len(prompt):,} characters; at most {MAX_PROMPT_CHARS:,}")
         ids = encode_text(prompt, self.tokenizer, self.vocab) or list(self.start)  # "" (or only spaces, for words)
         tokens = torch.tensor([ids], dtype=torch.int64)  # (1, P)
         self.model.eval()

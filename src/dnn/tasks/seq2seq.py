@@ -222,7 +222,7 @@ class Seq2SeqTask(Task):
     def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
         """A trained run's own tokenizers and vocabularies, and the parallel file ``path`` as the test split
         (``dnn eval RUN --data FILE``); over-long pairs follow the policy of a test file the user gave."""
-        self.src_tokenizer, self.tgt_tokenizer, self.src_vocab, self.tgt_vocab, _ = _load_artifacts(Path(run_dir))
+        self.src_tokenizer, self.tgt_tokenizer, self.src_vocab, self.tgt_vocab, _, _ = _load_artifacts(Path(run_dir))
         records = read_parallel_tsv(path)
         pairs = list(records)
         log(f"data: {records.stats.summary()}")
@@ -348,6 +348,7 @@ class Seq2SeqTask(Task):
             "task": "Seq2SeqTask",
             "source": self.cfg.data.source or self.cfg.data.train,
             "max_target_length": max(len(t) for t in self.splits["train"].references),
+            "max_source_length": max(len(ids) for ids in self.splits["train"].src_ids),
             "files": FILES,
             "signatures": self.signatures,
         }
@@ -356,10 +357,10 @@ class Seq2SeqTask(Task):
     @classmethod
     def load_predictor(cls, run_dir: Path, model: nn.Module) -> Seq2SeqPredictor:
         config = model.config
-        src_tok, tgt_tok, src_vocab, tgt_vocab, max_target = _load_artifacts(
+        src_tok, tgt_tok, src_vocab, tgt_vocab, max_target, max_source = _load_artifacts(
             Path(run_dir), config.src_vocab_size, config.tgt_vocab_size
         )
-        return Seq2SeqPredictor(model, src_tok, tgt_tok, src_vocab, tgt_vocab, max_target)
+        return Seq2SeqPredictor(model, src_tok, tgt_tok, src_vocab, tgt_vocab, max_target, max_source)
 
 
 def _load_artifacts(run_dir: Path, src_size: int | None = None, tgt_size: int | None = None):
@@ -367,6 +368,8 @@ def _load_artifacts(run_dir: Path, src_size: int | None = None, tgt_size: int | 
     info = read_json(run_dir / "task.json", "a seq2seq run's task.json", required=("files", "max_target_length"))
     try:
         files, max_target = dict(info["files"]), int(info["max_target_length"])
+        # inputs up to 4× the longest training source (runs saved before this was recorded: 1000 tokens)
+        max_source = 4 * int(info["max_source_length"]) if "max_source_length" in info else 1000
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{run_dir / 'task.json'}: unreadable ({err})") from None
     try:
@@ -376,7 +379,7 @@ def _load_artifacts(run_dir: Path, src_size: int | None = None, tgt_size: int | 
         tgt_tok = Tokenizer.load(run_dir / files["target_tokenizer"])
     except (DataError, KeyError) as err:
         raise CheckpointError(f"{run_dir}: {err}") from None
-    return src_tok, tgt_tok, src_vocab, tgt_vocab, max_target
+    return src_tok, tgt_tok, src_vocab, tgt_vocab, max_target, max_source
 
 
 class Seq2SeqPredictor(Predictor):
@@ -394,9 +397,11 @@ class Seq2SeqPredictor(Predictor):
         src_vocab: Vocab,
         tgt_vocab: Vocab,
         max_target_length: int,
+        max_source_length: int = 1000,
     ):
         self.model, self.src_tokenizer, self.tgt_tokenizer = model, src_tokenizer, tgt_tokenizer
         self.src_vocab, self.tgt_vocab, self.max_target_length = src_vocab, tgt_vocab, max_target_length
+        self.max_source_length = max_source_length
 
     def max_len(self, source_length: int) -> int:
         """The longest output decoded for a source of ``source_length`` tokens before it is cut."""
@@ -409,6 +414,11 @@ class Seq2SeqPredictor(Predictor):
             tokens = self.src_tokenizer.tokenize(text) if text.strip() else []
             if not tokens:
                 raise DataError(f"empty input (text {i + 1} of {len(texts)}): nothing to translate")
+            if len(tokens) > self.max_source_length:
+                raise DataError(
+                    f"input {i + 1} has {len(tokens):,} tokens; this model accepts at most {self.max_source_length:,} "
+                    f"(4× the longest source it was trained on): split the text"
+                )
             ids.append(self.src_vocab.encode(tokens))
         return ids
 

@@ -55,6 +55,7 @@ from dnn.training import metrics
 __all__ = ["Tagging", "TaggingPredictor", "TextClassification", "TextClassifierPredictor"]
 
 EVAL_BATCH = 256
+MIN_PER_LABEL = 2  # fewer training examples per label (on average) is not a classification task
 FILES = {"vocab": "vocab.json", "labels": "labels.json", "tokenizer": "tokenizer.json", "task": "task.json"}
 Key = tuple[str, int]  # (file, line): where an example starts
 
@@ -265,6 +266,12 @@ class TextClassification(_TextTask):
             read[assignment.get((ex.path, ex.line), "train")].append(ex)
         log(records.stats.summary())
         self.labels = LabelVocab.build(ex.label for ex in read["train"])
+        if len(self.labels) > max(2, len(read["train"]) // MIN_PER_LABEL):
+            raise DataError(
+                f"{data.train}: {len(self.labels):,} labels for {len(read['train']):,} training examples; expected at "
+                f"least {MIN_PER_LABEL} examples per label on average (is data.label_column={data.label_column!r} "
+                f"the column of the classes?)"
+            )
         max_size = None if data.tokenizer == "bpe" else data.vocab_size  # BPE: its merges bound the vocabulary
         self.vocab = Vocab.build((ex.tokens for ex in read["train"]), data.min_freq, max_size)
         for split in ("valid", "test"):
