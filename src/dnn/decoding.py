@@ -38,6 +38,7 @@ __all__ = ["GreedyResult", "Hypothesis", "beam_search", "greedy", "length_penalt
 
 PAD_ID, SOS_ID, EOS_ID = 0, 2, 3
 PENALTIES = ("gnmt", "simple")
+MIN_TEMPERATURE = 1e-3  # below it, logits / T overflows fp32 for ordinary logits (1e-45 is a denormal)
 
 
 class GreedyResult(NamedTuple):
@@ -111,7 +112,7 @@ def beam_search(
     sos_id: int = SOS_ID,
     eos_id: int = EOS_ID,
 ) -> list[list[Hypothesis]]:
-    """Batched beam search; returns, per sentence, its ``n_best`` hypotheses, best first.
+    """Beam search over a batch of sentences at once; returns, per sentence, its ``n_best`` hypotheses, best first.
 
     Each sentence keeps K = ``beam_size`` live hypotheses. A step extends each by every token of the vocabulary
     and keeps the K best candidates by raw log-probability; a kept candidate that ends with <eos> (or reaches
@@ -120,6 +121,10 @@ def beam_search(
     hypothesis is left, or when it has ``n_best`` finished ones and none of its live hypotheses can still beat
     the n-th: a live raw score s ≤ 0 only falls, so s / lp(max_len) bounds every score it can reach. With
     K = 1 this is greedy decoding; with K at least the number of candidates per step it is exhaustive search.
+
+    All sentences step together: the model sees B·K rows (sentence b's beams are rows b·K … b·K + K − 1), so
+    one matrix product serves the whole batch. A stopped sentence leaves the batch at once, and the rest decode
+    on as if it had never been there: every sentence gets the hypotheses it would get alone.
     """
     K = _positive_int("beam_size", beam_size)
     _positive_int("max_len", max_len)
@@ -134,53 +139,63 @@ def beam_search(
     B = src.shape[0]
     src_len = [src.shape[1]] * B if src_lengths is None else [int(n) for n in src_lengths]
     state = model.encode(src, src_lengths).index_select(torch.arange(B, device=device).repeat_interleave(K))
-    live = torch.full((B, K), float("-inf"), device=device)  # raw log p of the live hypotheses
+    active = list(range(B))  # the sentences still in the batch, in row order
+    live = torch.full((B, K), float("-inf"), device=device)  # raw log p of the live hypotheses (B_a, K)
     live[:, 0] = 0.0  # one start hypothesis per sentence: <sos>
-    prev = torch.full((B * K,), sos_id, dtype=torch.long, device=device)
-    history = torch.empty(B * K, 0, dtype=torch.long, device=device)  # (B·K, t)
-    attn_history: Tensor | None = None  # (B·K, t, S)
-    offsets = torch.arange(B, device=device).unsqueeze(1) * K  # (B, 1): row of each sentence's first beam
+    prev = torch.full((B * K,), sos_id, dtype=torch.long, device=device)  # (B_a·K,)
+    history = torch.empty(B * K, 0, dtype=torch.long, device=device)  # (B_a·K, t)
+    attn_history: Tensor | None = None  # (B_a·K, t, S)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    done = [False] * B
     bound_lp = length_penalty_factor(max_len, length_penalty, penalty)
 
     for t in range(1, max_len + 1):
-        logits, state, weights = model.decode_step(prev, state)  # (B·K, V), ..., (B·K, S)
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (B·K, V)
-        V = logp.shape[-1]
-        candidates = (live.view(-1, 1) + logp).view(B, K * V)  # (B, K·V)
-        scores, ids = candidates.topk(K, dim=1)  # (B, K)
-        parent, token = ids // V, ids % V  # (B, K) each
-        rows = (offsets + parent).view(-1)  # (B·K,)
-        history = torch.cat([history.index_select(0, rows), token.view(-1, 1)], dim=1)  # (B·K, t)
+        logits, state, weights = model.decode_step(prev, state)  # (B_a·K, V), ..., (B_a·K, S)
+        logits = logits.float()
+        V = logits.shape[-1]
+        # log p(y_≤t) = log p(y_<t) + logits_t[y_t] − log Σ_v exp(logits_t[v])
+        lse = torch.logsumexp(logits, dim=-1, keepdim=True)  # (B_a·K, 1)
+        candidates = (logits + (live.view(-1, 1) - lse)).view(-1, K * V)  # (B_a, K·V)
+        scores, ids = candidates.topk(K, dim=1)  # (B_a, K)
+        parent, token = ids // V, ids % V  # (B_a, K) each
+
+        ended = (token == eos_id) if t < max_len else torch.ones_like(token, dtype=torch.bool)  # (B_a, K)
+        ended &= torch.isfinite(scores)
+        live = scores.masked_fill(ended, float("-inf"))
+        lp = length_penalty_factor(t, length_penalty, penalty)
+        rows = torch.arange(len(active), device=device).unsqueeze(1) * K + parent  # (B_a, K) rows of the parents
+        for i, k in ended.nonzero().tolist():
+            row = int(rows[i, k])
+            b = active[i]
+            attn = None
+            if weights is not None:
+                attn = weights[row, : src_len[b]].float().unsqueeze(0)  # (1, S_b)
+                if attn_history is not None:
+                    attn = torch.cat([attn_history[row, :, : src_len[b]], attn])  # (t, S_b)
+            tokens = torch.cat([history[row], token[i, k].view(1)])  # (t,)
+            finished[b].append(Hypothesis(tokens, float(scores[i, k]) / lp, attn))
+
+        best_live = live.max(dim=1).values.tolist()  # (B_a,)
+        keep = []
+        for i, b in enumerate(active):
+            if not math.isfinite(best_live[i]):
+                continue  # no live hypothesis left
+            if len(finished[b]) >= n_best:
+                nth = sorted((h.score for h in finished[b]), reverse=True)[n_best - 1]
+                if nth >= best_live[i] / bound_lp:
+                    continue  # no live hypothesis can still beat the n-th finished one
+            keep.append(i)
+        if not keep:
+            break
+        if len(keep) < len(active):  # stopped sentences leave the batch
+            index = torch.tensor(keep, device=device)
+            active = [active[i] for i in keep]
+            live, rows, token = live[index], rows[index], token[index]  # (B_a', K)
+        rows = rows.view(-1)  # (B_a'·K,)
+        history = torch.cat([history.index_select(0, rows), token.view(-1, 1)], dim=1)  # (B_a'·K, t)
         if weights is not None:
-            step = weights.float().index_select(0, rows).unsqueeze(1)  # (B·K, 1, S)
+            step = weights.float().index_select(0, rows).unsqueeze(1)  # (B_a'·K, 1, S)
             attn_history = step if attn_history is None else torch.cat([attn_history.index_select(0, rows), step], 1)
         state = state.index_select(rows)
-
-        ended = (token == eos_id) if t < max_len else torch.ones_like(token, dtype=torch.bool)  # (B, K)
-        ended &= torch.isfinite(scores)
-        lp = length_penalty_factor(t, length_penalty, penalty)
-        for b, k in ended.nonzero().tolist():
-            if done[b]:
-                continue
-            row = b * K + k
-            attn = None if attn_history is None else attn_history[row, :, : src_len[b]].clone()  # (t, S_b)
-            finished[b].append(Hypothesis(history[row].clone(), float(scores[b, k]) / lp, attn))
-        live = scores.masked_fill(ended, float("-inf"))
-
-        best_live = live.max(dim=1).values.tolist()  # (B,)
-        for b in range(B):
-            if done[b]:
-                continue
-            if not math.isfinite(best_live[b]):
-                done[b] = True
-            elif len(finished[b]) >= n_best:
-                nth = sorted((h.score for h in finished[b]), reverse=True)[n_best - 1]
-                done[b] = nth >= best_live[b] / bound_lp
-        if all(done):
-            break
-        live[torch.tensor(done, device=device)] = float("-inf")  # stopped sentences grow no more
         prev = token.view(-1)
 
     return [sorted(hyps, key=lambda h: h.score, reverse=True)[:n_best] for hyps in finished]
@@ -199,7 +214,8 @@ def _choose(logits: Tensor, temperature: float, top_k: int | None, top_p: float 
         sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
         probs = torch.softmax(sorted_logits, dim=-1)
         mass_before = probs.cumsum(dim=-1) - probs  # mass of the tokens ranked above; 0 for the first
-        drop_sorted = mass_before >= top_p  # the most likely token always stays
+        drop_sorted = mass_before >= top_p
+        drop_sorted[:, 0] = False  # the most likely token always stays, however small p (1e-300 is 0 in fp32)
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)  # back to vocabulary order
         logits = logits.masked_fill(drop, float("-inf"))
     probs = torch.softmax(logits, dim=-1)  # (B, V)
@@ -227,8 +243,15 @@ def sample(
     ``eos_id``, a sequence that has produced it continues with <pad>. Returns the new tokens ``(B, length)``.
     """
     _positive_int("length", length)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ConfigError(f"temperature must be a number ≥ 0, got {temperature!r}")
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not math.isfinite(temperature)
+        or (temperature != 0 and not temperature >= MIN_TEMPERATURE)
+    ):
+        raise ConfigError(
+            f"temperature must be 0 (greedy) or a finite number ≥ {MIN_TEMPERATURE:g}, got {temperature!r}"
+        )
     if top_k is not None:
         _positive_int("top_k", top_k)
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):

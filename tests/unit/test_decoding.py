@@ -149,10 +149,10 @@ def test_a_batch_decodes_as_each_sentence_alone():
 
 
 @pytest.mark.parametrize(
-    "options", [dict(temperature=0.0), dict(temperature=1e-4), dict(top_k=1), dict(top_p=1e-6)], ids=str
+    "options", [dict(temperature=0.0), dict(temperature=1e-3), dict(top_k=1), dict(top_p=1e-6)], ids=str
 )
 def test_sampling_limits_equal_greedy_for_seq2seq(options):
-    model = make_seq2seq(seed=0)  # its greedy path's top-two logit gap is ≥ 0.01 at every step: 100 at T = 1e-4
+    model = make_seq2seq(seed=0)  # its greedy path's top-two logit gap is ≥ 0.01 at every step: 10 at T = 1e-3
     src, lengths = source([6, 2, 5, 4], seed=9)
     g = greedy(model, src, lengths, max_len=8)
     prompt = torch.full((4, 1), SOS)
@@ -173,7 +173,7 @@ def make_lm(seed=0, **overrides):
     return model
 
 
-@pytest.mark.parametrize("options", [dict(temperature=0.0), dict(temperature=1e-4), dict(top_k=1), dict(top_p=1e-6)],
+@pytest.mark.parametrize("options", [dict(temperature=0.0), dict(temperature=1e-3), dict(top_k=1), dict(top_p=1e-6)],
                          ids=str)  # fmt: skip
 def test_sampling_limits_equal_argmax_over_the_full_forward_for_the_language_model(options):
     model = make_lm(cell="gru")

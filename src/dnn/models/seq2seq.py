@@ -117,16 +117,28 @@ class DecoderState:
     mask: Tensor  # (B, S) bool, True = real source token
     projected_memory: Tensor | None  # the attention's key projection of m, computed once; None without attention
     feed: Tensor | None  # h̃_{t−1} (B, H) with input feeding; None otherwise
+    source: Tensor | None = None  # (B,) the encoded sentence each row reads; None: row b reads sentence b
 
     def index_select(self, indices: Tensor) -> DecoderState:
-        """The state of the batch rows ``indices (B',)`` (repeats allowed): beam search's reordering."""
+        """The state of the batch rows ``indices (B',)`` (repeats allowed): beam search's reordering.
+
+        Rows that read the same source sentence hold the same memory, mask and projected memory. A reordering
+        that leaves every row on its sentence (beam search's, at every step after the first) therefore only moves
+        the decoder's own state, and the memory (B·K copies of S × M numbers) stays where it is.
+        """
+        source = indices if self.source is None else self.source.index_select(0, indices)  # (B',)
         hidden = tuple(h.index_select(1, indices) for h in self.hidden) if isinstance(self.hidden, tuple) else None
+        hidden = hidden if hidden is not None else self.hidden.index_select(1, indices)
+        feed = None if self.feed is None else self.feed.index_select(0, indices)
+        if self.source is not None and torch.equal(source, self.source):  # every row stays on its sentence
+            return DecoderState(hidden, self.memory, self.mask, self.projected_memory, feed, source)
         return DecoderState(
-            hidden=hidden if hidden is not None else self.hidden.index_select(1, indices),
+            hidden=hidden,
             memory=self.memory.index_select(0, indices),
             mask=self.mask.index_select(0, indices),
             projected_memory=None if self.projected_memory is None else self.projected_memory.index_select(0, indices),
-            feed=None if self.feed is None else self.feed.index_select(0, indices),
+            feed=feed,
+            source=source,
         )
 
     @property
@@ -194,7 +206,7 @@ class Decoder(nn.Module):
         attentional, weights = self._attend(out.squeeze(1), state)  # (B, H), (B, S)
         logits = self.output(self.dropout(attentional))  # (B, V)
         feed = attentional if self.input_feeding else None
-        new_state = DecoderState(hidden, state.memory, state.mask, state.projected_memory, feed)
+        new_state = DecoderState(hidden, state.memory, state.mask, state.projected_memory, feed, state.source)
         return logits, new_state, weights
 
     def forward(self, tgt_in: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None]:
