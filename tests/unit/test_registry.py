@@ -42,6 +42,10 @@ SMALL = {
         dict(src_vocab_size=20, tgt_vocab_size=15, embedding_size=8, hidden_size=8, attention="concat"),
         lambda: (*token_batch(), torch.randint(4, 15, (2, 5))),
     ),
+    "transformer_seq2seq": (
+        dict(src_vocab_size=20, tgt_vocab_size=15, d_model=8, num_heads=2, feedforward_size=16),
+        lambda: (*token_batch(), torch.randint(4, 15, (2, 5))),
+    ),
     "language_model": (dict(vocab_size=20, embedding_size=8, hidden_size=8), lambda: (token_batch()[0],)),
     "sequence_regressor": (dict(input_size=2, hidden_size=8), lambda: (torch.randn(3, 5, 2),)),
     "speech_ctc": (

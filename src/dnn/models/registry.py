@@ -68,6 +68,7 @@ def _load_builtin_models() -> None:
         "dnn.models.speech",
         "dnn.models.mlp",
         "dnn.models.convnet",
+        "dnn.models.transformer",
     ):
         try:
             importlib.import_module(module)
