@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("files", nargs="+", help="audio files; other sample rates are resampled")
     transcribe.add_argument("--beam-size", type=int, default=1, help="CTC prefix beam width (1 = greedy; default 1)")
 
+    caption = _sub(
+        sub, "caption", "caption images with a trained captioning run; prints file<TAB>caption",
+        "dnn caption runs/caption-digits scene.png --attention",
+    )  # fmt: skip
+    caption.add_argument("run", help="a run directory (dnn train caption-digits ...)")
+    caption.add_argument("images", nargs="+", help="image files (PNG/JPEG), resized to the run's canvas")
+    caption.add_argument("--beam-size", type=int, default=1, help="beam width (1 = greedy; default 1)")
+    caption.add_argument("--attention", action="store_true", help="also print where in the image each word looked")
+
     serve = _sub(
         sub, "serve", "serve trained runs: a JSON API and a web page to try them (needs pip install 'dnn[serve]')",
         "dnn serve runs/dates runs/lenet --port 8000   # then open http://127.0.0.1:8000/",
@@ -251,6 +260,13 @@ def main(argv: list[str] | None = None) -> int:
             predictor = _predictor(args.run, "transcribe", "transcribe")
             for row in predictor.transcribe(args.files, beam_size=args.beam_size):
                 print(f"{row['file']}\t{row['text']}")
+        elif args.command == "caption":
+            predictor = _predictor(args.run, "caption", "caption")
+            for row in predictor.caption(args.images, beam_size=args.beam_size):
+                print(f"{row['input']}\t{row['caption']}")
+                for word, (x, y), weights in zip(row["words"], row["focus"], row["attention"]):
+                    if args.attention:
+                        print(f"  {word:<6} at x={x}, y={y} (weight {max(weights):.2f})")
         elif args.command == "serve":
             from dnn.serve import ServeLimits, require_serve_extra
 

@@ -238,9 +238,12 @@ class VideoData(DataConfig):
     frames: int = 8  # T
     frame_size: int = 20  # the side of a frame
     speed: int = 1  # pixels per frame
+    distractors: int = 0  # digits that stand still in every frame
 
     def __post_init__(self):
         super().__post_init__()
+        if self.distractors < 0:
+            raise ConfigError(f"data.distractors must be 0 or more, got {self.distractors}")
         if self.frames < 2 or self.speed < 1:
             raise ConfigError(f"data.frames must be ≥ 2 and data.speed ≥ 1, got {self.frames} and {self.speed}")
         travel = self.speed * (self.frames - 1)

@@ -52,6 +52,14 @@ SMALL = {
         dict(num_classes=5, n_mels=8, conv_channels=4, hidden_size=4),
         lambda: (torch.randn(2, 9, 8), torch.tensor([9, 6])),
     ),
+    "caption_attention": (
+        dict(vocab_size=14, channels=[4], feature_size=8, embedding_size=8, hidden_size=8),
+        lambda: (torch.randn(2, 1, 8, 16), torch.randint(4, 14, (2, 4))),
+    ),
+    "video_cnn_lstm": (
+        dict(num_classes=4, image_size=8, channels=[4], frame_features=8, hidden_size=8),
+        lambda: (torch.randn(2, 3, 1, 8, 8),),
+    ),
 }
 
 

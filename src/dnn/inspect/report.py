@@ -34,6 +34,7 @@ import yaml
 
 from dnn.errors import ConfigError
 from dnn.inspect import collect
+from dnn.inspect.captioning import attention_over_image
 from dnn.inspect.curves import training_curves
 from dnn.inspect.gradient_flow import GradientFlow
 from dnn.inspect.plots import (
@@ -48,7 +49,7 @@ from dnn.inspect.speech import plot_alignment, plot_voice_errors
 from dnn.io import atomic_write
 from dnn.run import LoadedRun, load_run
 from dnn.tasks import Task, make_task
-from dnn.tasks.base import ErrorsByGroup, Figure, SpectrogramAlignment
+from dnn.tasks.base import AttentionOverImage, ErrorsByGroup, Figure, SpectrogramAlignment
 
 __all__ = ["write_report"]
 
@@ -267,6 +268,8 @@ def _draw_figure(figure: Figure, folder: Path) -> Path:
         return plot_alignment(figure.features, figure.chars, figure.frames, path, figure.heading, figure.hop_ms)
     if isinstance(figure, ErrorsByGroup):
         return plot_voice_errors(figure.groups, path, title=figure.heading)
+    if isinstance(figure, AttentionOverImage):
+        return attention_over_image(figure.image, figure.words, figure.attention, path, figure.heading)
     raise ConfigError(f"no drawing for a figure of type {type(figure).__name__}")
 
 

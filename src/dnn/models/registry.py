@@ -69,6 +69,8 @@ def _load_builtin_models() -> None:
         "dnn.models.mlp",
         "dnn.models.convnet",
         "dnn.models.transformer",
+        "dnn.models.captioning",
+        "dnn.models.video",
     ):
         try:
             importlib.import_module(module)

@@ -26,6 +26,8 @@ the CLI, the server and inspect ask instead of guessing:
     generate    TextGenerator            generate(prompt, length, ...)
     transcribe  SpeechPredictor          transcribe(paths, beam_size), align(features)
     regress     AddingPredictor          predict_tensor(x)
+    caption     CaptionPredictor         caption(paths_or_images, beam_size)               words + attention per word
+    video       VideoPredictor           predict_tensor(clips), predict_files(paths)       classes, frames, frame_size
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from dnn.errors import ConfigError
 
 __all__ = [
     "PREDICTOR_KINDS",
+    "AttentionOverImage",
     "ClassPredictions",
     "ErrorsByGroup",
     "Figure",
@@ -62,6 +65,8 @@ PREDICTOR_KINDS = {
     "generate": "a language model run",
     "transcribe": "a speech run",
     "regress": "a regression run",
+    "caption": "an image captioning run",
+    "video": "a video classification run",
 }
 
 
@@ -122,6 +127,17 @@ class SpectrogramAlignment(Figure):
     chars: list[str] = field(default_factory=list)
     frames: list[int] = field(default_factory=list)
     hop_ms: float = 10.0
+    heading: str = ""
+
+
+@dataclass
+class AttentionOverImage(Figure):
+    """An image ``(H_img, W_img)`` and, for each word of its caption, the attention ``(h, w)`` over the feature-map
+    positions, to be drawn over the image (one panel per word)."""
+
+    image: Tensor = field(repr=False, default=None)
+    words: list[str] = field(default_factory=list)
+    attention: Tensor = field(repr=False, default=None)  # (n_words, h, w), each word's weights summing to 1
     heading: str = ""
 
 

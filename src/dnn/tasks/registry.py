@@ -23,7 +23,10 @@ from dnn.tasks.base import Task
 __all__ = ["get_task", "list_tasks", "make_task", "register_task", "task_class"]
 
 _REGISTRY: dict[str, type[Task]] = {}
-_BUILTIN = ("dnn.tasks.images", "dnn.tasks.text", "dnn.tasks.seq2seq", "dnn.tasks.language", "dnn.tasks.speech")
+_BUILTIN = (
+    "dnn.tasks.images", "dnn.tasks.text", "dnn.tasks.seq2seq", "dnn.tasks.language", "dnn.tasks.speech",
+    "dnn.tasks.captioning", "dnn.tasks.video",
+)  # fmt: skip
 _LEGACY_NAMES = {"image_classification": "ImageClassification"}  # task.json of runs made before it named classes
 
 
