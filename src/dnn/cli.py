@@ -129,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     _sub(sub, "list", "list the models, recipes and built-in tasks", "dnn list")
 
+    data = _sub(
+        sub, "data", "download a public dataset (MNIST, CIFAR-10, IMDB, UD English-EWT, Multi30k, Speech Commands, "
+        "tiny Shakespeare) once, SHA-256 verified, laid out for its recipe",
+        "dnn data list\n  dnn data get mnist && dnn train mnist-lenet5\n  dnn data path mnist",
+    )  # fmt: skip
+    data.add_argument("action", choices=("list", "get", "path"), help="list the datasets, get one, or print its folder")
+    data.add_argument("name", nargs="?", help="a dataset (see `dnn data list`)")
+    data.add_argument("--cache", help="the folder datasets go in (default: $DNN_CACHE or ~/.cache/dnn/datasets)")
+    data.add_argument("--mirror", metavar="URL", help="download every file from URL/<file name> instead")
+    data.add_argument("--force", action="store_true", help="prepare the dataset again even if it is there")
+    data.add_argument("--keep", action="store_true", help="keep the downloaded archives after preparing")
+
     exp = _sub(
         sub, "experiment", "reproduce a claim of the lecture and measure it: tables, a plot, PASS/FAIL",
         "dnn experiment list\n  dnn experiment adding-problem --quick\n  dnn experiment all",
@@ -282,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
             print(write_report(args.run, args.inputs, args.out, log=lambda line: print(line, file=sys.stderr)))
         elif args.command == "list":
             _list()
+        elif args.command == "data":
+            from dnn.data.download import data_command
+
+            data_command(args.action, args.name, args.cache, args.mirror, args.force, args.keep)
         elif args.command == "experiment":
             _experiment(args)
         else:

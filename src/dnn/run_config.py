@@ -62,6 +62,11 @@ class DataConfig:
                 raise ConfigError(f"data.{name} must be in [0, 1), got {value}")
         if self.valid_fraction + self.test_fraction >= 1.0:
             raise ConfigError("data.valid_fraction + data.test_fraction must leave some training data")
+        for name in ("train", "valid", "test"):  # dataset:mnist/train → where `dnn data get mnist` put it
+            if str(getattr(self, name)).startswith("dataset:"):
+                from dnn.data.download import resolve_data_path
+
+                setattr(self, name, resolve_data_path(getattr(self, name), f"data.{name}"))
 
 
 @dataclass
