@@ -127,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
                          "image files (feature maps each); other runs take none")  # fmt: skip
     inspect.add_argument("--out", metavar="DIR", help="where report.html and figures/ go (default: the run itself)")
 
+    export = _sub(
+        sub, "export", "export a trained run for deployment: ONNX graphs (onnxruntime) or TorchScript, with a "
+        "manifest.json and the vocabularies, labels and tokenizers prediction needs (image, text classification, "
+        "tagging and seq2seq runs; ONNX needs pip install 'dnn[export]')",
+        "dnn export runs/lenet --format onnx\n  dnn export runs/dates --format torchscript --out deploy/dates",
+    )  # fmt: skip
+    export.add_argument("run", help="a run directory")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="(default: onnx)")
+    export.add_argument("--out", metavar="DIR", help="where the files go (default: RUN/export/FORMAT)")
+
     _sub(sub, "list", "list the models, recipes and built-in tasks", "dnn list")
 
     data = _sub(
@@ -292,6 +302,14 @@ def main(argv: list[str] | None = None) -> int:
             from dnn.inspect import write_report
 
             print(write_report(args.run, args.inputs, args.out, log=lambda line: print(line, file=sys.stderr)))
+        elif args.command == "export":
+            from dnn.export import export_run
+
+            result = export_run(args.run, args.format, args.out, log=print)
+            parity = result.manifest["parity"]
+            diff = "n/a" if parity["max_abs_diff"] is None else f"{parity['max_abs_diff']:.2g}"
+            print(f"written: {result.out / 'manifest.json'} (and the files it lists)")
+            print(f"max |Δ| against the PyTorch model: {diff} ({parity['checked_with']})")
         elif args.command == "list":
             _list()
         elif args.command == "data":
