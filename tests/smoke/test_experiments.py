@@ -19,6 +19,8 @@ NAMES = [
     "cnn-vs-fc",
     "transfer-learning",
     "truncated-bptt",
+    "depth-connections",
+    "rnn-vs-transformer",
 ]
 
 

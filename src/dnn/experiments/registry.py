@@ -27,9 +27,12 @@ ORDER = (
     "cnn-vs-fc",
     "transfer-learning",
     "truncated-bptt",
+    "depth-connections",
+    "rnn-vs-transformer",
 )
 MODULES = ("dnn.experiments.gradients", "dnn.experiments.adding", "dnn.experiments.recurrent",
-           "dnn.experiments.attention", "dnn.experiments.vision")  # fmt: skip
+           "dnn.experiments.attention", "dnn.experiments.vision", "dnn.experiments.depth",
+           "dnn.experiments.transformer")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,278 @@
+"""``rnn-vs-transformer``: the lecture's point that RNNs are hard to parallelise, measured on this machine.
+
+An RNN computes its state h_t from h_{t−1}: a sentence of S source and T target tokens is S + T + 1 steps one
+after another, whatever the hardware. A Transformer computes all positions of a layer at once — a few large matrix
+products per layer, its sequential depth the number of layers — at the price of attention over all pairs of
+positions (Vaswani et al. 2017, Table 1: O(n) sequential operations for a recurrent layer, O(1) for
+self-attention).
+
+The protocol, fixed before the runs: reverse digit strings of exactly n digits, n = 8, 16, 32 (the built-in
+``reverse`` task), 4,000 training pairs, 200 validation, 500 test, characters in and out; the two models of the
+dates recipes — ``dates-attention`` (bidirectional GRU encoder, GRU decoder, H = 64, concat attention) and
+``dates-transformer`` (d = 64, 4 heads, 2 + 2 pre-norm layers, FFN 256) — each with its recipe's optimiser (Adam
+3e-3, cosine schedule, clip 1), batch 64, 8 epochs; seeds 0, 1, 2. Time per epoch = the median logged training
+throughput (evaluation excluded) × updates per epoch; quality = greedy test exact match and token accuracy after
+the 8 epochs. Every run is on one thread (``dnn experiment`` pins it), so what parallelism can show here is the
+work of all positions done in a few large products instead of many small sequential ones; a timing table then
+steps both models at 1 and 2 threads and at lengths up to 64, interleaved, median of rounds.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import torch
+
+from dnn.experiments.base import Check, Context, Run, Table, figure, mean_sd, save_figure, spread
+from dnn.experiments.registry import experiment
+
+MODELS = {"rnn": ("dates-attention", "attention RNN (bi-GRU, concat attention)"),
+          "transformer": ("dates-transformer", "Transformer (2 + 2 layers, 4 heads)")}  # fmt: skip
+LENGTHS, SIZES, EPOCHS, BATCH, SEEDS = (8, 16, 32), (4000, 200, 500), 8, 64, (0, 1, 2)
+TIMING_LENGTHS, TIMING_ROUNDS, THREADS = (8, 16, 32, 64), 3, (1, 2)
+QUICK = {"lengths": (4, 8), "sizes": (128, 32, 32), "epochs": 1, "seeds": (0,), "timing": (4, 8), "rounds": 1}
+SMALL = {"rnn": ["model.hidden_size=16", "model.embedding_size=8", "model.attention_hidden_size=16"],
+         "transformer": ["model.d_model=16", "model.num_heads=2", "model.feedforward_size=32"]}  # fmt: skip
+
+
+def _steps_per_epoch(train_size: int) -> int:
+    return -(-train_size // BATCH)
+
+
+def _overrides(ctx: Context, model: str, n: int, seed: int) -> list[str]:
+    sizes, epochs = (QUICK["sizes"], QUICK["epochs"]) if ctx.quick else (SIZES, EPOCHS)
+    steps = epochs * _steps_per_epoch(sizes[0])
+    return [f"seed={seed}", "data.source=reverse", f"data.sizes=[{','.join(map(str, sizes))}]",
+            f"data.params.min_len={n}", f"data.params.max_len={n}", f"train.epochs={epochs}",
+            f"train.max_steps={steps}", f"train.eval_every={steps}", f"train.batch_size={BATCH}",
+            "train.log_every=10", "train.report=false", *(SMALL[model] if ctx.quick else [])]  # fmt: skip
+
+
+def _sequential_steps(model: str, n: int) -> int:
+    """Steps that must run one after another in a training pass: S + (T + 1) for the RNN (encoder, then the
+    decoder over <sos> y_1 … y_T); the layers for the Transformer (each runs every position at once)."""
+    return 2 * n + 1 if model == "rnn" else 2 + 2
+
+
+def _time_steps(ctx: Context) -> Table:
+    """ms per training update (forward, backward, Adam) of each model on a batch of 64 strings of length n, at 1
+    and 2 threads; rounds interleave every (threads, n, model), the median of the rounds is reported."""
+    from dnn.data.batching import collate_seq2seq
+    from dnn.models.registry import create_model
+    from dnn.run import resolve_config
+    from dnn.run_config import validate_model_section
+
+    lengths = QUICK["timing"] if ctx.quick else TIMING_LENGTHS
+    rounds = QUICK["rounds"] if ctx.quick else TIMING_ROUNDS
+    threads = (1,) if ctx.quick else THREADS
+    models, optimizers = {}, {}
+    for name, (recipe, _) in MODELS.items():
+        cfg = resolve_config(recipe, SMALL[name] if ctx.quick else [])
+        torch.manual_seed(0)
+        config = validate_model_section(cfg.model, {"src_vocab_size": 14, "tgt_vocab_size": 14})
+        models[name] = create_model(cfg.model["name"], config)
+        optimizers[name] = torch.optim.Adam(models[name].parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    batches = {}
+    for n in lengths:
+        src = torch.randint(4, 14, (BATCH, n), generator=gen).tolist()
+        batches[n] = collate_seq2seq([(s, s[::-1]) for s in src])
+
+    def step(name: str, batch) -> None:
+        model, optimizer = models[name], optimizers[name]
+        logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
+        loss = model.loss(logits, batch.tgt_out)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    times: dict[tuple[int, int, str], list[float]] = {}
+    before = torch.get_num_threads()
+    try:
+        for _ in range(rounds):
+            for k in threads:
+                torch.set_num_threads(k)
+                for n in lengths:
+                    for name in MODELS:
+                        step(name, batches[n])  # warm-up: allocations of this shape
+                        start = time.perf_counter()
+                        for _ in range(2):
+                            step(name, batches[n])
+                        times.setdefault((k, n, name), []).append((time.perf_counter() - start) / 2 * 1000)
+    finally:
+        torch.set_num_threads(before)
+    load = os.getloadavg()[0]
+    table = Table(f"ms per training update, batch {BATCH}, median of {rounds} interleaved round(s); load average "
+                  f"{load:.1f} on {os.cpu_count()} cores while measured",
+                  ["threads", "length n", "RNN ms", "Transformer ms", "RNN ÷ Transformer", "RNN sequential steps",
+                   "Transformer sequential steps"])  # fmt: skip
+    for k in threads:
+        for n in lengths:
+            rnn, tr = (statistics.median(times[k, n, m]) for m in MODELS)
+            table.add(**{"threads": k, "length n": n, "RNN ms": rnn, "Transformer ms": tr, "RNN ÷ Transformer":
+                         rnn / tr, "RNN sequential steps": _sequential_steps("rnn", n),
+                         "Transformer sequential steps": _sequential_steps("transformer", n)})  # fmt: skip
+    return table
+
+
+@experiment("rnn-vs-transformer", "an RNN's time per epoch grows with the sequence length, step after step; a "
+            "Transformer's, computed for all positions at once, grows less, at no loss of quality")  # fmt: skip
+def rnn_vs_transformer(ctx: Context):
+    lengths = QUICK["lengths"] if ctx.quick else LENGTHS
+    seeds = QUICK["seeds"] if ctx.quick else SEEDS
+    train_size = (QUICK["sizes"] if ctx.quick else SIZES)[0]
+    per_epoch = _steps_per_epoch(train_size)
+    runs: dict[tuple[str, int, int], Run] = {}
+    for seed in seeds:
+        for n in lengths:
+            for model, (recipe, _) in MODELS.items():
+                runs[model, n, seed] = ctx.train(f"{model}-n{n}-s{seed}", recipe, _overrides(ctx, model, n, seed))
+
+    def epoch_seconds(run: Run) -> float:
+        return run.ms_per_step(BATCH) * per_epoch / 1000
+
+    def test(run: Run, metric: str) -> float:
+        return run.results["test"][metric]
+
+    summary = Table(
+        f"Mean ± sd over {len(seeds)} seed(s): {train_size:,} training pairs, {per_epoch} updates per epoch, "
+        f"{QUICK['epochs'] if ctx.quick else EPOCHS} epoch(s), one thread",
+        ["model", "length n", "parameters", "seconds per epoch", "test exact match", "test token accuracy"],
+    )
+    per_run = Table("Every run", ["model", "length n", "seed", "ms per update", "seconds per epoch",
+                                  "test exact match", "test token accuracy", "training seconds"])  # fmt: skip
+    stats: dict[tuple[str, int], dict[str, list[float]]] = {}
+    for model, (_, label) in MODELS.items():
+        for n in lengths:
+            chosen = [runs[model, n, s] for s in seeds]
+            stats[model, n] = {"epoch": [epoch_seconds(r) for r in chosen],
+                               "exact": [test(r, "exact_match") for r in chosen],
+                               "tokens": [test(r, "token_accuracy") for r in chosen]}  # fmt: skip
+            summary.add(**{"model": label, "length n": n, "parameters": chosen[0].parameters(),
+                           "seconds per epoch": spread(stats[model, n]["epoch"]),
+                           "test exact match": spread(stats[model, n]["exact"]),
+                           "test token accuracy": spread(stats[model, n]["tokens"])})  # fmt: skip
+            for seed, run in zip(seeds, chosen):
+                per_run.add(**{"model": label, "length n": n, "seed": seed, "ms per update": run.ms_per_step(BATCH),
+                               "seconds per epoch": epoch_seconds(run), "test exact match": test(run, "exact_match"),
+                               "test token accuracy": test(run, "token_accuracy"),
+                               "training seconds": run.seconds})  # fmt: skip
+    timing = _time_steps(ctx)
+
+    def mean(model: str, n: int, key: str) -> float:
+        return mean_sd(stats[model, n][key])[0]
+
+    short, long = lengths[0], lengths[-1]
+    growth = {m: mean(m, long, "epoch") / mean(m, short, "epoch") for m in MODELS}
+    gaps = [mean("transformer", n, "tokens") - mean("rnn", n, "tokens") for n in lengths]
+    checks = [
+        Check(f"RNN: an epoch at n = {long} takes at least 2× one at n = {short} (its {_sequential_steps('rnn', long)}"
+              f" sequential steps against {_sequential_steps('rnn', short)})", growth["rnn"] >= 2,
+              f"{growth['rnn']:.2f}×"),
+        Check(f"Transformer: its time per epoch grows by a smaller factor from n = {short} to {long} than the RNN's",
+              growth["transformer"] < growth["rnn"], f"{growth['transformer']:.2f}× against {growth['rnn']:.2f}×"),
+        Check(f"Transformer: faster per epoch than the RNN at n = {long}, on one thread",
+              mean("transformer", long, "epoch") < mean("rnn", long, "epoch"),
+              f"{mean('transformer', long, 'epoch'):.2f} s against {mean('rnn', long, 'epoch'):.2f} s"),
+        Check("quality: at every length the Transformer's test token accuracy is at least the RNN's − 0.05 (same "
+              "data, same epochs)", all(g >= -0.05 for g in gaps),
+              ", ".join(f"n = {n}: {g:+.3f}" for n, g in zip(lengths, gaps))),
+    ]  # fmt: skip
+
+    plot = _plot(ctx, lengths, stats, timing)
+    setup = (
+        f"Reverse digit strings of exactly n digits (built-in task `reverse`, min_len = max_len = n), n = "
+        f"{', '.join(map(str, lengths))}; {train_size:,} / {(QUICK['sizes'] if ctx.quick else SIZES)[1]} / "
+        f"{(QUICK['sizes'] if ctx.quick else SIZES)[2]} pairs; recipes `dates-attention` (the RNN) and "
+        f"`dates-transformer` with their own optimiser settings (Adam 3e-3, cosine, clip 1), batch {BATCH}, "
+        f"{QUICK['epochs'] if ctx.quick else EPOCHS} epoch(s) each{' (tiny models)' if ctx.quick else ''}; "
+        f"{len(seeds)} seed(s), each its own data and initialisation. Seconds per epoch: the median logged "
+        f"training throughput (evaluation excluded) × {per_epoch} updates, one thread. Quality: greedy decoding of "
+        f"the test set after the last epoch. Timing table: one fixed batch per length, forward + backward + Adam, "
+        f"interleaved over threads, lengths and models; the protocol and the expectations were fixed before the "
+        f"runs."
+    )
+    references = [
+        "Vaswani et al. 2017, Table 1: per layer, self-attention costs O(n²·d) with O(1) sequential operations and "
+        "an O(1) path between any two positions; a recurrent layer O(n·d²) with O(n) sequential operations and an "
+        "O(n) path.",
+        "Vaswani et al. 2017, Table 2: the base Transformer reached 27.3 BLEU on WMT'14 En→De and 38.1 on En→Fr "
+        "after 12 hours on 8 P100 GPUs, at a fraction of the training cost of the recurrent models it beat.",
+        "Bahdanau et al. 2015 / Luong et al. 2015: the attention RNN seq2seq that the Transformer replaced "
+        "(see attention-vs-length).",
+    ]
+    return ctx.result(setup, [summary, timing, per_run], checks, references, plot,
+                      _lesson(ctx, checks, lengths, stats, timing, growth))  # fmt: skip
+
+
+def _plot(ctx: Context, lengths, stats, timing: Table):
+    fig, axes = figure(3, width=4.6)
+    colors = {"rnn": "C3", "transformer": "C0"}
+    for model, (_, label) in MODELS.items():
+        for ax, key in ((axes[0], "epoch"), (axes[1], "tokens")):
+            values = [stats[model, n][key] for n in lengths]
+            ax.plot(lengths, [mean_sd(v)[0] for v in values], "o-", color=colors[model], ms=4, label=label)
+            ax.fill_between(lengths, [min(v) for v in values], [max(v) for v in values], color=colors[model],
+                            alpha=0.15)  # fmt: skip
+        axes[1].plot(lengths, [mean_sd(stats[model, n]["exact"])[0] for n in lengths], "s--", color=colors[model],
+                     ms=3, lw=0.8, label=f"{label.split(' (')[0]}, exact match")  # fmt: skip
+        for k, style in zip(sorted(set(timing.column("threads"))), ("-", ":")):
+            rows = [r for r in timing.rows if r["threads"] == k]
+            axes[2].loglog([r["length n"] for r in rows], [r["RNN ms" if model == "rnn" else "Transformer ms"]
+                           for r in rows], "o" + style, color=colors[model], ms=3,
+                           label=f"{label.split(' (')[0]}, {k} thread{'s' if k > 1 else ''}")  # fmt: skip
+    axes[0].set(xlabel="string length n", ylabel="seconds per epoch (one thread)", title="training time per epoch")
+    axes[1].set(xlabel="string length n", ylabel="test accuracy", ylim=(0, 1.02), title="quality after the epochs")
+    axes[2].set(xlabel="string length n", ylabel="ms per update", title="one update, batch 64")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    return save_figure(fig, ctx.plot_path)
+
+
+def _lesson(ctx: Context, checks, lengths, stats, timing: Table, growth) -> str:
+    if ctx.quick:
+        return "Quick version (tiny models, one epoch): a check of the machinery; the full run is `results.md`."
+    rnn_grows, grows_less, faster, quality = (c.passed for c in checks)
+    long = lengths[-1]
+
+    def rows(k: int) -> dict[int, dict]:
+        return {r["length n"]: r for r in timing.rows if r["threads"] == k}
+
+    one, two = rows(1), rows(2)
+    n_max = max(one)
+    speedup = {m: one[n_max][f"{m} ms"] / two[n_max][f"{m} ms"] for m in ("RNN", "Transformer")} if two else {}
+    text = [
+        f"From n = {lengths[0]} to n = {long} an RNN epoch took {growth['rnn']:.1f}× as long and a Transformer "
+        f"epoch {growth['transformer']:.1f}× as long. The RNN cannot start step t before step t − 1 is done: "
+        f"{_sequential_steps('rnn', long)} steps one after another at n = {long}, each a small product of a "
+        f"64-row batch with its weights. The Transformer runs all {BATCH}·n positions of a layer through one large "
+        f"product, then the next layer — 4 sequential steps at any n — and that large product keeps a core busier "
+        f"than many small ones, even on one thread."
+    ]
+    if not (rnn_grows and grows_less):
+        text.append("The expected difference in growth did not show in full here (see the checks): on this machine "
+                    "the fixed costs of an update — the optimiser, the embedding, Python — are a large part of a "
+                    "short sequence's time and flatten both curves.")  # fmt: skip
+    text.append(
+        f"At n = {long} the Transformer's epoch was "
+        f"{'shorter' if faster else 'not shorter'} than the RNN's "
+        f"({spread(stats['transformer', long]['epoch'])} s against {spread(stats['rnn', long]['epoch'])} s)."
+    )
+    if speedup:
+        text.append(f"The lecture's point is about parallel hardware, and this machine has two shared cores: a "
+                    f"second thread made one update at n = {n_max} {speedup['RNN']:.2f}× as fast for the RNN and "
+                    f"{speedup['Transformer']:.2f}× for the Transformer (timing table; the load average says how "
+                    f"busy the cores were). Two cores cannot show much — on a GPU, with thousands of lanes, the "
+                    f"positions the Transformer computes at once are where the gap becomes an order of magnitude, "
+                    f"while the RNN's sequential steps stay sequential.")  # fmt: skip
+    accuracies = ", ".join(f"n = {n}: Transformer {mean_sd(stats['transformer', n]['tokens'])[0]:.3f} against RNN "
+                           f"{mean_sd(stats['rnn', n]['tokens'])[0]:.3f}" for n in lengths)  # fmt: skip
+    if quality:
+        text.append(f"Quality held (test token accuracy, {accuracies}): attention over all positions is enough to "
+                    f"reverse a string, and the recurrence is not needed for it.")  # fmt: skip
+    else:
+        text.append(f"Quality did not hold everywhere (test token accuracy, {accuracies}): at this budget one model "
+                    f"learnt the long strings better; more epochs or a tuned learning rate can close it.")  # fmt: skip
+    return " ".join(text)
