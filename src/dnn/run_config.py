@@ -219,6 +219,7 @@ class CaptioningData(DataConfig):
     width: int = 48  # W_img of the canvas
     min_digits: int = 1
     max_digits: int = 4
+    redraw: bool = True  # new training images every epoch (a function of seed and epoch)
 
     def __post_init__(self):
         super().__post_init__()

@@ -36,7 +36,7 @@ def attention_over_image(image, words: Sequence[str], attention, path: str | os.
     top = 0.6 if title else 0.3  # the heading, and each panel's word above it
     fig, axes = new_figure(PANEL_INCHES * n, 0.9 * PANEL_INCHES * aspect + top + 0.15, 1, n, left=0.15,
                            right=0.15, bottom=0.15, top=top, wspace=0.08)  # fmt: skip
-    axes = axes[0]
+    axes = list(axes[0]) if n > 1 else [axes]  # new_figure gives a row of axes, or one axes for one panel
     extent = (0, W, H, 0)
     axes[0].imshow(picture, cmap="gray", extent=extent, vmin=0.0, vmax=max(1.0, float(picture.max())))
     axes[0].set_title("image", fontsize=9)

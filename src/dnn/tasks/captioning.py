@@ -4,8 +4,9 @@ Data, decided once in :meth:`CaptioningTask.prepare` (``data.task: captioning``,
 CaptioningData`): scikit-learn's digit images are split by seed into train / valid / test images
 (``data.valid_fraction``, ``data.test_fraction``, stratified), and each split's scenes are drawn from its own digits
 only (:func:`dnn.data.digit_scenes.caption_scenes`, a generator seeded by (seed, split)); so test captions are of
-handwriting training never saw. The words are the 10 digit names; images are normalised with the training
-canvases' mean and standard deviation.
+handwriting training never saw. With ``data.redraw`` (the default) every epoch after the first trains on new
+scenes of the training digits, drawn from (seed, epoch): new layouts and combinations, never a test digit. The
+words are the 10 digit names; images are normalised with the first training scenes' mean and standard deviation.
 
 Training is teacher-forced (``tgt_in = <sos> y_1 … y_n``, ``tgt_out = y_1 … y_n <eos>``); the loss is the model's
 (cross-entropy of the real words, plus its attention penalty if any). Evaluation decodes greedily and compares the
@@ -79,6 +80,7 @@ class CaptioningTask(Task):
         super().__init__(cfg)
         self.vocab = Vocab(DIGIT_WORDS)
         self.splits: dict[str, CaptionSplit] = {}
+        self.digits: dict[str, tuple[Tensor, Tensor]] = {}  # the digit images (M, 1, 8, 8) and labels of each split
         self.normalize: Normalize | None = None
 
     # -- data --------------------------------------------------------------------------------------------------
@@ -91,25 +93,34 @@ class CaptioningTask(Task):
             idx = indices[split]
             if n and not len(idx):
                 raise ConfigError(f"data.{split}_fraction is 0, so there are no digits to draw {n} {split} images from")
-            generator = torch.Generator().manual_seed(derive_seed(seed, "captioning", split))
-            scenes = caption_scenes(digits[idx], labels[idx], n, data.height, data.width, data.min_digits,
-                                    data.max_digits, generator) if n else None  # fmt: skip
-            if scenes is None:
-                self.splits[split] = CaptionSplit(torch.zeros(0, 1, data.height, data.width), [], [])
-                continue
-            ids = [self.vocab.encode(words) for words in scenes.captions]
-            self.splits[split] = CaptionSplit(scenes.images, ids, scenes.captions)
+            self.digits[split] = (digits[idx], labels[idx])
+            self.splits[split] = self._draw(split, n, split)
         mean, std = channel_stats(self.splits["train"].images)
         self.normalize = Normalize(mean, std.clamp_min(1e-6))
         sizes = ", ".join(f"{s} {len(self.splits[s])}" for s in SPLITS)
+        fresh = ", new training images every epoch" if data.redraw else ""
         log(f"data: captioning, {data.min_digits}–{data.max_digits} digits on {data.height}×{data.width} canvases; "
-            f"{sizes} images; {len(self.vocab) - 4} words")  # fmt: skip
+            f"{sizes} images{fresh}; {len(self.vocab) - 4} words")  # fmt: skip
+
+    def _draw(self, split: str, n: int, *keys: str) -> CaptionSplit:
+        """``n`` scenes of the digits of ``split``, from a generator seeded by (seed, "captioning", keys)."""
+        data = self.cfg.data
+        if n == 0:
+            return CaptionSplit(torch.zeros(0, 1, data.height, data.width), [], [])
+        generator = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "captioning", *keys))
+        scenes = caption_scenes(*self.digits[split], n, data.height, data.width, data.min_digits, data.max_digits,
+                                generator)  # fmt: skip
+        return CaptionSplit(scenes.images, [self.vocab.encode(words) for words in scenes.captions], scenes.captions)
 
     def model_options(self) -> dict[str, Any]:
         return {"vocab_size": len(self.vocab), "in_channels": 1}
 
     def train_batches(self, epoch: int) -> Iterator[CaptionBatch]:
+        """The training images (``data.redraw``: drawn anew for every epoch after the first), shuffled; both a
+        function of (seed, epoch), so a resumed run sees the same batches."""
         train = self.splits["train"]
+        if self.cfg.data.redraw and epoch > 0:
+            train = self._draw("train", len(train), "train", "epoch", str(epoch))
         bs = self.cfg.train.batch_size
         generator = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "captioning", "epoch", str(epoch)))
         order = torch.randperm(len(train), generator=generator).tolist()
