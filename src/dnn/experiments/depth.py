@@ -214,9 +214,9 @@ def _lesson(ctx: Context, checks: list[Check], test, initial, seeds, beaten) -> 
         text.append(f"It shows in training. Both connected stacks left the plateau of 1/6 in all {n} seeds; the "
                     f"plain stack did so in {beaten['plain']} of {n} within the same budget, and ended with the "
                     f"worst test MSE ({spread(test['plain'])} against {spread(test['residual'])} with skips and "
-                    f"{spread(test['dense'])} dense). The plain stack is not unable to learn the task — one layer "
-                    f"solves it — but its lower layers, which see the inputs, get too little of the error to learn "
-                    f"what to keep.")  # fmt: skip
+                    f"{spread(test['dense'])} dense). The task is not too hard for one layer (recipe adding-lstm "
+                    f"solves it); what the plain stack lacks is a signal in its lower layers, which see the inputs: "
+                    f"they get too little of the error to learn what to keep.")  # fmt: skip
     else:
         text.append(f"Training told a less clear story: residual beat the baseline in {beaten['residual']} of {n} "
                     f"seeds, dense in {beaten['dense']}, plain in {beaten['plain']}; test MSE plain "
