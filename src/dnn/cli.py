@@ -28,6 +28,11 @@ def _sub(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
     )
 
 
+def _device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="where the model runs: cpu (default), auto (CUDA when there "
+                        "is one), cuda, cuda:N or mps")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dnn", description="dnn: train, inspect, try and serve the CNNs and RNNs of the lecture.")
     parser.add_argument("--version", action="version", version=f"dnn {__version__}")
@@ -54,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     ev.add_argument("run", help="a run directory")
     ev.add_argument("--data", help="a file or folder in the run's training format to evaluate on instead")
+    _device_flag(ev)
 
     predict = _sub(
         sub, "predict", "classify or tag inputs with a trained run (images, or text files: one example a line)",
@@ -61,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     predict.add_argument("run", help="a run directory")
     predict.add_argument("inputs", nargs="+", help="image files (PNG/JPEG) or text files (- reads standard input)")
+    _device_flag(predict)
 
     translate = _sub(
         sub, "translate", "translate text with a trained seq2seq run", "dnn translate runs/dates 'March 3, 2021'"
@@ -69,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("texts", nargs="*", help="texts to translate; none or - reads lines from standard input")
     translate.add_argument("--beam-size", type=int, default=5, help="beam width (1 = greedy; default 5)")
     translate.add_argument("--attention", action="store_true", help="also print the attention of every output token")
+    _device_flag(translate)
 
     generate = _sub(
         sub, "generate", "write text with a trained language model", "dnn generate runs/charlm --prompt 'def '"
@@ -80,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     generate.add_argument("--top-p", type=float, default=None, help="sample among the most likely tokens up to mass p")
     generate.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
+    _device_flag(generate)
 
     transcribe = _sub(
         sub, "transcribe", "transcribe audio files (WAV, FLAC, OGG) with a trained speech run; prints file<TAB>text",
@@ -88,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("run", help="a run directory (dnn train speech-digits ...)")
     transcribe.add_argument("files", nargs="+", help="audio files; other sample rates are resampled")
     transcribe.add_argument("--beam-size", type=int, default=1, help="CTC prefix beam width (1 = greedy; default 1)")
+    _device_flag(transcribe)
 
     caption = _sub(
         sub, "caption", "caption images with a trained captioning run; prints file<TAB>caption",
@@ -105,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("runs", nargs="+", metavar="RUN", help="run directories (each served under its folder name)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    _device_flag(serve)
     from dnn.serve.limits import ServeLimits
 
     limits = ServeLimits()
@@ -126,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("inputs", nargs="*", help="seq2seq runs: sentences (an attention heatmap each); image runs: "
                          "image files (feature maps each); other runs take none")  # fmt: skip
     inspect.add_argument("--out", metavar="DIR", help="where report.html and figures/ go (default: the run itself)")
+    _device_flag(inspect)
 
     export = _sub(
         sub, "export", "export a trained run for deployment: ONNX graphs (onnxruntime) or TorchScript, with a "
@@ -178,12 +190,12 @@ def _list() -> None:
     print("  " + ", ".join(["digits", "adding", "pydoc", *list_tasks(), "spoken digits and phrases (espeak-ng)"]))
 
 
-def _predictor(path: str, kind: str, verb: str):
+def _predictor(path: str, kind: str, verb: str, device: str = "cpu"):
     """The predictor of the run at ``path``, which must be of ``kind`` (ConfigError naming the run otherwise)."""
     from dnn.errors import ConfigError
     from dnn.run import load_run
 
-    run = load_run(path)
+    run = load_run(path, device)
     try:
         return run.predictor.require(kind, f"dnn {verb}")
     except ConfigError as err:
@@ -203,7 +215,7 @@ def _predict(args) -> None:
     from dnn.errors import ConfigError
     from dnn.run import load_run
 
-    run = load_run(args.run)
+    run = load_run(args.run, args.device)
     predictor = run.predictor
     if predictor.kind == "image":
         rows = predictor.predict_files(args.inputs)
@@ -220,7 +232,7 @@ def _predict(args) -> None:
 
 
 def _translate(args) -> None:
-    predictor = _predictor(args.run, "translate", "translate")
+    predictor = _predictor(args.run, "translate", "translate", args.device)
     texts = args.texts if args.texts and args.texts != ["-"] else [line.rstrip("\n") for line in sys.stdin]
     for row in predictor.translate(texts, beam_size=args.beam_size):
         print(row["output"])
@@ -270,16 +282,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             from dnn.run import evaluate_run
 
-            print(json.dumps(evaluate_run(args.run, args.data), indent=2))
+            print(json.dumps(evaluate_run(args.run, args.data, args.device), indent=2))
         elif args.command == "predict":
             _predict(args)
         elif args.command == "translate":
             _translate(args)
         elif args.command == "generate":
-            predictor = _predictor(args.run, "generate", "generate")
+            predictor = _predictor(args.run, "generate", "generate", args.device)
             print(predictor.generate(args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed))
         elif args.command == "transcribe":
-            predictor = _predictor(args.run, "transcribe", "transcribe")
+            predictor = _predictor(args.run, "transcribe", "transcribe", args.device)
             for row in predictor.transcribe(args.files, beam_size=args.beam_size):
                 print(f"{row['file']}\t{row['text']}")
         elif args.command == "caption":
@@ -297,11 +309,12 @@ def main(argv: list[str] | None = None) -> int:
 
             limits = ServeLimits(args.max_body_bytes, args.max_tokens, args.max_pixels, args.max_concurrency,
                                  args.timeout)  # fmt: skip
-            serve(args.runs, args.host, args.port, limits)
+            serve(args.runs, args.host, args.port, limits, args.device)
         elif args.command == "inspect":
             from dnn.inspect import write_report
 
-            print(write_report(args.run, args.inputs, args.out, log=lambda line: print(line, file=sys.stderr)))
+            log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+            print(write_report(args.run, args.inputs, args.out, log=log, device=args.device))
         elif args.command == "export":
             from dnn.export import export_run
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from dnn.config import apply_overrides, load_yaml
+from dnn.device import resolve_device
 from dnn.errors import CheckpointError, ConfigError
 from dnn.io import read_json
 from dnn.models.registry import create_model
@@ -83,9 +84,11 @@ class LoadedRun:
     results: dict[str, Any] | None
 
 
-def load_run(path: str | os.PathLike) -> LoadedRun:
-    """The one way back in: config, best weights and what prediction needs, from a run directory."""
+def load_run(path: str | os.PathLike, device: str = "cpu") -> LoadedRun:
+    """The one way back in: config, best weights and what prediction needs, from a run directory; the model on
+    ``device`` (``auto``: CUDA when there is one). A run trained on a GPU loads on a CPU-only machine."""
     path = Path(path)
+    where = resolve_device(device, where="--device")
     config, cfg = read_config(path)
     try:
         model_config = validate_model_section(cfg.model)
@@ -93,18 +96,19 @@ def load_run(path: str | os.PathLike) -> LoadedRun:
         raise CheckpointError(f"{path / 'config.yaml'}: {err}") from None
     model = create_model(cfg.model["name"], model_config)
     load_weights(model, path / "model.safetensors")
-    model.eval()
+    model.to(where).eval()
     info = read_json(path / "task.json", "a run's task.json", required=("task",))
     predictor = task_class(str(info["task"])).load_predictor(path, model)
     results = read_json(path / "results.json", "a run's results") if (path / "results.json").is_file() else None
     return LoadedRun(path, config, cfg, model, predictor, results)
 
 
-def evaluate_run(path: str | os.PathLike, data: str | os.PathLike | None = None) -> dict[str, Any]:
+def evaluate_run(path: str | os.PathLike, data: str | os.PathLike | None = None, device: str = "cpu"
+                 ) -> dict[str, Any]:  # fmt: skip
     """The run's best model on its validation and test data (rebuilt from the saved config and seed), or, with
     ``data``, on that file or folder alone, read with the run's own vocabularies, classes and normalisation:
     ``{"data": PATH, "test": metrics}``."""
-    run = load_run(path)
+    run = load_run(path, device)
     task = make_task(run.cfg)
     if data is None:
         task.prepare(lambda message: None)

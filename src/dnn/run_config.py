@@ -322,6 +322,10 @@ class TrainConfig:
     tensorboard: bool = True  # also write TensorBoard event files (tensorboard/) when the package is installed
     checkpoint_every: int = 0  # save the training state every N steps (and at every epoch end); 0 = epoch ends only
     threads: int = 0  # torch intra-op threads; 0 = torch's choice
+    device: str = "auto"  # auto (CUDA when there is one, else MPS, else CPU) | cpu | cuda | cuda:N | mps
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast; fp16 with a gradient scaler
+    compile: bool = False  # torch.compile the model (its cold start is reported once, not hidden in steps/s)
+    channels_last: bool | None = None  # CNNs: NHWC memory layout; None = on for CUDA, off on the CPU
     init_from: str | None = None  # transfer learning (CNNs): a run directory or weights file to start from
     freeze_up_to: str | None = None  # CNNs: freeze the body up to this stage ("body" = all of it)
     body_lr: float | None = None  # CNNs: the body's learning rate (train.lr is the head's); None = train.lr

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from dnn.config import save_yaml, to_dict
+from dnn.device import check_precision, resolve_device
 from dnn.errors import CheckpointError, ConfigError
 from dnn.inspect import write_report
 from dnn.io import remove_stale_temporaries, write_json
@@ -47,6 +48,7 @@ class _Checkpointer:
         self.metric, self.mode = monitor
         self.best: float | None = None
         self.finished: str | None = None  # why training ended (saved last), so a resume knows there is nothing to do
+        self.scaler: torch.amp.GradScaler | None = None  # fp16's loss scale, part of an exact resume
 
     def save(self, trainer) -> None:
         self.ddp.barrier()
@@ -66,6 +68,7 @@ class _Checkpointer:
             "stats": {k: v for k, v in vars(trainer.stats).items() if k != "extra"},
             "best": self.best,
             "rng": rng_state(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }
         context = self.task.checkpoint_context(trainer.context)  # e.g. a language model's carried hidden state
         if context is not None:
@@ -203,6 +206,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
                               f"(torch's choice) or at most {4 * cores}")  # fmt: skip
         torch.set_num_threads(t.threads)
     torch.set_flush_denormal(t.flush_denormal)
+    device = _device(t, ddp)  # a device that is not there is one line before any data is read
     seed_everything(cfg.seed, cfg.deterministic)
     task = make_task(cfg)
     task.prepare(log)
@@ -214,11 +218,13 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
         save_yaml(resolved, run_dir / "config.yaml")
         task.save_artifacts(run_dir)
     ddp.barrier()
-    model = create_model(cfg.model["name"], model_cfg)
+    model = create_model(cfg.model["name"], model_cfg).to(device)
+    if _channels_last(t, model, device):
+        model = model.to(memory_format=torch.channels_last)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {cfg.model['name']}, {n_params:,} parameters; run directory {run_dir}")
+    log(f"model: {cfg.model['name']}, {n_params:,} parameters on {device} in {t.precision}; run directory {run_dir}")
     if ddp.enabled:
-        log(f"distributed: {ddp.world} processes, {'nccl' if torch.cuda.is_available() else 'gloo'}")
+        log(f"distributed: {ddp.world} processes, {'nccl' if device.type == 'cuda' else 'gloo'}")
 
     params = _transfer(model, t, log) if (t.init_from or t.freeze_up_to or t.body_lr) else model.parameters()
     optimizer = make_optimizer(params, t.optimizer, t.lr, t.weight_decay, t.momentum)
@@ -237,10 +243,14 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
         callbacks.append(EarlyStopping(monitor[0], monitor[1], t.patience))
     if progress:
         callbacks.append(ProgressBar(total, every=max(1, total // 20)))
+    timer = _FirstStep()
+    callbacks.append(timer)
+    stepped = torch.compile(model) if t.compile else model  # the same parameters: evaluation runs the plain model
     trainer = Trainer(
-        ddp.wrap(model), optimizer, task.step, scheduler=scheduler, clip_norm=t.clip_norm, clip_value=t.clip_value,
-        on_nonfinite=t.on_nonfinite, callbacks=callbacks,
+        ddp.wrap(stepped), optimizer, task.step, scheduler=scheduler, clip_norm=t.clip_norm, clip_value=t.clip_value,
+        on_nonfinite=t.on_nonfinite, callbacks=callbacks, device=device, precision=t.precision,
     )  # fmt: skip
+    checkpointer.scaler = trainer.scaler
     trainer.context["monitor"] = monitor[0]
 
     if resume:
@@ -257,6 +267,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
             setattr(trainer.stats, key, value)
         checkpointer.best = state["best"]
         set_rng_state(state["rng"])
+        if trainer.scaler is not None and state.get("scaler"):
+            trainer.scaler.load_state_dict(state["scaler"])
         task.restore_context(trainer.context, state.get("context"))
         log(f"resumed at step {trainer.stats.step} (epoch {trainer.stats.epoch})")
 
@@ -277,9 +289,16 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
         "steps": trainer.stats.step,
         "epochs": trainer.stats.epoch,
         "seconds": round(seconds, 2),
+        "device": str(device),
+        "precision": t.precision,
         "clipped_steps": trainer.stats.clipped,
         "skipped_batches": trainer.stats.skipped,
     }
+    if t.compile and timer.seconds is not None:  # the cold start, once, apart from the speed of the rest
+        results["compile_seconds"] = round(timer.seconds, 2)
+        log(f"compile: the first step took {timer.seconds:.1f} s (torch.compile's cold start)")
+    if trainer.stats.step > 1 and timer.seconds is not None and seconds > timer.seconds:
+        results["steps_per_second"] = round((trainer.stats.step - 1) / (seconds - timer.seconds), 2)
     if ddp.enabled:
         results["processes"] = ddp.world
         results["weights_identical_across_processes"] = identical
@@ -427,3 +446,37 @@ class RunLock:
         if self.file is not None:
             self.file.close()  # closing the descriptor drops the lock
             self.file = None
+
+
+def _device(t, ddp: Distributed) -> torch.device:
+    """train.device resolved; under torchrun on CUDA each rank takes its local GPU."""
+    device = resolve_device(t.device)
+    check_precision(device, t.precision)
+    if device.type == "cuda" and ddp.enabled:
+        device = torch.device("cuda", ddp.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def _channels_last(t, model: torch.nn.Module, device: torch.device) -> bool:
+    """NHWC for CNNs where it pays: on CUDA by default (cuDNN's tensor cores), on request elsewhere."""
+    from dnn.models.cnn_base import ImageClassifier
+
+    wanted = t.channels_last if t.channels_last is not None else device.type == "cuda"
+    return wanted and isinstance(model, ImageClassifier)
+
+
+class _FirstStep:
+    """How long the first optimiser step took (with torch.compile: its cold start)."""
+
+    def __init__(self):
+        self.start: float | None = None
+        self.seconds: float | None = None
+
+    def on_fit_start(self, trainer, **_):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, trainer, **_):
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self.start

@@ -91,7 +91,8 @@ class _Report:
 
 def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None,
                  out_dir: str | os.PathLike | None = None, *, task: Task | None = None,
-                 log: Callable[[str], None] | None = None, run: LoadedRun | None = None) -> Path:  # fmt: skip
+                 log: Callable[[str], None] | None = None, run: LoadedRun | None = None,
+                 device: str = "cpu") -> Path:  # fmt: skip
     """Draw every picture that applies to the run into ``figures/`` and write ``report.html``; return its path.
 
     Args:
@@ -109,7 +110,7 @@ def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None
     Every file is written atomically; PNGs in ``figures/`` that this report did not draw are removed.
     """
     run_dir = Path(run_dir)
-    run = run if run is not None else load_run(run_dir)
+    run = run if run is not None else load_run(run_dir, device)
     out = Path(out_dir) if out_dir is not None else run_dir
     report = _Report(run, out / FIGURES, log or (lambda message: None))
     images, texts = _read_inputs(run, list(inputs or []))

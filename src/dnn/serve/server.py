@@ -213,13 +213,19 @@ def _limits_of(app) -> ServeLimits:
 
 
 def serve(run_dirs: Sequence[str | os.PathLike], host: str = "127.0.0.1", port: int = 8000,
-          limits: ServeLimits | None = None) -> None:  # fmt: skip
+          limits: ServeLimits | None = None, device: str = "cpu") -> None:  # fmt: skip
     """Serve ``run_dirs`` on ``host:port`` until interrupted (what ``dnn serve`` runs)."""
     from dnn.serve.app import create_app
 
     limits = limits or ServeLimits()
     check_descriptors(limits)
-    app = create_app(run_dirs, limits)
+    from functools import partial
+
+    from dnn.device import resolve_device
+    from dnn.run import load_run
+
+    resolve_device(device, where="--device")  # a device that is not there: one line before the server starts
+    app = create_app(run_dirs, limits, load=partial(load_run, device=device))
     sock = listen(host, port)
     address = url(host, sock.getsockname()[1])
     print(f"dnn serve: {len(run_dirs)} run(s) at {address}/ (API schema: {address}/docs); Ctrl-C stops", flush=True)

@@ -21,6 +21,7 @@ from dnn.data.images import (
     load_image,
 )
 from dnn.data.splits import derive_seed, split_indices
+from dnn.device import model_device
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.io import read_json, write_json
 from dnn.tasks.base import ClassPredictions, Predictor, Task
@@ -165,12 +166,12 @@ class ImageClassification(Task):
         if split not in self.splits or len(self.splits[split][1]) == 0:
             return {}
         x, y = self.splits[split]
-        preds, total_loss = [], 0.0
+        preds, total_loss, device = [], 0.0, model_device(model)
         with torch.no_grad():
             for start in range(0, len(y), 256):
-                logits = model(self.normalize(x[start : start + 256]))
-                total_loss += F.cross_entropy(logits, y[start : start + 256], reduction="sum").item()
-                preds.append(logits.argmax(-1))
+                logits = model(self.normalize(x[start : start + 256]).to(device)).float()
+                total_loss += F.cross_entropy(logits.cpu(), y[start : start + 256], reduction="sum").item()
+                preds.append(logits.argmax(-1).cpu())
         pred = torch.cat(preds)
         return {
             "accuracy": metrics.accuracy(pred, y),
@@ -187,7 +188,9 @@ class ImageClassification(Task):
         model.eval()
         try:
             with torch.no_grad():
-                pred = torch.cat([model(self.normalize(x[i : i + 256])).argmax(-1) for i in range(0, len(y), 256)])
+                device = model_device(model)
+                pred = torch.cat([model(self.normalize(x[i : i + 256]).to(device)).argmax(-1).cpu()
+                                  for i in range(0, len(y), 256)])  # fmt: skip
         finally:
             model.train(was_training)
         return ClassPredictions(list(self.classes), pred, y)
@@ -290,7 +293,7 @@ class ImagePredictor(Predictor):
         """Class probabilities ``(B, K)`` for images ``(B, C, H, W)`` in [0, 1]."""
         self.model.eval()
         with torch.inference_mode():
-            return torch.softmax(self.model(self.normalize(images)), dim=-1)
+            return torch.softmax(self.model(self.normalize(images).to(model_device(self.model))).float(), -1).cpu()
 
     def predict_files(self, paths: list[str]) -> list[dict[str, Any]]:
         images = torch.stack([load_image(p, self.image_size, grayscale=self.channels == 1) for p in paths])

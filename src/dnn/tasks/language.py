@@ -49,6 +49,7 @@ from dnn.data.text import read_text
 from dnn.data.tokenizers import BPETokenizer, Tokenizer, make_tokenizer
 from dnn.data.vocab import EOS_ID, SOS_ID, SPECIALS, UNK_ID, Vocab
 from dnn.decoding import sample
+from dnn.device import model_device
 from dnn.errors import ConfigError, DataError
 from dnn.io import read_json, write_json
 from dnn.models.language import LMState
@@ -111,9 +112,10 @@ def stream_nll(model: nn.Module, ids: Tensor, streams: int, bptt: int, carry: bo
     """Summed cross-entropy (nats) and the number of predicted tokens, reading ``ids (N,)`` as ``streams``
     parallel streams in chunks of ``bptt`` steps; ``carry=False`` restarts every chunk from a zero state."""
     total, count, state = 0.0, 0, None
+    device = model_device(model)
     for inputs, targets in stream_batches(ids, streams, bptt):  # (B, k), (B, k)
-        logits, state = model(inputs, state if carry else None)  # (B, k, V)
-        total += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
+        logits, state = model(inputs.to(device), state if carry else None)  # (B, k, V)
+        total += F.cross_entropy(logits.flatten(0, 1).float(), targets.to(device).flatten(), reduction="sum").item()
         count += targets.numel()
     return total, count
 
@@ -333,7 +335,11 @@ class _Banned:
 
     def decode_step(self, prev_token: Tensor, state: LMState | None):
         logits, state, attention = self.model.decode_step(prev_token, state)  # (B, V)
-        return logits.index_fill(-1, torch.tensor(self.banned, dtype=torch.int64), float("-inf")), state, attention
+        return (
+            logits.index_fill(-1, torch.tensor(self.banned, dtype=torch.int64, device=logits.device), float("-inf")),
+            state,
+            attention,
+        )
 
 
 class TextGenerator(Predictor):
@@ -363,11 +369,12 @@ class TextGenerator(Predictor):
         if len(prompt) > MAX_PROMPT_CHARS:
             raise DataError(f"the prompt has {len(prompt):,} characters; at most {MAX_PROMPT_CHARS:,}")
         ids = encode_text(prompt, self.tokenizer, self.vocab) or list(self.start)  # "" (or only spaces, for words)
-        tokens = torch.tensor([ids], dtype=torch.int64)  # (1, P)
+        device = model_device(self.model)
+        tokens = torch.tensor([ids], dtype=torch.int64, device=device)  # (1, P)
         self.model.eval()
         with torch.no_grad():
             _, state = self.model(tokens[:, :-1]) if tokens.shape[1] > 1 else (None, None)  # the prompt but its last
-            generator = torch.Generator().manual_seed(seed)
+            generator = torch.Generator(device=device).manual_seed(seed)
             new = sample(_Banned(self.model, self.banned), tokens[:, -1:], length, temperature, top_k, top_p,
                          generator, state=state)  # fmt: skip  # (1, length)
         text = decode_text(new[0].tolist(), self.tokenizer, self.vocab)
@@ -431,7 +438,8 @@ class AddingProblem(Task):
             return {}
         x, y = self.splits[split]
         with torch.no_grad():
-            pred = torch.cat([model(x[i : i + 500]) for i in range(0, len(y), 500)])
+            device = model_device(model)
+            pred = torch.cat([model(x[i : i + 500].to(device)).float().cpu() for i in range(0, len(y), 500)])
         return {"mse": metrics.mse(pred, y), "baseline_mse": metrics.mse(torch.ones_like(y), y)}
 
     def save_artifacts(self, run_dir: Path) -> None:
@@ -456,4 +464,4 @@ class AddingPredictor(Predictor):
     def predict_tensor(self, x: Tensor) -> Tensor:
         self.model.eval()
         with torch.inference_mode():
-            return self.model(x)
+            return self.model(x.to(model_device(self.model))).cpu()

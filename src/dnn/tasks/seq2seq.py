@@ -39,6 +39,7 @@ from dnn.data.text_tasks import list_tasks, task_splits
 from dnn.data.tokenizers import Tokenizer, make_tokenizer
 from dnn.data.vocab import Vocab
 from dnn.decoding import beam_search, greedy
+from dnn.device import model_device, to_device
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.io import read_json, write_json
 from dnn.tasks.base import LengthAccuracy, Predictor, Task
@@ -266,6 +267,7 @@ class Seq2SeqTask(Task):
         outputs: list[list[str]] = [[] for _ in range(len(data))]
         for indices in self._eval_batches(data):
             src, lengths, _ = pad_batch([data.src_ids[i] for i in indices])  # (B, S), (B,)
+            src, lengths = to_device((src, lengths), model_device(model))
             result = greedy(model, src, lengths, max_len)
             for i, tokens in zip(indices, _decode_rows(result.tokens, self.tgt_vocab)):
                 outputs[i] = tokens
@@ -274,7 +276,9 @@ class Seq2SeqTask(Task):
     def _teacher_forced_loss(self, model: nn.Module, data: Seq2SeqSplit) -> float:
         total, count = 0.0, 0
         for indices in self._eval_batches(data):
-            batch = collate_seq2seq([(data.src_ids[i], data.tgt_ids[i]) for i in indices])
+            batch = to_device(
+                collate_seq2seq([(data.src_ids[i], data.tgt_ids[i]) for i in indices]), model_device(model)
+            )
             logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing=1.0)  # (B, T, V)
             n = int(batch.tgt_mask.sum())
             total += float(model.loss(logits, batch.tgt_out)) * n  # the loss is a mean over the n real tokens
@@ -456,6 +460,7 @@ class Seq2SeqPredictor(Predictor):
 
     def _search(self, src, lengths, beam_size, max_len, length_penalty) -> list[tuple[list[int], Tensor | None]]:
         """Per sentence: the output ids (possibly ending with <eos>) and attention ``(L, S)`` or None."""
+        src, lengths = to_device((src, lengths), model_device(self.model))
         if beam_size == 1:
             result = greedy(self.model, src, lengths, max_len)  # tokens (B, L), attention (B, L, S)
             attention = result.attention

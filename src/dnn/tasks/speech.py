@@ -45,6 +45,7 @@ from dnn.data.speech import (
 )
 from dnn.data.splits import SPLIT_NAMES, carve_missing_splits, derive_seed
 from dnn.decoding_ctc import greedy_ctc, greedy_path, prefix_beam_search
+from dnn.device import model_device, to_device
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.io import read_json, write_json
 from dnn.models.speech import ctc_loss
@@ -208,7 +209,7 @@ class SpeechRecognition(Task):
             with torch.no_grad():
                 for start in range(0, len(order), EVAL_BATCH):
                     chunk = order[start : start + EVAL_BATCH]
-                    batch = collate_speech([(inputs[i], targets[i]) for i in chunk])
+                    batch = to_device(collate_speech([(inputs[i], targets[i]) for i in chunk]), model_device(model))
                     logits, lengths = model(batch.features, batch.lengths)  # (B, T', V)
                     self._check_classes(logits)
                     loss, n_inf = ctc_loss(logits, lengths, batch.targets, batch.target_lengths)
@@ -324,11 +325,12 @@ class SpeechPredictor(Predictor):
 
     def _log_probs(self, features: Sequence[Tensor]) -> list[Tensor]:
         """Per utterance the log-probabilities ``(T'_b, V)`` of its own output frames."""
-        batch = collate_speech([(x, []) for x in features])
+        batch = to_device(collate_speech([(x, []) for x in features]), model_device(self.model))
         self.model.eval()
         with torch.inference_mode():
             logits, lengths = self.model(batch.features, batch.lengths)  # (B, T', V)
-            log_probs = F.log_softmax(logits.float(), dim=-1)
+            log_probs = F.log_softmax(logits.float(), dim=-1).cpu()
+            lengths = lengths.cpu()
         return [log_probs[b, :n] for b, n in enumerate(lengths.tolist())]
 
     def _text(self, labels: Sequence[int]) -> str:

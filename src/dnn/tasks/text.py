@@ -46,6 +46,7 @@ from dnn.data.splits import SPLIT_NAMES, derive_seed, split_indices
 from dnn.data.text import Records, TaggedSentence, TextExample, read_classification, read_conll, read_imdb
 from dnn.data.tokenizers import Tokenizer, make_tokenizer
 from dnn.data.vocab import LabelVocab, Vocab
+from dnn.device import model_device, to_device
 from dnn.errors import ConfigError, DataError
 from dnn.io import read_json, write_json
 from dnn.tasks.base import ClassPredictions, Predictor, Task
@@ -96,6 +97,11 @@ def _read_task_json(run_dir: Path) -> dict[str, Any]:
 
 def _model_size(model: nn.Module, name: str) -> int | None:
     return getattr(getattr(model, "config", None), name, None)
+
+
+def _on(model: nn.Module, *tensors: Tensor) -> tuple[Tensor, ...]:
+    """``tensors`` on the model's device (evaluation and prediction build their batches on the CPU)."""
+    return to_device(tensors, model_device(model))
 
 
 def _check_texts(texts: Sequence[str]) -> None:
@@ -177,7 +183,7 @@ class _TextTask(Task):
             with torch.no_grad():
                 for start in range(0, len(examples), EVAL_BATCH):
                     batch = self.collate(examples[start : start + EVAL_BATCH])
-                    pred = model(batch.tokens, batch.lengths).argmax(-1)  # (B,) or, tagging, (B, T)
+                    pred = model(*_on(model, batch.tokens, batch.lengths)).argmax(-1).cpu()  # (B,) or (B, T)
                     keep = batch.mask if pred.dim() == 2 else slice(None)
                     predicted.append(pred[keep])
                     truth.append(batch.labels[keep])
@@ -308,7 +314,7 @@ class TextClassification(_TextTask):
         preds, targets, total = [], [], 0.0
         with torch.no_grad():
             for batch in self._eval_batches(split):
-                logits = model(batch.tokens, batch.lengths)  # (B, K)
+                logits = model(*_on(model, batch.tokens, batch.lengths)).float().cpu()  # (B, K)
                 total += F.cross_entropy(logits, batch.labels, reduction="sum").item()
                 preds.append(logits.argmax(-1))
                 targets.append(batch.labels)
@@ -366,7 +372,7 @@ class TextClassifierPredictor(Predictor):
         with torch.inference_mode():
             for start in range(0, len(ids), EVAL_BATCH):
                 tokens, lengths, _ = pad_batch(ids[start : start + EVAL_BATCH])  # (B, T), (B,)
-                rows.append(torch.softmax(self.model(tokens, lengths), dim=-1))  # (B, K)
+                rows.append(torch.softmax(self.model(*_on(self.model, tokens, lengths)).float(), -1).cpu())  # (B, K)
         return torch.cat(rows) if rows else torch.empty(0, len(self.labels))
 
     def predict_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
@@ -460,7 +466,7 @@ class Tagging(_TextTask):
         preds, targets, total = [], [], 0.0
         with torch.no_grad():
             for batch in self._eval_batches(split):
-                logits = model(batch.tokens, batch.lengths)  # (B, T, K)
+                logits = model(*_on(model, batch.tokens, batch.lengths)).float().cpu()  # (B, T, K)
                 K = logits.shape[-1]
                 total += F.cross_entropy(
                     logits.reshape(-1, K), batch.labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
@@ -505,7 +511,7 @@ class TaggingPredictor(Predictor):
         with torch.inference_mode():
             for start in range(0, len(ids), EVAL_BATCH):
                 tokens, lengths, _ = pad_batch(ids[start : start + EVAL_BATCH])  # (B, T), (B,)
-                best = self.model(tokens, lengths).argmax(-1)  # (B, T)
+                best = self.model(*_on(self.model, tokens, lengths)).argmax(-1).cpu()  # (B, T)
                 out += [[self.labels.decode(k) for k in row[:n]] for row, n in zip(best.tolist(), lengths.tolist())]
         return out
 

@@ -49,7 +49,15 @@ class Distributed:
             dist.barrier()
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        return _DDP(model) if self.enabled else model
+        if not self.enabled:
+            return model
+        device = next(model.parameters()).device
+        return _DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    @property
+    def local_rank(self) -> int:
+        """This process's GPU on its machine (torchrun's LOCAL_RANK)."""
+        return int(os.environ.get("LOCAL_RANK", self.rank))
 
     def shard(self, batches: Callable[[int], Iterable[Any]], per_epoch: int) -> Callable[[int], Iterable[Any]]:
         """Every rank takes every ``world``-th batch; the tail that would leave ranks uneven is dropped."""

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from dnn.device import autocast, to_device
 from dnn.errors import DnnError
 
 __all__ = ["NonFiniteError", "StepStats", "Trainer"]
@@ -69,6 +70,10 @@ class Trainer:
         on_nonfinite: ``"stop"`` raises :class:`NonFiniteError` naming the step (the last checkpoint stays intact),
             ``"skip"`` drops the batch and counts it.
         callbacks: objects with ``on_<event>`` methods.
+        device: where each batch is moved before the step (the model is already there); None leaves it as it is.
+        precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` under autocast; fp16 scales the loss with a
+            :class:`torch.amp.GradScaler` (``trainer.scaler``, saved with the checkpoint) and skips a step whose
+            scaled gradient overflowed, counted in ``stats.skipped``.
     """
 
     def __init__(
@@ -82,6 +87,8 @@ class Trainer:
         clip_value: float | None = None,
         on_nonfinite: Literal["stop", "skip"] = "stop",
         callbacks: Iterable[Any] = (),
+        device: torch.device | None = None,
+        precision: str = "fp32",
     ):
         if on_nonfinite not in ("stop", "skip"):
             raise DnnError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
@@ -96,6 +103,8 @@ class Trainer:
         self.stats = StepStats()
         self.context: dict[str, Any] = {}
         self.should_stop = False  # a callback (early stopping, max_steps) sets it
+        self.device, self.precision = device, precision
+        self.scaler = torch.amp.GradScaler(device.type if device else "cpu") if precision == "fp16" else None
 
     # -- events ------------------------------------------------------------------------------------------------
 
@@ -111,20 +120,37 @@ class Trainer:
     def train_step(self, batch: Any) -> dict[str, float] | None:
         """One optimiser step on ``batch``; returns what was measured, or None if the batch was skipped."""
         self.emit("batch_start", batch=batch)
-        loss, n_items = self.step_fn(self.model, batch, self.context)
-        loss_value = loss.detach().item()
+        if self.device is not None:
+            batch = to_device(batch, self.device, non_blocking=True)
+        with autocast(self.device or torch.device("cpu"), self.precision):
+            loss, n_items = self.step_fn(self.model, batch, self.context)
+        loss_value = loss.detach().float().item()
         if not math.isfinite(loss_value):
             return self._nonfinite(f"the loss is {loss_value}")
-        loss.backward()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # clipping and the measured norm see the true gradient
+        else:
+            loss.backward()
         if self.clip_value is not None:
             nn.utils.clip_grad_value_(self.model.parameters(), self.clip_value)
         max_norm = self.clip_norm if self.clip_norm is not None else math.inf
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm).item()  # the norm before clipping
         if not math.isfinite(grad_norm):
+            if self.scaler is not None:  # fp16 overflow: the scaler skips this step and lowers its scale
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.stats.skipped += 1
+                return None
             return self._nonfinite(f"the gradient norm is {grad_norm}")
         clipped = self.clip_norm is not None and grad_norm > self.clip_norm
         self.emit("after_backward", grad_norm=grad_norm, clipped=clipped)
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None and not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step()

@@ -1,0 +1,56 @@
+"""Device and precision: a device that is not there is one line; batches of every shape follow the device;
+autocast really computes in bf16 on the CPU."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pytest
+import torch
+
+from dnn.data.batching import collate_seq2seq
+from dnn.device import autocast, check_precision, model_device, resolve_device, to_device
+from dnn.errors import ConfigError
+
+
+def test_auto_is_the_cpu_here_and_an_absent_gpu_is_one_line():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match=r"^train.device=cuda: no CUDA device here .*use train.device=cpu or auto$"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match=r"^--device=cuda:1: no CUDA device here"):
+        resolve_device("cuda:1", where="--device")
+    with pytest.raises(ConfigError, match="train.device must be one of auto, cpu, cuda, cuda:N or mps, got 'gpu'"):
+        resolve_device("gpu")
+
+
+class Pair(NamedTuple):
+    a: torch.Tensor
+    b: list
+
+
+def test_to_device_reaches_tensors_in_dataclasses_tuples_named_tuples_and_dicts():
+    batch = collate_seq2seq([([4, 5, 6], [7, 8]), ([4], [9])])
+    moved = to_device({"batch": batch, "pair": Pair(torch.ones(2), [torch.zeros(1), "x"])}, torch.device("meta"))
+    assert moved["batch"].src.device.type == "meta" and moved["batch"].tgt_out.device.type == "meta"
+    assert type(moved["batch"]) is type(batch)
+    assert moved["pair"].a.device.type == "meta" and moved["pair"].b[0].device.type == "meta"
+    assert moved["pair"].b[1] == "x" and isinstance(moved["pair"], Pair)
+    assert batch.src.device.type == "cpu"  # the original is untouched
+
+
+def test_bf16_autocast_computes_in_bf16_on_the_cpu_and_fp32_changes_nothing():
+    x, w = torch.randn(4, 8), torch.randn(8, 3)
+    with autocast(torch.device("cpu"), "bf16"):
+        assert (x @ w).dtype == torch.bfloat16
+    with autocast(torch.device("cpu"), "fp32"):
+        assert (x @ w).dtype == torch.float32
+    with pytest.raises(ConfigError, match="train.precision must be one of fp32, bf16, fp16"):
+        check_precision(torch.device("cpu"), "fp8")
+
+
+def test_model_device_of_a_model_without_parameters_is_the_cpu():
+    assert model_device(torch.nn.ReLU()) == torch.device("cpu")
+    assert model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
