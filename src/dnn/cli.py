@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("texts", nargs="*", help="texts to translate; none or - reads lines from standard input")
     translate.add_argument("--beam-size", type=int, default=5, help="beam width (1 = greedy; default 5)")
     translate.add_argument("--attention", action="store_true", help="also print the attention of every output token")
+    translate.add_argument("--n-best", type=int, default=1, help="print the N best translations of each text, "
+                           "with their scores (at most --beam-size; default 1)")  # fmt: skip
+    translate.add_argument("--length-penalty", type=float, default=0.6, help="GNMT's α: > 0 favours longer "
+                           "outputs in beam search, 0 = none (default 0.6)")  # fmt: skip
     _device_flag(translate)
 
     generate = _sub(
@@ -234,8 +238,14 @@ def _predict(args) -> None:
 def _translate(args) -> None:
     predictor = _predictor(args.run, "translate", "translate", args.device)
     texts = args.texts if args.texts and args.texts != ["-"] else [line.rstrip("\n") for line in sys.stdin]
-    for row in predictor.translate(texts, beam_size=args.beam_size):
-        print(row["output"])
+    rows = predictor.translate(texts, beam_size=args.beam_size, length_penalty=args.length_penalty,
+                               n_best=args.n_best)  # fmt: skip
+    for row in rows:
+        if args.n_best > 1:
+            for rank, alt in enumerate([row, *row.get("alternatives", [])], 1):
+                print(f"{rank}\t{alt['score']:.4f}\t{alt['output']}")
+        else:
+            print(row["output"])
         if args.attention:
             for token, weights in zip(row["output_tokens"], row["attention"]):
                 best = max(range(len(weights)), key=weights.__getitem__) if weights else None

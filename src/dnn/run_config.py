@@ -199,6 +199,8 @@ class SpeechData(_BuiltinData, DataConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.train and self.source is not None:  # a user's recordings win over the recipe's built-in speech
+            self.source = None
         for name in ("n_mels", "freq_mask_width", "time_mask_width"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"data.{name} must be a positive integer, got {getattr(self, name)}")
@@ -328,6 +330,7 @@ class TrainConfig:
     channels_last: bool | None = None  # CNNs: NHWC memory layout; None = on for CUDA, off on the CPU
     init_from: str | None = None  # transfer learning (CNNs): a run directory or weights file to start from
     freeze_up_to: str | None = None  # CNNs: freeze the body up to this stage ("body" = all of it)
+    unfreeze_after: int = 0  # CNNs: make the frozen body trainable again after this many epochs; 0 = never
     body_lr: float | None = None  # CNNs: the body's learning rate (train.lr is the head's); None = train.lr
 
     def __post_init__(self):

@@ -153,12 +153,12 @@ def train(config: str | None, overrides: list[str], run_dir: str | os.PathLike |
         log_file = _open_log(run_dir) if ddp.is_main else None
         return _train(cfg, run_dir, resume, log, progress and ddp.is_main, ddp)
     except BaseException:
-        if log_file is not None and created and not (run_dir / "config.yaml").exists():
+        if log_file is not None and created and not (run_dir / "state.pt").exists():
             log_file.close()
             log_file = None
             import shutil
 
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no empty run behind
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no half-made run behind
         raise
     finally:
         if log_file is not None:
@@ -227,6 +227,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
         log(f"distributed: {ddp.world} processes, {'nccl' if device.type == 'cuda' else 'gloo'}")
 
     params = _transfer(model, t, log) if (t.init_from or t.freeze_up_to or t.body_lr) else model.parameters()
+    if t.unfreeze_after and not t.freeze_up_to:
+        raise ConfigError("train.unfreeze_after unfreezes what train.freeze_up_to froze; set train.freeze_up_to too")
     optimizer = make_optimizer(params, t.optimizer, t.lr, t.weight_decay, t.momentum)
     per_epoch = ddp.steps_per_epoch(task.batches_per_epoch())
     total = min(t.max_steps, per_epoch * t.epochs) if t.max_steps else per_epoch * t.epochs
@@ -239,6 +241,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
         mirrors = (TensorBoardMirror(run_dir / "tensorboard"),) if tensorboard else ()
         callbacks.append(MetricsLog(run_dir / "metrics.jsonl", t.log_every, mirrors))
     callbacks += task.callbacks()  # e.g. truncated BPTT for language models
+    if t.unfreeze_after:
+        callbacks.append(_Unfreeze(model, t.unfreeze_after, log))
     if t.patience:
         callbacks.append(EarlyStopping(monitor[0], monitor[1], t.patience))
     if progress:
@@ -330,13 +334,19 @@ def _transfer(model: torch.nn.Module, t, log):
     if t.init_from:
         source = Path(t.init_from)
         weights = source / "model.safetensors" if source.is_dir() else source
-        result = transfer.load_pretrained(model, weights, strict=False, skip_head=True)
-        log(f"transfer: {len(result.loaded)} tensors from {weights}; not taken: {len(result.skipped)} (the head, "
-            f"and any whose shape differs), {len(result.missing)} missing")  # fmt: skip
+        try:  # strict: a checkpoint of another model, or of another shape, loads nothing silently
+            result = transfer.load_pretrained(model, weights, strict=True, skip_head=True)
+        except CheckpointError as err:
+            reason = str(err).replace("; pass strict=False to load only what fits", "")
+            raise CheckpointError(f"train.init_from: {reason} (start from a run of the same model, "
+                                  f"model.name={model.name!r}, trained on images of the same size and channels)"
+                                  ) from None  # fmt: skip
+        fresh = f"; the head ({len(result.skipped)} tensors) starts afresh" if result.skipped else ", the head too"
+        log(f"transfer: {len(result.loaded)} tensors from {weights}{fresh}")
     if t.freeze_up_to:
         frozen = transfer.freeze(model, None if t.freeze_up_to == "body" else t.freeze_up_to)
         log(f"transfer: frozen stages {', '.join(frozen)} (their BatchNorm statistics too)")
-    return transfer.param_groups(model, t.body_lr or t.lr, t.lr, t.weight_decay)
+    return transfer.param_groups(model, t.body_lr or t.lr, t.lr, t.weight_decay, include_frozen=t.unfreeze_after > 0)
 
 
 def _why_finished(trainer: Trainer, t) -> str:
@@ -364,7 +374,7 @@ def _check_unedited(config: dict[str, Any], saved: dict[str, Any] | None, run_di
         if isinstance(a, dict) and isinstance(b, dict):
             return [
                 d
-                for k in sorted({*a, *b}, key=str)
+                for k in sorted(set(a) & set(b), key=str)  # a key only one side has: a field added since
                 for d in differences(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
             ]
         return [] if a == b else [f"{key}: {b!r} → {a!r}"]
@@ -480,3 +490,17 @@ class _FirstStep:
     def on_step_end(self, trainer, **_):
         if self.seconds is None:
             self.seconds = time.perf_counter() - self.start
+
+
+class _Unfreeze:
+    """``train.unfreeze_after``: the frozen body trains again from epoch N on (also after a resume past it)."""
+
+    def __init__(self, model: torch.nn.Module, after: int, log):
+        self.model, self.after, self.log = model, after, log
+
+    def on_epoch_start(self, trainer, epoch, **_):
+        from dnn import transfer
+
+        if epoch >= self.after and transfer.frozen_stages(self.model):
+            stages = transfer.unfreeze(self.model)
+            self.log(f"transfer: epoch {epoch + 1}: stages {', '.join(stages)} unfrozen (train.unfreeze_after)")

@@ -147,20 +147,22 @@ def _check_rate(name: str, value: object) -> float:
 
 
 def param_groups(
-    model: ImageClassifier, body_lr: float, head_lr: float, weight_decay: float = 0.0
+    model: ImageClassifier, body_lr: float, head_lr: float, weight_decay: float = 0.0, include_frozen: bool = False
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups: the trainable body with ``body_lr``, the head with ``head_lr``.
 
     Returns ``[{"name": "body", "params": [...], "lr": body_lr, "weight_decay": weight_decay},
-    {"name": "head", ...}]`` for ``torch.optim.*(groups, ...)``; frozen parameters are left out, and so is a
-    group with nothing left in it. Raises :class:`ConfigError` if every parameter is frozen.
+    {"name": "head", ...}]`` for ``torch.optim.*(groups, ...)``; frozen parameters are left out (unless
+    ``include_frozen``: a body unfrozen later trains on in the same optimiser; a parameter without a gradient is
+    not changed by it), and so is a group with nothing left in it. Raises :class:`ConfigError` if every parameter
+    is frozen.
     """
     rates = {n: _check_rate(n, v) for n, v in (("body_lr", body_lr), ("head_lr", head_lr))}
     decay = _check_rate("weight_decay", weight_decay)
     head_ids = {id(p) for p in _stage_params(_stages(model)[HEAD_STAGE])}
     body, head = [], []
     for p in model.parameters():
-        if p.requires_grad:
+        if p.requires_grad or include_frozen:
             (head if id(p) in head_ids else body).append(p)
     groups = [
         {"name": name, "params": params, "lr": rates[f"{name}_lr"], "weight_decay": decay}

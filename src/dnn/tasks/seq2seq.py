@@ -426,15 +426,24 @@ class Seq2SeqPredictor(Predictor):
             ids.append(self.src_vocab.encode(tokens))
         return ids
 
-    def translate(self, texts: Sequence[str], beam_size: int = 5, length_penalty: float = 0.6) -> list[dict[str, Any]]:
-        """Translate ``texts``; beam 1 is greedy decoding. ``length_penalty`` is GNMT's α (Wu et al. 2016).
+    def translate(self, texts: Sequence[str], beam_size: int = 5, length_penalty: float = 0.6,
+                  n_best: int = 1) -> list[dict[str, Any]]:  # fmt: skip
+        """Translate ``texts``; beam 1 is greedy decoding. ``length_penalty`` is GNMT's α (Wu et al. 2016; 0 =
+        none). ``n_best`` ≤ ``beam_size``: how many of the beam's finished hypotheses to return.
 
         Returns per text: ``source``, ``output`` (detokenised), ``source_tokens`` (as the model saw them, an
         unknown one as ``<unk>``), ``output_tokens`` (without <eos>) and ``attention``: one row per output token,
-        the weights over the source tokens (each row sums to 1), or [] for a model without attention.
+        the weights over the source tokens (each row sums to 1), or [] for a model without attention; with beam
+        search also ``score`` (log p / lp(n)), and with ``n_best`` > 1 ``alternatives``: the next best as
+        ``{"output", "output_tokens", "score"}``, best first.
         """
         if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
             raise ConfigError(f"beam_size must be a positive integer, got {beam_size!r}")
+        if isinstance(n_best, bool) or not isinstance(n_best, int) or not 1 <= n_best <= beam_size:
+            raise ConfigError(f"n_best must be an integer from 1 to beam_size={beam_size}, got {n_best!r}")
+        alpha = length_penalty
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 5:
+            raise ConfigError(f"length_penalty (GNMT's α) must be a number in [0, 5], got {length_penalty!r}")
         if isinstance(texts, str):
             texts = [texts]
         ids = self.encode(texts)
@@ -444,26 +453,38 @@ class Seq2SeqPredictor(Predictor):
             chunk = ids[start : start + 64]
             src, lengths, _ = pad_batch(chunk)  # (B, S), (B,)
             max_len = self.max_len(int(lengths.max()))
-            outputs = self._search(src, lengths, beam_size, max_len, length_penalty)
-            for b, (token_ids, attention) in enumerate(outputs):
-                n_src = len(chunk[b])
+            for b, hyps in enumerate(self._search(src, lengths, beam_size, max_len, alpha, n_best)):
+                (token_ids, attention, score), rest = hyps[0], hyps[1:]
                 tokens = self.tgt_vocab.decode(token_ids, stop_at_eos=True)
-                rows = [] if attention is None else attention[: len(tokens), :n_src].tolist()  # (n, S_b)
-                results.append({
+                rows = [] if attention is None else attention[: len(tokens), : len(chunk[b])].tolist()  # (n, S_b)
+                row = {
                     "source": texts[start + b],
                     "output": self.tgt_tokenizer.detokenize(tokens),
                     "source_tokens": self.src_vocab.decode(chunk[b]),
                     "output_tokens": tokens,
                     "attention": rows,
-                })  # fmt: skip
+                }
+                if score is not None:
+                    row["score"] = score
+                if rest:
+                    row["alternatives"] = [self._alternative(t, sc) for t, _, sc in rest]
+                results.append(row)
         return results
 
-    def _search(self, src, lengths, beam_size, max_len, length_penalty) -> list[tuple[list[int], Tensor | None]]:
-        """Per sentence: the output ids (possibly ending with <eos>) and attention ``(L, S)`` or None."""
+    def _alternative(self, token_ids: list[int], score: float | None) -> dict[str, Any]:
+        tokens = self.tgt_vocab.decode(token_ids, stop_at_eos=True)
+        return {"output": self.tgt_tokenizer.detokenize(tokens), "output_tokens": tokens, "score": score}
+
+    def _search(self, src, lengths, beam_size, max_len, length_penalty, n_best=1
+                ) -> list[list[tuple[list[int], Tensor | None, float | None]]]:  # fmt: skip
+        """Per sentence, its hypotheses best first: output ids (possibly ending with <eos>), attention ``(L, S)`` or
+        None, and the beam's score (None for greedy decoding)."""
         src, lengths = to_device((src, lengths), model_device(self.model))
         if beam_size == 1:
             result = greedy(self.model, src, lengths, max_len)  # tokens (B, L), attention (B, L, S)
             attention = result.attention
-            return [(row, None if attention is None else attention[b]) for b, row in enumerate(result.tokens.tolist())]
-        hyps = beam_search(self.model, src, lengths, beam_size, max_len, length_penalty)
-        return [(best[0].tokens.tolist(), best[0].attention) for best in hyps]
+            return [[(row, None if attention is None else attention[b], None)]
+                    for b, row in enumerate(result.tokens.tolist())]  # fmt: skip
+        hyps = beam_search(self.model, src, lengths, beam_size, max_len, length_penalty, n_best)
+        return [[(h.tokens.tolist(), h.attention, float(h.score)) for h in best] for best in hyps]
+

@@ -96,8 +96,6 @@ class SpeechRecognition(Task):
         data = cfg.data
         if data.source is not None and data.source not in DATASETS:
             raise ConfigError(f"data.source must be one of {', '.join(DATASETS)} for speech; got {data.source!r}")
-        if data.source is not None and data.train:
-            raise ConfigError("data.source (built-in speech) and data.train (your recordings) exclude each other")
         if data.source is None and not data.train:
             raise ConfigError(
                 f"data.train must name a TSV of file<TAB>transcript lines (or a folder holding one), or set "
