@@ -199,7 +199,7 @@ def test_inspect_draws_feature_maps_of_an_image_and_forgets_them_when_refreshed(
     "args,message",
     [
         (["adding", "some text"], "a run of data.task 'adding' takes no inputs"),
-        (["digits", "missing.png"], "missing.png: cannot read image"),
+        (["digits", "missing.png"], "missing.png: no such file"),
         (None, "not a run directory"),
     ],
 )

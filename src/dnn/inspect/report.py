@@ -209,7 +209,11 @@ def _seq2seq_pictures(report: _Report, task: Any, texts: list[str]) -> None:
     sources = task.sample_inputs("test", 3) if task is not None else []
     examples = [(f"attention_{i}", "test sentence", s) for i, s in enumerate(sources, 1)]
     examples += [(f"attention_input_{i}", "input", s) for i, s in enumerate(texts, 1)]
-    has_attention = run.config.get("model", {}).get("attention", "none") != "none"
+    # asked of the model's own output (an RNN with or without attention, a Transformer), not of its config
+    probe = next((text for _, _, text in examples if text.strip()), None)
+    has_attention = probe is not None and bool(
+        report.attempt("the attention", lambda: collect.attention_examples(run.predictor, [probe])[0]["attention"])
+    )
     if not has_attention and examples:
         report.notes.append("no attention heatmaps: the model has no attention")
     for stem, what, text in examples if has_attention else []:
