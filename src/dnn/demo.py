@@ -99,7 +99,7 @@ def attention_weights() -> None:
 
 # The runs of the tour: (recipe, overrides, what its headline metric is called, the key in results["test"])
 RUNS = [
-    ("digits-lenet5", ["train.epochs=15"], "test accuracy", "accuracy"),
+    ("digits-lenet5", [], "test accuracy", "accuracy"),
     ("dates-attention", [], "exact match", "exact_match"),
 ]
 

@@ -43,4 +43,4 @@ def test_the_sentiment_lstm_trains_in_bf16(tmp_path):
 def test_a_killed_and_resumed_reduced_precision_run_is_bit_identical(tmp_path, precision):
     args = [*LENET[:-2], "train.epochs=2", "train.checkpoint_every=1", "train.log_every=1",
             f"train.precision={precision}"]  # fmt: skip
-    check_sigkill_resume(args, tmp_path, steps=2 * 20)
+    check_sigkill_resume(args, tmp_path, steps=None if precision == "fp16" else 2 * 20)  # fp16 skips overflows

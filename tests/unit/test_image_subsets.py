@@ -13,7 +13,7 @@ from dnn.tasks.images import place_on_canvas
 
 
 def digits(*overrides):
-    task = make_task(resolve_config("digits-lenet5", list(overrides)))
+    task = make_task(resolve_config("digits-lenet5", ["data.image_size=8", *overrides]))
     task.prepare(lambda message: None)
     return task
 

@@ -17,6 +17,7 @@ from dnn.experiments.base import Check, Context, Run, Table, figure, save_figure
 from dnn.experiments.registry import experiment
 
 RECIPE = "digits-lenet5"  # scikit-learn's digits, Adam 5e-3 with a cosine schedule, batch 32
+DIGITS_8X8 = ["data.image_size=8"]  # the digits as they are (the recipe upsamples to LeNet's 32×32 by default)
 MODELS = {"mlp": ["model.name=mlp", "model.hidden_sizes=[64]"], "convnet": ["model.name=convnet"]}
 LABELS = {"logreg": "logistic regression (scikit-learn)", "mlp": "fully connected, 1 hidden layer of 64",
           "convnet": "small CNN (3 convs, global pool)"}  # fmt: skip
@@ -35,7 +36,7 @@ def _logistic_regression(overrides: list[str]) -> tuple[float, float | None]:
     from dnn.tasks import make_task
 
     def splits(extra: list[str]):
-        task = make_task(resolve_config(RECIPE, [*overrides, *extra]))
+        task = make_task(resolve_config(RECIPE, [*DIGITS_8X8, *overrides, *extra]))
         task.prepare(lambda message: None)
         return {name: (x.flatten(1).numpy(), y.numpy()) for name, (x, y) in task.splits.items()}
 
@@ -53,7 +54,7 @@ def _centred_accuracy(run: Run, overrides: list[str]) -> float:
     from dnn.run import resolve_config
     from dnn.tasks import make_task
 
-    task = make_task(resolve_config(RECIPE, [*overrides, "data.canvas_test=center"]))
+    task = make_task(resolve_config(RECIPE, [*DIGITS_8X8, *overrides, "data.canvas_test=center"]))
     task.prepare(lambda message: None)
     return task.evaluate(run.model(), "test")["accuracy"]
 
@@ -87,14 +88,16 @@ def cnn_vs_fc(ctx: Context):
         base = [f"seed={seed}", *split, *budget]
         acc["logreg"].append(_logistic_regression(base)[0])
         for name, options in MODELS.items():
-            acc[name].append(ctx.train(f"{name}-s{seed}", RECIPE, [*base, *options]).results["test"]["accuracy"])
+            acc[name].append(
+                ctx.train(f"{name}-s{seed}", RECIPE, [*DIGITS_8X8, *base, *options]).results["test"]["accuracy"]
+            )
         canvas = [*base, f"data.canvas_size={CANVAS}", "data.canvas_test=random"]
         test_shifted, test_centred = _logistic_regression(canvas)
         moved.setdefault(("logreg", "center"), []).append((test_centred, test_shifted))
         grid = [(name, options, "center") for name, options in MODELS.items()] + [("mlp", MODELS["mlp"], "random")]
         for name, options, train_at in grid:
             overrides = [*canvas, f"data.canvas_train={train_at}", *options]
-            run = ctx.train(f"{name}-canvas-{train_at}-s{seed}", RECIPE, overrides)
+            run = ctx.train(f"{name}-canvas-{train_at}-s{seed}", RECIPE, [*DIGITS_8X8, *overrides])
             pair = (_centred_accuracy(run, overrides), run.results["test"]["accuracy"])
             moved.setdefault((name, train_at), []).append(pair)
     for name, values in acc.items():
@@ -238,7 +241,7 @@ def transfer_learning(ctx: Context):
     results: dict[str, list[float]] = {label: [] for label, _ in VARIANTS}
     pretrain_acc, trainable = [], {}
     for seed in seeds:
-        pre = ctx.train(f"pretrain-0to4-s{seed}", RECIPE, [f"seed={seed}", "data.classes=[0,1,2,3,4]",
+        pre = ctx.train(f"pretrain-0to4-s{seed}", RECIPE, [*DIGITS_8X8, f"seed={seed}", "data.classes=[0,1,2,3,4]",
                                                            f"train.epochs={pre_epochs}", *common])  # fmt: skip
         pretrain_acc.append(pre.results["test"]["accuracy"])
         for label, options in VARIANTS:
@@ -248,7 +251,7 @@ def transfer_learning(ctx: Context):
                 overrides.append(f"train.init_from={pre.path}")
             if "freeze" in options:
                 overrides.append("train.freeze_up_to=body")
-            run = ctx.train(f"{label.split(',')[0].replace(' ', '-')}-s{seed}", RECIPE, overrides)
+            run = ctx.train(f"{label.split(',')[0].replace(' ', '-')}-s{seed}", RECIPE, [*DIGITS_8X8, *overrides])
             results[label].append(run.results["test"]["accuracy"])
             trainable[label] = run.parameters("fc") if "freeze" in options else run.parameters()
     table = Table(
