@@ -103,8 +103,8 @@ def test_requests_past_their_time_are_stopped_and_normal_requests_are_served_at_
         return logits.index_fill(-1, torch.tensor([EOS_ID]), float("-inf")), state, attention
 
     monkeypatch.setattr(model, "decode_step", never_ending)
-    slow = [("/runs/charlm/generate", {"prompt": "The ", "length": 10**7})] * 2 + [
-        ("/runs/dates/translate", {"text": "May 1, 2000. " * 70, "beam_size": 16})
+    slow = [("/runs/charlm/generate", {"prompt": "The ", "length": 100_000})] * 2 + [
+        ("/runs/dates/translate", {"text": "May 1, 2000. " * 8, "beam_size": 16})
     ] * 2
 
     def post(request):

@@ -67,7 +67,7 @@ def runs(tmp_path_factory) -> SimpleNamespace:
             "dates-attention",
             ["data.sizes=[64,16,16]", "train.max_steps=3", "train.batch_size=16", *RECURRENT],
         ),  # fmt: skip
-        "digits": ("digits-lenet5", ["train.max_steps=3"]),
+        "digits": ("digits-lenet5", ["train.max_steps=3", "data.image_size=8"]),
         "charlm": (
             "charlm-pydoc",
             [

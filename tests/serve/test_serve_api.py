@@ -427,7 +427,7 @@ def test_a_request_past_its_time_is_stopped_and_its_slot_freed_at_once(runs):
     app = create_app([runs.charlm], limits)
     with TestClient(app) as c:
         wait_healthy(c)
-        long = {"prompt": "The ", "length": 10**7}
+        long = {"prompt": "The ", "length": 100_000}
         with ThreadPoolExecutor(2) as pool:
             slow = list(pool.map(lambda _: c.post("/runs/charlm/generate", json=long), range(2)))
         assert [r.status_code for r in slow] == [503, 503] and "was stopped" in slow[0].json()["detail"]
@@ -445,12 +445,12 @@ def test_the_deadline_stops_only_the_thread_that_works_within_it(runs):
     try:
         start = time.monotonic()
         with pytest.raises(inference.Cancelled, match="limit of 0.1 s"), inference.within(inference.Deadline(0.1)):
-            served.predictor.generate("The ", 10**7)
+            served.predictor.generate("The ", 100_000)
         assert time.monotonic() - start < 2
         deadline = inference.Deadline(60)
         threading.Timer(0.1, deadline.cancel).start()
         with pytest.raises(inference.Cancelled, match="cancelled"), inference.within(deadline):
-            served.predictor.generate("The ", 10**7)
+            served.predictor.generate("The ", 100_000)
         expired = inference.Deadline(0.01)
         time.sleep(0.02)
         with ThreadPoolExecutor(1) as pool:  # another thread knows nothing of this one's deadline

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,8 @@ def load_image(path: str | Path, image_size: int | Sequence[int], grayscale: boo
     decode raises :class:`DataError` naming it.
     """
     height, width = _pair(image_size, "image_size")
-    check_file(path, expected="a PNG or JPEG image")  # a FIFO or a device would block Pillow forever
+    if isinstance(path, (str, os.PathLike)):  # a file (not an in-memory image): a FIFO would block Pillow forever
+        check_file(path, expected="a PNG or JPEG image")
     try:
         with Image.open(path) as img:
             img.load()
