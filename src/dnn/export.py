@@ -112,11 +112,7 @@ class ExportResult:
 
     out: Path
     files: list[Path]
-    manifest: dict[str, Any] = field(repr=False)
-
-    @property
-    def max_abs_diff(self) -> float | None:
-        return self.manifest["parity"]["max_abs_diff"]
+    manifest: dict[str, Any] = field(repr=False)  # its "parity" holds the measured max_abs_diff
 
 
 # -- the graphs of each kind -------------------------------------------------------------------------------------
@@ -381,15 +377,17 @@ def _max_abs_diff(fmt: str, path: Path, graph: Graph) -> tuple[float, str]:
     return diff, checked_with
 
 
-def _require_onnx() -> None:
-    try:
-        import onnx  # noqa: F401  (torch.onnx writes the model through it)
-    except ModuleNotFoundError:
-        raise ConfigError("dnn export --format onnx needs the onnx package: pip install 'dnn[export]'") from None
+def _check_onnx_stack(run: LoadedRun) -> None:
+    """Residual and dense stacks run the kernel one layer at a time on packed data with sums or concatenations
+    between the layers, which the exporter cannot map onto ONNX's RNN operators with ``sequence_lens``."""
+    joins = {"classify": ("residual", "dense"), "tag": ("residual", "dense"), "translate": ("residual",)}
+    for joined in joins.get(run.predictor.kind, ()):
+        if getattr(run.model.config, joined):
+            raise ConfigError(f"{run.path}: a {joined} recurrent stack cannot go to ONNX; --format torchscript can")
 
 
-def _onnxruntime_available() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
 
 
 # -- the manifest and the files a deployment ships -------------------------------------------------------------
@@ -452,19 +450,21 @@ def export_run(path: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLik
     ``<run>/export/<fmt>``): the graphs, ``manifest.json`` and the files prediction needs; see the module docstring."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
-    if fmt == "onnx":
-        _require_onnx()
+    if fmt == "onnx" and not _installed("onnx"):  # torch.onnx writes the model through it
+        raise ConfigError("dnn export --format onnx needs the onnx package: pip install 'dnn[export]'")
     run = load_run(path)
     kind = run.predictor.kind
     if kind not in EXPORTABLE_KINDS:
         can = ", ".join(PREDICTOR_KINDS[k] for k in EXPORTABLE_KINDS)
         raise ConfigError(f"{run.path}: dnn export takes {can}; this is {PREDICTOR_KINDS[kind]}")
+    if fmt == "onnx":
+        _check_onnx_stack(run)
     out = Path(out) if out is not None else run.path / "export" / fmt
     graphs = _graphs(run)
     written: list[Path] = []
     parity: dict[str, Any] = {"max_abs_diff": None, "tolerance": TOLERANCE, "checked_with": None,
                               "batch": {"B": CHECK_SHAPE[0], "T": CHECK_SHAPE[1], "padded": True}}  # fmt: skip
-    checkable = fmt == "torchscript" or _onnxruntime_available()
+    checkable = fmt == "torchscript" or _installed("onnxruntime")
     for graph in graphs:
         file = out / f"{graph.name}{SUFFIX[fmt]}"
         (_write_onnx if fmt == "onnx" else _write_torchscript)(graph, file)

@@ -63,11 +63,13 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         "classify": ("sentiment-lstm", [f"data.train={reviews}", "model.bidirectional=true", "model.num_layers=2",
                                         "model.pooling=attention", *TINY]),
         "tag": ("tagging-bilstm", [f"data.train={conll}", "model.cell=gru", *TINY]),
+        "tag-dense": ("tagging-bilstm", [f"data.train={conll}", "model.num_layers=2", "model.dense=true", *TINY]),
         # GRU, bidirectional, concat (additive) attention
         "seq2seq-concat": ("dates-attention", [*SEQ2SEQ, "model.attention_hidden_size=8"]),
         # LSTM (a cell state), two layers, general attention, input feeding (a fed-back h̃)
-        "seq2seq-lstm": ("dates-attention", [*SEQ2SEQ, "model.cell=lstm", "model.num_layers=2", "model.attention=general",
-                                             "model.attention_hidden_size=null", "model.input_feeding=true"]),
+        "seq2seq-lstm": ("dates-attention", [*SEQ2SEQ, "model.cell=lstm", "model.num_layers=2",
+                                             "model.attention=general", "model.attention_hidden_size=null",
+                                             "model.input_feeding=true"]),
         "seq2seq-plain": ("dates-no-attention", SEQ2SEQ),  # no attention: no context into the step
     }  # fmt: skip
     out = {}
@@ -130,7 +132,7 @@ def test_image_graph_gives_the_models_logits_for_any_batch_size(runs, exported, 
         (got,) = forward({"images": images.numpy()})
         np.testing.assert_allclose(got, want.numpy(), atol=ATOL, rtol=0)
         np.testing.assert_allclose(torch.softmax(torch.from_numpy(got), -1), p.predict_tensor(images), atol=ATOL)
-    assert export.max_abs_diff <= ATOL
+    assert export.manifest["parity"]["max_abs_diff"] <= ATOL
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -148,7 +150,21 @@ def test_sequence_graph_gives_the_models_logits_for_padded_and_full_batches(runs
             (got,) = forward({"tokens": tokens.numpy(), "lengths": lens.numpy()})
             assert got.shape == tuple(want.shape)
             np.testing.assert_allclose(got, want.numpy(), atol=ATOL, rtol=0)
-    assert export.max_abs_diff <= ATOL
+    assert export.manifest["parity"]["max_abs_diff"] <= ATOL
+
+
+def test_a_dense_or_residual_stack_goes_to_torchscript_and_onnx_says_so(runs, exported, tmp_path):
+    # their layers are joined on packed sequences, which ONNX's RNN operators with sequence_lens cannot express
+    with pytest.raises(ConfigError, match="a dense recurrent stack cannot go to ONNX; --format torchscript can"):
+        export_run(runs["tag-dense"], "onnx", tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()
+    model = load_run(runs["tag-dense"]).model
+    forward = _runner(exported("tag-dense", "torchscript"), "model")
+    for B, T in SHAPES:
+        tokens, lengths = token_batch(B, T, model.config.vocab_size, seed=B + T)
+        with torch.no_grad():
+            want = model(tokens, lengths)
+        np.testing.assert_allclose(forward({"tokens": tokens, "lengths": lengths})[0], want.numpy(), atol=ATOL, rtol=0)
 
 
 def _greedy_over_graphs(export, src: np.ndarray, lengths: np.ndarray, max_len: int):
@@ -194,7 +210,7 @@ def test_greedy_loop_over_the_exported_encoder_and_step_equals_dnn_greedy(runs, 
                 step_logits, state, _ = model.decode_step(prev, state)
                 np.testing.assert_allclose(logits[:, t], step_logits.numpy(), atol=ATOL, rtol=0)
                 prev = torch.from_numpy(tokens[:, t])
-    assert export.max_abs_diff <= ATOL
+    assert export.manifest["parity"]["max_abs_diff"] <= ATOL
 
 
 # ------------------------------------------------------------------------------------ the files, the manifest, the CLI
