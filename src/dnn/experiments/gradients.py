@@ -258,8 +258,9 @@ def _vanishing_lesson(ctx: Context, checks: list[Check], rnn: list[float], b1: l
             text.append(
                 f"In some seed the tanh RNN's gradient 50 steps back rose above ε after training "
                 f"({rnn_after.measured}). Its recurrent matrix's largest spectral radius was "
-                f"{max(radius_init):.2f} at initialisation and {max(radius_after):.2f} after training; the "
-                f"closer it is to 1/γ = 1, the more slowly the gradient vanishes (Pascanu et al. 2013)."
+                f"{max(radius_init):.2f} at initialisation and {max(radius_after):.2f} after training: the "
+                f"gradient no longer has to vanish near or past 1/γ = 1 (Pascanu et al. 2013; past it, it may "
+                f"explode)."
             )
             if min(rnn_mse) > 0.1:
                 text.append(f"Its test MSE still stayed at the baseline ({min(rnn_mse):.3f}–{max(rnn_mse):.3f} "
