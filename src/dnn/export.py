@@ -457,10 +457,10 @@ def export_run(path: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLik
     if kind not in EXPORTABLE_KINDS:
         can = ", ".join(PREDICTOR_KINDS[k] for k in EXPORTABLE_KINDS)
         raise ConfigError(f"{run.path}: dnn export takes {can}; this is {PREDICTOR_KINDS[kind]}")
+    graphs = _graphs(run)  # refuses a translate run whose model is not dnn's RNN Seq2Seq
     if fmt == "onnx":
         _check_onnx_stack(run)
     out = Path(out) if out is not None else run.path / "export" / fmt
-    graphs = _graphs(run)
     written: list[Path] = []
     parity: dict[str, Any] = {"max_abs_diff": None, "tolerance": TOLERANCE, "checked_with": None,
                               "batch": {"B": CHECK_SHAPE[0], "T": CHECK_SHAPE[1], "padded": True}}  # fmt: skip
