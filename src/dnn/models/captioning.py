@@ -43,7 +43,7 @@ from dnn.errors import ConfigError
 from dnn.layers.attention import SCORES, Attention
 from dnn.layers.conv import ConvBNAct
 from dnn.models.registry import register_model
-from dnn.models.sequence import PAD_ID, check_positive, check_tokens, make_rnn, token_cross_entropy
+from dnn.models.sequence import PAD_ID, check_positive, check_tokens, make_rnn, stack_of, token_cross_entropy
 
 __all__ = ["CaptionConfig", "CaptionEncoder", "CaptionModel", "CaptionState", "coordinate_channels"]
 
@@ -174,8 +174,8 @@ class CaptionModel(nn.Module):
         self.attention = Attention(c.hidden_size, c.feature_size, c.attention, c.attention_hidden_size)
         self.gate = nn.Linear(c.hidden_size, 1) if c.gate else None  # W_β, b_β
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_size, padding_idx=PAD_ID)  # E
-        self.rnn = make_rnn(c.cell, c.embedding_size + c.feature_size, c.hidden_size, c.num_layers,
-                            dropout=c.dropout, forget_bias=c.forget_bias)  # fmt: skip
+        self.rnn = make_rnn(c.embedding_size + c.feature_size, stack_of(c, bidirectional=False, residual=False,
+                                                                      dense=False))  # fmt: skip
         self.out_h = nn.Linear(c.hidden_size, c.embedding_size)  # L_h
         self.out_z = nn.Linear(c.feature_size, c.embedding_size, bias=False)  # L_z
         self.dropout = nn.Dropout(c.dropout)

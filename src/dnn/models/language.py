@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dnn.errors import ConfigError
 from dnn.models.registry import register_model
-from dnn.models.sequence import PAD_ID, check_tokens, make_rnn, token_cross_entropy, validate_recurrent_fields
+from dnn.models.sequence import PAD_ID, check_tokens, make_rnn, stack_of, token_cross_entropy, validate_recurrent_fields
 
 __all__ = ["LMState", "LanguageModel", "LanguageModelConfig"]
 
@@ -83,8 +83,7 @@ class LanguageModel(nn.Module):
         self.config = config
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_size, padding_idx=PAD_ID)
-        self.rnn = make_rnn(c.cell, c.embedding_size, c.hidden_size, c.num_layers, False, c.residual, c.dropout,
-                            c.forget_bias, c.dense)  # fmt: skip
+        self.rnn = make_rnn(c.embedding_size, stack_of(c, bidirectional=False))
         self.dropout = nn.Dropout(c.dropout)
         self.output = nn.Linear(c.hidden_size, c.vocab_size)
         # the word_language_model example's initialisation: small uniform embeddings (and so output weights)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from dnn.errors import ConfigError
 from dnn.models.registry import register_model
-from dnn.models.sequence import CELLS, check_connections, check_positive, make_rnn
+from dnn.models.sequence import CELLS, check_connections, check_positive, make_rnn, stack_of
 
 __all__ = ["SequenceRegressor", "SequenceRegressorConfig"]
 
@@ -50,8 +50,7 @@ class SequenceRegressor(nn.Module):
     def __init__(self, config: SequenceRegressorConfig):
         super().__init__()
         self.config = c = config
-        self.rnn = make_rnn(c.cell, c.input_size, c.hidden_size, c.num_layers, residual=c.residual, dropout=c.dropout,
-                            forget_bias=c.forget_bias, dense=c.dense)  # fmt: skip
+        self.rnn = make_rnn(c.input_size, stack_of(c))
         self.head = nn.Linear(c.hidden_size, 1)
 
     def forward(self, x: Tensor) -> Tensor:

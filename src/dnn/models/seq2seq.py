@@ -45,6 +45,7 @@ from dnn.models.sequence import (
     RecurrentEncoder,
     check_tokens,
     make_rnn,
+    stack_of,
     token_cross_entropy,
     validate_recurrent_fields,
 )
@@ -179,7 +180,7 @@ class Decoder(nn.Module):
         self.input_feeding = c.input_feeding
         self.embedding = nn.Embedding(c.tgt_vocab_size, c.embedding_size, padding_idx=PAD_ID)
         rnn_input = c.embedding_size + (c.hidden_size if c.input_feeding else 0)
-        self.rnn = make_rnn(c.cell, rnn_input, c.hidden_size, c.num_layers, False, c.residual, c.dropout, c.forget_bias)
+        self.rnn = make_rnn(rnn_input, stack_of(c, bidirectional=False, dense=False))
         if c.attention == "none":
             self.attention, self.combine = None, None
         else:
@@ -233,10 +234,8 @@ class Seq2Seq(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = Encoder(
-            c.src_vocab_size, c.embedding_size, c.encoder_hidden_size, c.num_layers, c.cell, c.bidirectional,
-            c.residual, c.dropout, c.forget_bias,
-        )  # fmt: skip
+        self.encoder = Encoder(c.src_vocab_size, c.embedding_size,
+                               stack_of(c, hidden_size=c.encoder_hidden_size, dense=False))  # fmt: skip
         D = 2 if c.bidirectional else 1
         self.bridge = Bridge(c.num_layers, D, c.encoder_hidden_size, c.hidden_size, lstm=c.cell == "lstm")
         self.decoder = Decoder(c)

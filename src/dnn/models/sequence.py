@@ -33,6 +33,7 @@ __all__ = [
     "CELLS",
     "IGNORE_INDEX",
     "PAD_ID",
+    "StackConfig",
     "POOLINGS",
     "EncoderOutput",
     "RecurrentEncoder",
@@ -44,6 +45,7 @@ __all__ = [
     "check_positive",
     "check_tokens",
     "make_rnn",
+    "stack_of",
     "token_cross_entropy",
     "validate_recurrent_fields",
 ]
@@ -98,26 +100,54 @@ def check_connections(where: str, residual: bool, dense: bool, num_layers: int) 
             raise ConfigError(f"{where}: {name} needs num_layers ≥ 2 (it joins stacked layers), got num_layers=1")
 
 
-def make_rnn(
-    cell: str,
-    input_size: int,
-    hidden_size: int,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    residual: bool = False,
-    dropout: float = 0.0,
-    forget_bias: float | None = 1.0,
-    dense: bool = False,
-) -> nn.Module:
-    """dnn's batch-first ``RNN`` / ``LSTM`` / ``GRU`` for ``cell``; ``forget_bias`` only applies to the LSTM."""
-    common = dict(num_layers=num_layers, batch_first=True, dropout=dropout, bidirectional=bidirectional, dense=dense)
-    if cell == "lstm":
-        return LSTM(input_size, hidden_size, residual=residual, forget_bias=forget_bias, **common)
-    if cell == "gru":
-        return GRU(input_size, hidden_size, residual=residual, **common)
-    if cell == "rnn":
-        return RNN(input_size, hidden_size, residual=residual, **common)
-    raise ConfigError(f"cell must be one of {', '.join(map(repr, CELLS))}; got {cell!r}")
+@dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    """The recurrent stack every recurrent model shares, passed whole down to the layer (keyword-only)::
+
+        cell          rnn | lstm | gru
+        hidden_size   H per direction
+        num_layers    L stacked layers
+        bidirectional D = 2 reads the sequence both ways
+        residual      a layer adds its input to its output (skip connections)
+        dense         a layer reads the concatenation of the input and every earlier layer's output
+        dropout       between layers
+        forget_bias   the LSTM's initial forget-gate bias (None: torch's init)
+
+    A model's own config keeps these as flat keys (``model.hidden_size=256`` on the command line) and builds its
+    stack from them once (e.g. :meth:`SequenceClassifierConfig.stack`).
+    """
+
+    cell: str
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    residual: bool = False
+    dense: bool = False
+    dropout: float = 0.0
+    forget_bias: float | None = 1.0
+
+
+def make_rnn(input_size: int, stack: StackConfig) -> nn.Module:
+    """dnn's batch-first ``RNN`` / ``LSTM`` / ``GRU`` of ``stack`` over inputs of ``input_size`` features."""
+    s = stack
+    common = dict(num_layers=s.num_layers, batch_first=True, dropout=s.dropout, bidirectional=s.bidirectional,
+                  residual=s.residual, dense=s.dense)  # fmt: skip
+    if s.cell == "lstm":
+        return LSTM(input_size, s.hidden_size, forget_bias=s.forget_bias, **common)
+    if s.cell == "gru":
+        return GRU(input_size, s.hidden_size, **common)
+    if s.cell == "rnn":
+        return RNN(input_size, s.hidden_size, **common)
+    raise ConfigError(f"cell must be one of {', '.join(map(repr, CELLS))}; got {s.cell!r}")
+
+
+def stack_of(config, **changes) -> StackConfig:
+    """The :class:`StackConfig` of a recurrent model's config (its flat keys), with ``changes`` (e.g. a decoder
+    that reads one way: ``bidirectional=False``)."""
+    fields = {f: getattr(config, f) for f in ("cell", "hidden_size", "num_layers", "dropout", "forget_bias")}
+    for name in ("bidirectional", "residual", "dense"):  # not every model has these keys: False where absent
+        fields[name] = bool(getattr(config, name, False))  # noqa: B009 — a config field, or none (duck typing is right)
+    return StackConfig(**{**fields, **changes})
 
 
 def check_tokens(name: str, tokens: Tensor, vocab_size: int, dim: int = 2) -> None:
@@ -150,27 +180,13 @@ class RecurrentEncoder(nn.Module):
     o_t, h_n = RNN(x_t, h_{t−1})              o_t = [o→_t; o←_t] (B, T, D·H); h_n at each sequence's own end
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        embedding_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        cell: str = "lstm",
-        bidirectional: bool = False,
-        residual: bool = False,
-        dropout: float = 0.0,
-        forget_bias: float | None = 1.0,
-        dense: bool = False,
-    ):
+    def __init__(self, vocab_size: int, embedding_size: int, stack: StackConfig):
         super().__init__()
         self.vocab_size = vocab_size
-        self.num_directions = 2 if bidirectional else 1
-        self.output_size = self.num_directions * hidden_size
+        self.num_directions = 2 if stack.bidirectional else 1
+        self.output_size = self.num_directions * stack.hidden_size
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
-        self.rnn = make_rnn(
-            cell, embedding_size, hidden_size, num_layers, bidirectional, residual, dropout, forget_bias, dense
-        )
+        self.rnn = make_rnn(embedding_size, stack)
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
         """``tokens (B, T)`` and optional ``lengths (B,)`` → outputs ``(B, T, D·H)``, final state, mask ``(B, T)``."""
@@ -235,10 +251,7 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = RecurrentEncoder(
-            c.vocab_size, c.embedding_size, c.hidden_size, c.num_layers, c.cell, c.bidirectional, c.residual,
-            c.dropout, c.forget_bias, c.dense,
-        )  # fmt: skip
+        self.encoder = RecurrentEncoder(c.vocab_size, c.embedding_size, stack_of(c))
         size = self.encoder.output_size
         if c.pooling == "attention":
             self.query = nn.Parameter(torch.randn(size) / size**0.5)  # q
@@ -317,10 +330,7 @@ class SequenceTagger(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = RecurrentEncoder(
-            c.vocab_size, c.embedding_size, c.hidden_size, c.num_layers, c.cell, c.bidirectional, c.residual,
-            c.dropout, c.forget_bias, c.dense,
-        )  # fmt: skip
+        self.encoder = RecurrentEncoder(c.vocab_size, c.embedding_size, stack_of(c))
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(self.encoder.output_size, c.num_classes)
 

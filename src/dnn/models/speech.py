@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from dnn.errors import ConfigError
 from dnn.models.registry import register_model
-from dnn.models.sequence import check_positive, make_rnn
+from dnn.models.sequence import check_positive, make_rnn, stack_of
 
 __all__ = ["BLANK", "SpeechCTC", "SpeechCTCConfig", "ctc_loss", "min_ctc_frames"]
 
@@ -92,8 +92,7 @@ class SpeechCTC(nn.Module):
         if c.conv_channels:
             self.conv = nn.Conv1d(c.n_mels, c.conv_channels, c.conv_kernel, stride=2, padding=c.conv_kernel // 2)
         rnn_input = c.conv_channels or c.n_mels
-        self.rnn = make_rnn(c.cell, rnn_input, c.hidden_size, c.num_layers, c.bidirectional, dropout=c.dropout,
-                            forget_bias=c.forget_bias)  # fmt: skip
+        self.rnn = make_rnn(rnn_input, stack_of(c, residual=False, dense=False))
         self.rnn.implementation = c.implementation
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), c.num_classes)

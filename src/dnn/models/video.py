@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from dnn.errors import ConfigError
 from dnn.layers.conv import ConvBNAct
 from dnn.models.registry import register_model
-from dnn.models.sequence import check_positive, make_rnn
+from dnn.models.sequence import check_positive, make_rnn, stack_of
 
 __all__ = ["VideoCNNLSTM", "VideoConfig"]
 
@@ -74,8 +74,7 @@ class VideoCNNLSTM(nn.Module):
         self.cnn = nn.Sequential(*layers)
         side = c.image_size >> len(c.channels)
         self.frame = nn.Linear(previous * side * side, c.frame_features)  # W_f, b_f
-        self.rnn = make_rnn(c.cell, c.frame_features, c.hidden_size, c.num_layers, dropout=c.dropout,
-                            forget_bias=c.forget_bias)  # fmt: skip
+        self.rnn = make_rnn(c.frame_features, stack_of(c, bidirectional=False, residual=False, dense=False))
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden_size, c.num_classes)  # W_o, b_o
 
