@@ -80,3 +80,15 @@ def test_a_confusion_matrix_of_too_many_classes_is_refused_not_allocated():
         ConfigError, match=f"100,000 classes are too many for a confusion matrix \\(at most {MAX_CLASSES}"
     ):
         confusion(None, Many())
+
+
+def test_a_folder_of_one_class_is_refused(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "only" / "cat").mkdir(parents=True)
+    for i in range(4):
+        Image.new("L", (8, 8), i * 40).save(tmp_path / "only" / "cat" / f"{i}.png")
+    cfg = RunConfig.from_dict({"data": {"task": "image_folder", "train": str(tmp_path / "only")},
+                               "model": {"name": "convnet"}})  # fmt: skip
+    with pytest.raises(DataError, match=r"only: one class \(cat\); a classifier needs at least 2 sub-folders"):
+        make_task(cfg).prepare(lambda message: None)

@@ -75,6 +75,9 @@ class ImageClassification(Task):
             self.image_size = size
             folder = ImageFolder(data.train, size, grayscale=data.grayscale)
             self.classes = list(folder.classes)
+            if len(self.classes) < 2:
+                raise DataError(f"{data.train}: one class ({', '.join(self.classes)}); a classifier needs at least "
+                                f"2 sub-folders, one per class")  # fmt: skip
             x, y = _stack(folder)
             if data.valid or data.test:
                 self.splits["train"] = (x, y)
