@@ -31,8 +31,10 @@ demo: install
 experiments: install
 	$(VENV)/bin/dnn experiment all
 
+# dnn against plain PyTorch scripts and Keras 3 (when installed: pip install 'dnn[bench]'), ratios + load average;
+# writes benchmarks/RESULTS.md (a few minutes on 2 cores)
 bench: install
-	$(PY) benchmarks/recurrent.py
+	$(PY) benchmarks/run_all.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

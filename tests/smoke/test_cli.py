@@ -52,8 +52,8 @@ def test_benchmark_quick_run_prints_every_variant(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     for variant in ("torch.nn", "torch.nn, denormals", "dnn fused", "dnn reference"):
-        assert f"| lstm | {variant} |" in r.stdout
-    assert out.exists() and "samples_per_s" in out.read_text()
+        assert f"| IMDB LSTM training | {variant} |" in r.stdout
+    assert out.exists() and '"unit": "samples/s"' in out.read_text()
 
 
 def test_train_eval_predict_and_list_through_the_command(tmp_path):

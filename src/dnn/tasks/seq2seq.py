@@ -487,4 +487,3 @@ class Seq2SeqPredictor(Predictor):
                     for b, row in enumerate(result.tokens.tolist())]  # fmt: skip
         hyps = beam_search(self.model, src, lengths, beam_size, max_len, length_penalty, n_best)
         return [[(h.tokens.tolist(), h.attention, float(h.score)) for h in best] for best in hyps]
-

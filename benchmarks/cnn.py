@@ -1,0 +1,178 @@
+"""CNN training in bf16 autocast against fp32, as a fraction of the machine's measured matrix-multiply peak.
+
+Models (dnn's zoo, ``create_model``), 10 classes, one training step = forward + cross-entropy + backward + Adam:
+
+- LeNet-5 on 1×32×32 images, batch 128
+- ResNet-18 (3×3 stem, no max-pool: ``small_input``) on 3×32×32 images, batch 64
+
+Variants of each, round-robin with two matrix products that measure the peak in the same sitting:
+
+- ``fp32``                     the plain step
+- ``bf16``                     forward and loss under ``torch.autocast("cpu", dtype=torch.bfloat16)``; the weights,
+                               their gradients and Adam stay fp32 (no loss scaling is needed for bf16)
+- ``fp32/bf16 channels_last``  the same with the model and the images in ``torch.channels_last`` (NHWC) memory
+- ``matmul fp32 / bf16``       a square product (N = 2048), 2N³ flops each
+
+A step's work is the flops of its convolutions and matrix products, forward and backward, counted once with
+``torch.utils.flop_counter.FlopCounterMode``; the fraction of peak is (flops × steps/s) over the peak of the
+step's precision.
+
+    python benchmarks/cnn.py              # a minute or two
+    python benchmarks/cnn.py --quick      # a smoke run: tiny batches, 1 round
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Row, Variant, load_average, markdown_table, ratio, round_robin  # noqa: E402
+from dnn.models import create_model  # noqa: E402
+from dnn.training.optim import make_optimizer  # noqa: E402
+
+MODELS = {  # name: (create_model arguments, image shape, batch)
+    "lenet5": (dict(num_classes=10, in_channels=1, image_size=32), (1, 32, 32), 128),
+    "resnet18": (dict(num_classes=10, in_channels=3, image_size=32, small_input=True), (3, 32, 32), 64),
+}
+
+
+def train_step_fn(name: str, bf16: bool, channels_last: bool, batch: int, steps: int):
+    """A closure running ``steps`` training steps, and the flops of one."""
+    kwargs, shape, _ = MODELS[name]
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs).train()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, *shape, generator=g)  # (B, C, H_img, W_img)
+    y = torch.randint(0, 10, (batch,), generator=g)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model.parameters(), "adam", 1e-3)
+
+    def step() -> None:
+        precision = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with precision:
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    flops = counter.get_total_flops()
+
+    def run() -> float:
+        for _ in range(steps):
+            step()
+        return steps
+
+    return run, flops
+
+
+def matmul_fn(dtype: torch.dtype, n: int, repeats: int):
+    g = torch.Generator().manual_seed(2)
+    a, b = (torch.randn(n, n, generator=g).to(dtype) for _ in range(2))
+
+    def run() -> float:
+        for _ in range(repeats):
+            torch.mm(a, b)
+        return repeats * 2 * n**3 / 1e9  # GFLOP
+
+    return run
+
+
+def run(args) -> list[Row]:
+    threads = args.threads or torch.get_num_threads()
+    print(f"CNN training, {threads} threads; load average {load_average()}", flush=True)
+    peak = {
+        "fp32": Variant("matmul fp32", matmul_fn(torch.float32, args.matmul_n, args.matmul_repeats), args.threads),
+        "bf16": Variant("matmul bf16", matmul_fn(torch.bfloat16, args.matmul_n, args.matmul_repeats), args.threads),
+    }
+    variants, flops = [], {}
+    for name in args.models:
+        batch = args.batch or MODELS[name][2]
+        for precision in ("fp32", "bf16"):
+            for layout in ("", " channels_last"):
+                fn, flops[f"{name} {precision}{layout}"] = train_step_fn(
+                    name, precision == "bf16", bool(layout), batch, args.steps
+                )
+                variants.append(Variant(f"{name} {precision}{layout}", fn, args.threads))
+    round_robin([*peak.values(), *variants], args.rounds, label="cnn", unit="steps/s (matmul: GFLOP/s)")
+
+    rows = [
+        Row("matmul peak", v.name, v.rate, "GFLOP/s", note=f"N = {args.matmul_n}") for v in peak.values()
+    ]  # fmt: skip
+    by_name = {v.name: v for v in variants}
+    for name in args.models:
+        batch = args.batch or MODELS[name][2]
+        fp32 = by_name[f"{name} fp32"]
+        for v in (by_name[f"{name} {p}{layout}"] for p in ("fp32", "bf16") for layout in ("", " channels_last")):
+            precision = "bf16" if "bf16" in v.name else "fp32"
+            achieved = flops[v.name] * v.rate / 1e9  # GFLOP/s
+            note = (
+                f"{batch * v.rate:.0f} images/s; {achieved:.0f} GFLOP/s = {achieved / peak[precision].rate:.0%} of the "
+                f"{precision} matmul peak"
+            )
+            target = 2.0 if v.name == f"{name} bf16" else None
+            rows.append(Row(f"{name} training, batch {batch}", v.name, v.rate, "steps/s", fp32.name, ratio(v, fp32),
+                            target, note))  # fmt: skip
+        for precision in ("fp32", "bf16"):
+            plain, last = by_name[f"{name} {precision}"], by_name[f"{name} {precision} channels_last"]
+            r = ratio(last, plain)
+            pays = "pays" if r[0] > 1.05 else "does not pay"
+            rows.append(Row(f"{name} channels_last", last.name, last.rate, "steps/s", plain.name, r, None,
+                            f"channels_last {pays} in {precision}"))  # fmt: skip
+    return rows
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default="lenet5,resnet18", help="comma-separated: lenet5, resnet18")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=3, help="training steps per variant per round")
+    p.add_argument("--batch", type=int, default=None, help="override the models' batch sizes")
+    p.add_argument("--matmul-n", type=int, default=2048)
+    p.add_argument("--matmul-repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+
+
+def quick(args) -> None:
+    """A smoke run in seconds: its numbers are meaningless."""
+    args.rounds, args.steps, args.batch, args.matmul_n, args.matmul_repeats = 1, 1, 2, 128, 1
+    args.models, args.threads = "lenet5", args.threads or 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
+    p.add_argument("--quick", action="store_true", help="smoke run: LeNet-5 only, batch 2, 1 round")
+    args = p.parse_args(argv)
+    if args.quick:
+        quick(args)
+    args.models = args.models.split(",")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_flush_denormal(True)
+    print(f"torch {torch.__version__}; load average before: {load_average()}", flush=True)
+    rows = run(args)
+    print(f"load average after: {load_average()}")
+    for r in rows:
+        print(r.line())
+    print()
+    print(markdown_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Plain PyTorch scripts of the models dnn is measured against (``make bench``)."""

@@ -1,0 +1,183 @@
+"""Seq2seq speed: dnn's training step against a plain PyTorch script, and batched beam search against a loop.
+
+Training. The ``translate-tsv`` recipe's architecture (bi-GRU encoder, GRU decoder, concat attention), vocabulary
+8000 on both sides, embedding 256, hidden 256, dropout 0.2, batch 64 of length-bucketed random pairs (8–40
+tokens). One step = forward, the loss over the real target tokens, backward, clipping to norm 1, Adam:
+
+- ``dnn``    ``create_model("seq2seq", ...)`` with dnn's own optimiser factory, the step dnn's Trainer runs
+- ``plain``  ``benchmarks/peers/seq2seq_plain.py``: the ~100-line torch.nn script a user would write instead
+
+both at 2 threads and at 1 thread, all four round-robin.
+
+Beam search. The recipe's model at its own size (embedding 128, hidden 256), random weights, 64 sentences of 8–30
+tokens, beam 5, 30 output tokens each (random weights never end early, so every sentence decodes to max_len):
+
+- ``batched``       ``beam_search`` over all 64 sentences at once (64·5 rows a step)
+- ``per sentence``  ``beam_search`` called once per sentence (5 rows a step)
+
+    python benchmarks/seq2seq.py              # both, a few minutes
+    python benchmarks/seq2seq.py --quick      # a smoke run: tiny sizes, 1 round
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Row, Variant, load_average, markdown_table, ratio, round_robin  # noqa: E402
+from dnn.decoding import beam_search  # noqa: E402
+from dnn.models import create_model  # noqa: E402
+from dnn.training.optim import make_optimizer  # noqa: E402
+from peers.seq2seq_plain import Seq2Seq as PlainSeq2Seq  # noqa: E402
+from peers.seq2seq_plain import random_batch  # noqa: E402
+from peers.seq2seq_plain import train_step as plain_train_step  # noqa: E402
+
+RECIPE = dict(cell="gru", bidirectional=True, attention="concat")
+
+
+def dnn_model(vocab: int, embedding: int, hidden: int, dropout: float):
+    return create_model(
+        "seq2seq", src_vocab_size=vocab, tgt_vocab_size=vocab, embedding_size=embedding, hidden_size=hidden,
+        attention_hidden_size=hidden, dropout=dropout, **RECIPE,
+    )  # fmt: skip
+
+
+def training_variants(args) -> list[Variant]:
+    g = torch.Generator().manual_seed(0)
+    batches = [random_batch(args.batch, args.vocab, args.vocab, g, hi=args.max_length) for _ in range(args.steps)]
+    variants = []
+    for threads in args.threads:
+        torch.manual_seed(0)
+        model = dnn_model(args.vocab, args.embedding, args.hidden, 0.2).train()
+        optimizer = make_optimizer(model.parameters(), "adam", 1e-3)
+        plain = PlainSeq2Seq(args.vocab, args.vocab, args.embedding, args.hidden, 0.2).train()
+        plain_optimizer = torch.optim.Adam(plain.parameters(), lr=1e-3)
+
+        def dnn_steps(model=model, optimizer=optimizer) -> float:
+            for src, lengths, tgt_in, tgt_out in batches:
+                logits, _ = model(src, lengths, tgt_in)  # (B, T, V)
+                model.loss(logits, tgt_out).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            return len(batches)
+
+        def plain_steps(model=plain, optimizer=plain_optimizer) -> float:
+            for batch in batches:
+                plain_train_step(model, optimizer, batch)
+            return len(batches)
+
+        variants += [Variant(f"dnn {threads}t", dnn_steps, threads), Variant(f"plain {threads}t", plain_steps, threads)]
+    return variants
+
+
+def beam_variants(args) -> list[Variant]:
+    torch.manual_seed(0)
+    model = dnn_model(args.vocab, args.beam_embedding, args.hidden, 0.0).eval()
+    g = torch.Generator().manual_seed(1)
+    n = args.sentences
+    lengths = torch.randint(args.source_lengths[0], args.source_lengths[1] + 1, (n,), generator=g)
+    src = torch.randint(4, args.vocab, (n, int(lengths.max())), generator=g)
+    src[torch.arange(src.shape[1]) >= lengths.unsqueeze(1)] = 0
+
+    def batched() -> float:
+        beam_search(model, src, lengths, args.beam, args.beam_max_len, length_penalty=0.6)
+        return n
+
+    def per_sentence() -> float:
+        for i in range(n):
+            beam_search(model, src[i : i + 1, : int(lengths[i])], None, args.beam, args.beam_max_len, 0.6)
+        return n
+
+    variants = []
+    for threads in args.threads:
+        variants += [
+            Variant(f"batched {threads}t", batched, threads),
+            Variant(f"per sentence {threads}t", per_sentence, threads),
+        ]
+    return variants
+
+
+def run(args) -> list[Row]:
+    rows = []
+    if "train" in args.parts:
+        print(f"seq2seq training: batch {args.batch}, vocab {args.vocab}, embedding {args.embedding}, hidden "
+              f"{args.hidden}; load average {load_average()}", flush=True)  # fmt: skip
+        variants = training_variants(args)
+        round_robin(variants, args.rounds, label="seq2seq train", unit="steps/s")
+        by_name = {v.name: v for v in variants}
+        for threads in args.threads:
+            dnn, plain = by_name[f"dnn {threads}t"], by_name[f"plain {threads}t"]
+            cpu = sum(plain.cpu_per_item) / sum(dnn.cpu_per_item)
+            rows.append(Row("seq2seq training", dnn.name, dnn.rate, "steps/s", plain.name, ratio(dnn, plain), 1.0,
+                            f"plain {plain.rate:.3g} steps/s; CPU-time ratio {cpu:.2f}"))  # fmt: skip
+    if "beam" in args.parts:
+        print(f"beam search: {args.sentences} sentences, beam {args.beam}, {args.beam_max_len} tokens each, vocab "
+              f"{args.vocab}; load average {load_average()}", flush=True)  # fmt: skip
+        variants = beam_variants(args)
+        round_robin(variants, args.rounds, warmup=0 if args.quick else 1, label="beam search", unit="sentences/s")
+        by_name = {v.name: v for v in variants}
+        for threads in args.threads:
+            batched, loop = by_name[f"batched {threads}t"], by_name[f"per sentence {threads}t"]
+            rows.append(Row("beam search, beam 5", batched.name, batched.rate, "sentences/s", loop.name,
+                            ratio(batched, loop), 5.0, f"per sentence {loop.rate:.3g} sentences/s"))  # fmt: skip
+    return rows
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parts", default="train,beam", help="comma-separated: train, beam")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--vocab", type=int, default=8000)
+    p.add_argument("--embedding", type=int, default=256)
+    p.add_argument("--beam-embedding", type=int, default=128, help="the recipe's embedding, for beam search")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--steps", type=int, default=4, help="training steps per variant per round")
+    p.add_argument("--max-length", type=int, default=40, help="the longest training pair")
+    p.add_argument("--source-lengths", default="8,30", help="beam search: shortest,longest source")
+    p.add_argument("--sentences", type=int, default=64)
+    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--beam-max-len", type=int, default=30)
+    p.add_argument("--threads", default="2,1", help="comma-separated thread counts to compare at")
+
+
+def quick(args) -> None:
+    """Tiny sizes and one round: a smoke run in seconds, its numbers meaningless."""
+    args.rounds, args.batch, args.vocab, args.embedding, args.beam_embedding, args.hidden = 1, 4, 50, 8, 8, 8
+    args.steps, args.max_length, args.source_lengths, args.sentences, args.beam_max_len = 1, 14, "3,6", 3, 4
+    args.threads = "1"  # a second thread on a busy 2-core machine can stall a tiny step for seconds
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, 1 round")
+    args = p.parse_args(argv)
+    if args.quick:
+        quick(args)
+    args.parts = args.parts.split(",")
+    args.threads = [int(t) for t in str(args.threads).split(",")]
+    args.source_lengths = [int(n) for n in str(args.source_lengths).split(",")]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_flush_denormal(True)
+    print(f"torch {torch.__version__}; load average before: {load_average()}", flush=True)
+    rows = run(args)
+    print(f"load average after: {load_average()}")
+    for r in rows:
+        print(r.line())
+    print()
+    print(markdown_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
