@@ -323,7 +323,9 @@ class TrainConfig:
     report: bool = True  # draw report.html and figures/ at the end (dnn.inspect)
     tensorboard: bool = True  # also write TensorBoard event files (tensorboard/) when the package is installed
     checkpoint_every: int = 0  # save the training state every N steps (and at every epoch end); 0 = epoch ends only
-    threads: int = 0  # torch intra-op threads; 0 = torch's choice
+    threads: int = 0  # torch intra-op threads; 0 = all cores (torch's choice): measured 1.4–1.8× one thread on a quiet
+    # 2-core machine for recurrent and CNN batches alike (benchmarks/RESULTS.md); set 1 when another process keeps
+    # a core busy
     device: str = "auto"  # auto (CUDA when there is one, else MPS, else CPU) | cpu | cuda | cuda:N | mps
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast; fp16 with a gradient scaler
     compile: bool = False  # torch.compile the model (its cold start is reported once, not hidden in steps/s)
