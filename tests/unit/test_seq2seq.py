@@ -196,7 +196,6 @@ def test_loss_is_mean_over_real_target_tokens():
     [
         (dict(attention="dot"), "attention"),  # memory 2·4 ≠ hidden 5
         (dict(attention="none", input_feeding=True), "input_feeding"),
-        (dict(attention="general", attention_hidden_size=3), "attention_hidden_size"),
         (dict(teacher_forcing=1.5), "teacher_forcing"),
         (dict(tgt_vocab_size=3), "tgt_vocab_size"),
         (dict(attention="bahdanau"), "attention"),
@@ -236,3 +235,14 @@ def test_reversal_with_attention_overfits():
     result = greedy(model, src, lengths, max_len=8)
     for b, n in enumerate(lengths.tolist()):
         assert torch.equal(result.tokens[b, : n + 1], tgt_out[b, : n + 1])
+
+
+def test_options_of_one_attention_kind_follow_the_kind():
+    """Switching model.attention never needs a second edit: concat's hidden size is dropped by the others, and dot
+    widens or narrows the encoder to the decoder's width."""
+    from dnn.models.seq2seq import Seq2SeqConfig
+
+    general = Seq2SeqConfig(src_vocab_size=9, tgt_vocab_size=9, attention="general", attention_hidden_size=3)
+    assert general.attention_hidden_size is None
+    dot = Seq2SeqConfig(src_vocab_size=9, tgt_vocab_size=9, hidden_size=8, encoder_hidden_size=16, attention="dot")
+    assert dot.memory_size == 8 and dot.encoder_hidden_size == 4 and dot.attention_hidden_size is None

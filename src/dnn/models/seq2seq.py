@@ -88,16 +88,18 @@ class Seq2SeqConfig:
             raise ConfigError(
                 f"{where}: attention must be one of {', '.join(map(repr, ATTENTIONS))}; got {self.attention!r}"
             )
-        memory = enc * (2 if self.bidirectional else 1)
-        if self.attention == "dot" and memory != self.hidden_size:
-            raise ConfigError(
-                f"{where}: attention='dot' needs the memory size (encoder_hidden_size × directions = {memory}) to "
-                f"equal hidden_size ({self.hidden_size}); use 'general' or set encoder_hidden_size"
-            )
-        if self.attention_hidden_size is not None and self.attention != "concat":
-            raise ConfigError(
-                f"{where}: attention_hidden_size is only used by attention='concat', got attention={self.attention!r}"
-            )
+        # options that fit one attention kind follow the kind (switching model.attention never needs two edits):
+        # concat's own hidden size is dropped by the others, and dot scores s·h need a memory as wide as the decoder
+        directions = 2 if self.bidirectional else 1
+        if self.attention != "concat":
+            self.attention_hidden_size = None
+        if self.attention == "dot" and enc * directions != self.hidden_size:
+            if self.hidden_size % directions:
+                raise ConfigError(
+                    f"{where}: attention='dot' needs the memory (encoder_hidden_size × {directions} directions) as "
+                    f"wide as hidden_size={self.hidden_size}, which is odd; use an even hidden_size or 'general'"
+                )
+            self.encoder_hidden_size = enc = self.hidden_size // directions
         if self.input_feeding and self.attention == "none":
             raise ConfigError(f"{where}: input_feeding needs an attention (feeds h̃_(t−1)), got attention='none'")
         tf = self.teacher_forcing
