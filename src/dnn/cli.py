@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     generate.add_argument("--top-p", type=float, default=None, help="sample among the most likely tokens up to mass p")
     generate.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
+    generate.add_argument("--beam-size", type=int, default=1, help="> 1: the most likely continuation by beam "
+                          "search instead of sampling (default 1: sample)")  # fmt: skip
     _device_flag(generate)
 
     transcribe = _sub(
@@ -299,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             _translate(args)
         elif args.command == "generate":
             predictor = _predictor(args.run, "generate", "generate", args.device)
-            print(predictor.generate(args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed))
+            print(predictor.generate(args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed,
+                                     beam_size=args.beam_size))  # fmt: skip
         elif args.command == "transcribe":
             predictor = _predictor(args.run, "transcribe", "transcribe", args.device)
             for row in predictor.transcribe(args.files, beam_size=args.beam_size):

@@ -83,3 +83,18 @@ def test_a_cnns_kernel_stride_padding_and_pool_come_from_the_config(tmp_path):
             str(run_dir), "--quiet"]  # fmt: skip
     assert main(argv) == 0
     assert json.loads((run_dir / "results.json").read_text())["steps"] == 2
+
+
+def test_generate_with_a_beam_from_the_command_line(tmp_path, capsys):
+    run_dir = tmp_path / "lm"
+    argv = ["train", "charlm-pydoc", "train.max_steps=3", "model.hidden_size=16", "model.embedding_size=16",
+            "train.report=false", "--run-dir", str(run_dir), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["generate", str(run_dir), "--prompt", "def ", "--length", "12", "--beam-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("def ") and len(out.rstrip("\n")) <= 4 + 12
+    again = main(["generate", str(run_dir), "--prompt", "def ", "--length", "12", "--beam-size", "4"])
+    assert again == 0 and capsys.readouterr().out == out  # a beam is deterministic
+    assert main(["generate", str(run_dir), "--beam-size", "0"]) == 2
+    assert "beam_size must be an integer in [1, 64]" in capsys.readouterr().err

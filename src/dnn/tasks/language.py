@@ -48,7 +48,7 @@ from dnn.data.synthetic import adding_splits
 from dnn.data.text import read_text
 from dnn.data.tokenizers import BPETokenizer, Tokenizer, make_tokenizer
 from dnn.data.vocab import EOS_ID, SOS_ID, SPECIALS, UNK_ID, Vocab
-from dnn.decoding import sample
+from dnn.decoding import beam_search, sample
 from dnn.device import model_device
 from dnn.errors import ConfigError, DataError
 from dnn.io import read_json, write_json
@@ -333,6 +333,12 @@ class _Banned:
     def __init__(self, model: nn.Module, banned: list[int]):
         self.model, self.banned = model, banned
 
+    def encode(self, prompt: Tensor, lengths: Tensor | None = None) -> LMState:
+        """The state after ``prompt (1, P)`` but its last token (beam search feeds that one first)."""
+        if prompt.shape[1] > 1:
+            return self.model(prompt[:, :-1])[1]
+        return self.model.init_state(prompt.shape[0])
+
     def decode_step(self, prev_token: Tensor, state: LMState | None):
         logits, state, attention = self.model.decode_step(prev_token, state)  # (B, V)
         return (
@@ -353,15 +359,18 @@ class TextGenerator(Predictor):
         self.model, self.tokenizer, self.vocab, self.start, self.banned = model, tokenizer, vocab, start, banned
 
     def generate(self, prompt: str = "", length: int = 200, temperature: float = 0.8, top_k: int | None = None,
-                 top_p: float | None = None, seed: int = 0) -> str:  # fmt: skip
+                 top_p: float | None = None, seed: int = 0, beam_size: int = 1) -> str:  # fmt: skip
         """``prompt`` followed by ``length`` generated tokens (``temperature`` 0: greedy, so deterministic).
 
         The prompt is encoded with the run's tokenizer and vocabulary (unknown characters → ``<unk>``). A prompt
         without tokens (empty) starts as after a line break — the line-break token, ``<eos>`` for the word
         tokenizer, ``<sos>`` if the training text had no line break — which is not part of the returned text.
         Special tokens never seen as training targets are never generated. Sampling draws from a generator
-        seeded with ``seed``.
+        seeded with ``seed``. ``beam_size`` > 1 searches for the most likely continuation of ``length`` tokens
+        with a beam instead of sampling (temperature, top-k and top-p do not apply then).
         """
+        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or not 1 <= beam_size <= 64:
+            raise ConfigError(f"beam_size must be an integer in [1, 64], got {beam_size!r}")
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt must be a str, got {type(prompt).__name__}")
         if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= MAX_GENERATE:
@@ -375,8 +384,13 @@ class TextGenerator(Predictor):
         with torch.no_grad():
             _, state = self.model(tokens[:, :-1]) if tokens.shape[1] > 1 else (None, None)  # the prompt but its last
             generator = torch.Generator(device=device).manual_seed(seed)
-            new = sample(_Banned(self.model, self.banned), tokens[:, -1:], length, temperature, top_k, top_p,
-                         generator, state=state)  # fmt: skip  # (1, length)
+            if beam_size > 1:
+                best = beam_search(_Banned(self.model, self.banned), tokens, None, beam_size, length,
+                                   sos_id=int(tokens[0, -1]), eos_id=EOS_ID)[0][0]  # fmt: skip
+                new = best.tokens.unsqueeze(0)  # (1, n ≤ length)
+            else:
+                new = sample(_Banned(self.model, self.banned), tokens[:, -1:], length, temperature, top_k, top_p,
+                             generator, state=state)  # fmt: skip  # (1, length)
         text = decode_text(new[0].tolist(), self.tokenizer, self.vocab)
         if self.tokenizer.kind == "word" and prompt and not prompt[-1].isspace() and not text.startswith("\n"):
             text = " " + text
