@@ -330,10 +330,12 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast; fp16 with a gradient scaler
     compile: bool = False  # torch.compile the model (its cold start is reported once, not hidden in steps/s)
     channels_last: bool | None = None  # CNNs: NHWC memory layout; None = on for CUDA, off on the CPU
-    init_from: str | None = None  # transfer learning (CNNs): a run directory or weights file to start from
+    init_from: str | None = None  # transfer: a CNN run or weights file; for a sequence_classifier a language model run
     freeze_up_to: str | None = None  # CNNs: freeze the body up to this stage ("body" = all of it)
     unfreeze_after: int = 0  # CNNs: make the frozen body trainable again after this many epochs; 0 = never
     body_lr: float | None = None  # CNNs: the body's learning rate (train.lr is the head's); None = train.lr
+    gradual_unfreeze: bool = False  # text from a language model (ULMFiT): epoch 1 the head, then one group more
+    layer_lr_factor: float = 2.6  # text from a language model: each lower layer group learns at lr / this factor
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "log_every"):
@@ -342,6 +344,8 @@ class TrainConfig:
         for name in ("max_steps", "warmup_steps", "eval_every", "patience", "checkpoint_every", "threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
+        if not (math.isfinite(self.layer_lr_factor) and self.layer_lr_factor >= 1):
+            raise ConfigError(f"train.layer_lr_factor must be a finite number ≥ 1, got {self.layer_lr_factor}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"train.lr must be a positive, finite number, got {self.lr}")
         for name in ("clip_norm", "clip_value"):

@@ -226,7 +226,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
     if ddp.enabled:
         log(f"distributed: {ddp.world} processes, {'nccl' if device.type == 'cuda' else 'gloo'}")
 
-    params = _transfer(model, t, log) if (t.init_from or t.freeze_up_to or t.body_lr) else model.parameters()
+    transferring = t.init_from or t.freeze_up_to or t.body_lr or t.gradual_unfreeze
+    params = _transfer(model, t, log) if transferring else model.parameters()
     if t.unfreeze_after and not t.freeze_up_to:
         raise ConfigError("train.unfreeze_after unfreezes what train.freeze_up_to froze; set train.freeze_up_to too")
     optimizer = make_optimizer(params, t.optimizer, t.lr, t.weight_decay, t.momentum)
@@ -243,6 +244,10 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
     callbacks += task.callbacks()  # e.g. truncated BPTT for language models
     if t.unfreeze_after:
         callbacks.append(_Unfreeze(model, t.unfreeze_after, log))
+    if t.gradual_unfreeze:
+        from dnn.transfer import GradualUnfreezing
+
+        callbacks.append(GradualUnfreezing(model, log))
     if t.patience:
         callbacks.append(EarlyStopping(monitor[0], monitor[1], t.patience))
     if progress:
@@ -325,12 +330,21 @@ def _write_report(run: LoadedRun, task: Task, log) -> None:
 
 
 def _transfer(model: torch.nn.Module, t, log):
-    """Transfer learning for CNNs: start from another run's weights, freeze part of the body, two learning rates."""
+    """Transfer learning: a CNN from another CNN run (freeze part of the body, two learning rates), or a sequence
+    classifier from a language model run (ULMFiT: its encoder, discriminative rates, gradual unfreezing)."""
     from dnn import transfer
     from dnn.models.cnn_base import ImageClassifier
+    from dnn.models.sequence import SequenceClassifier
 
-    if not isinstance(model, ImageClassifier):
-        raise ConfigError("train.init_from / train.freeze_up_to / train.body_lr apply to CNNs (the image models) only")
+    if isinstance(model, SequenceClassifier):
+        return _transfer_text(model, t, log)
+    works = ("train.init_from / freeze_up_to / body_lr / unfreeze_after work for CNNs (the image models); "
+             "train.init_from=LM_RUN with train.gradual_unfreeze for a sequence_classifier")  # fmt: skip
+    if not isinstance(model, ImageClassifier) or t.gradual_unfreeze:
+        raise ConfigError(
+            f"{works}; not for {type(model).__name__}"
+            + (" with train.gradual_unfreeze" if isinstance(model, ImageClassifier) else "")
+        )
     if t.init_from:
         source = Path(t.init_from)
         weights = source / "model.safetensors" if source.is_dir() else source
@@ -347,6 +361,33 @@ def _transfer(model: torch.nn.Module, t, log):
         frozen = transfer.freeze(model, None if t.freeze_up_to == "body" else t.freeze_up_to)
         log(f"transfer: frozen stages {', '.join(frozen)} (their BatchNorm statistics too)")
     return transfer.param_groups(model, t.body_lr or t.lr, t.lr, t.weight_decay, include_frozen=t.unfreeze_after > 0)
+
+
+def _transfer_text(model: torch.nn.Module, t, log):
+    """A sequence classifier from a language model run: its embedding and recurrent layers, a new head."""
+    from dnn import transfer
+
+    if t.freeze_up_to or t.body_lr or t.unfreeze_after or not t.init_from:
+        raise ConfigError("a sequence_classifier transfers with train.init_from=LM_RUN (a language_model run of the "
+                          "same tokenizer), train.gradual_unfreeze and train.layer_lr_factor; train.freeze_up_to, "
+                          "body_lr and unfreeze_after are for CNNs")  # fmt: skip
+    source = Path(t.init_from)
+    task = source / "task.json"
+    kind = json.loads(task.read_text(encoding="utf-8")).get("task") if task.is_file() else None
+    if kind != "LanguageModelling":
+        raise ConfigError(f"train.init_from={t.init_from}: a sequence_classifier starts from a language model run "
+                          f"(task.json says LanguageModelling), this is {kind or 'no dnn run'}; train one with "
+                          f"`dnn train lm-pydoc-words`")  # fmt: skip
+    weights = source / "model.safetensors"
+    try:
+        result = transfer.load_language_model(model, transfer.read_state_dict(weights), str(weights))
+    except CheckpointError as err:
+        raise CheckpointError(f"train.init_from: {err} (the classifier takes the language model's embedding_size, "
+                              f"hidden_size, num_layers and cell, one direction)") from None  # fmt: skip
+    log(f"transfer: {len(result.loaded)} encoder tensors from {weights}; the head starts afresh")
+    groups = transfer.discriminative_groups(model, t.lr, t.layer_lr_factor, t.weight_decay)
+    log("transfer: learning rates " + ", ".join(f"{g['name']} {g['lr']:.2g}" for g in groups))
+    return groups
 
 
 def _why_finished(trainer: Trainer, t) -> str:

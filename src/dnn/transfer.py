@@ -37,14 +37,19 @@ from dnn.errors import CheckpointError, ConfigError
 from dnn.models.cnn_base import HEAD_STAGE, ImageClassifier
 
 __all__ = [
+    "GradualUnfreezing",
     "LoadResult",
+    "discriminative_groups",
     "freeze",
     "frozen_stages",
+    "load_language_model",
     "load_pretrained",
     "param_groups",
     "read_state_dict",
     "replace_head",
+    "set_trainable_groups",
     "stage_names",
+    "text_layer_groups",
     "unfreeze",
 ]
 
@@ -320,3 +325,100 @@ def load_pretrained(
         unexpected=tuple(unexpected),
         skipped=tuple(skipped),
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# text: a language model's encoder in a sequence classifier (ULMFiT, Howard & Ruder 2018)
+# ----------------------------------------------------------------------------------------------------------
+
+LM_TO_CLASSIFIER = {"embedding.": "encoder.embedding.", "rnn.": "encoder.rnn.", "output.": None}  # None: dropped
+
+
+def text_layer_groups(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
+    """ULMFiT's layer groups of a sequence classifier, input to output: ``embedding``, ``rnn0`` … ``rnn{L-1}``
+    (each recurrent layer, both directions), ``head`` (everything above the encoder: head, attention pooling)."""
+    from dnn.models.sequence import SequenceClassifier
+
+    if not isinstance(model, SequenceClassifier):
+        raise ConfigError(f"text transfer needs a sequence_classifier, got {type(model).__name__}")
+    layers = model.config.num_layers
+    groups: dict[str, list[nn.Parameter]] = {"embedding": [], **{f"rnn{k}": [] for k in range(layers)}, "head": []}
+    for name, p in model.named_parameters():
+        if name.startswith("encoder.embedding."):
+            groups["embedding"].append(p)
+        elif name.startswith("encoder.rnn."):
+            layer = name.rsplit("_l", 1)[-1].split("_")[0]  # weight_ih_l1_reverse → 1
+            groups[f"rnn{int(layer)}" if layer.isdigit() else f"rnn{layers - 1}"].append(p)
+        else:
+            groups["head"].append(p)
+    return [(name, params) for name, params in groups.items() if params]
+
+
+def load_language_model(model: nn.Module, state: Mapping[str, Tensor], where: str) -> LoadResult:
+    """Copy a language model's ``embedding.*`` → ``encoder.embedding.*`` and ``rnn.*`` → ``encoder.rnn.*``.
+
+    Every encoder tensor of the classifier must be filled, with its shape; else a one-line
+    :class:`CheckpointError` naming what did not fit, before anything is changed. The LM's output layer is
+    dropped; the classifier's head keeps its fresh initialisation.
+    """
+    own = model.state_dict()
+    mapped: dict[str, Tensor] = {}
+    for key, value in state.items():
+        for prefix, target in LM_TO_CLASSIFIER.items():
+            if key.startswith(prefix):
+                if target is not None:
+                    mapped[target + key[len(prefix) :]] = value
+                break
+    encoder = [k for k in own if k.startswith("encoder.")]
+    missing = [k for k in encoder if k not in mapped]
+    extra = [k for k in mapped if k not in own]
+    wrong = [f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}"
+             for k in encoder if k in mapped and mapped[k].shape != own[k].shape]  # fmt: skip
+    if missing or extra or wrong:
+        problems = [f"{len(v)} {what} ({_preview(v, 2)})"
+                    for what, v in (("not in the language model", missing), ("without a place", extra),
+                                    ("of another shape", wrong)) if v]  # fmt: skip
+        raise CheckpointError(f"{where} does not fit the classifier's encoder: {'; '.join(problems)}")
+    model.load_state_dict(mapped, strict=False)
+    return LoadResult(
+        tuple(mapped), tuple(k for k in own if k not in mapped), (), tuple(k for k in state if k.startswith("output."))
+    )
+
+
+def discriminative_groups(model: nn.Module, lr: float, factor: float = 2.6, weight_decay: float = 0.0
+                          ) -> list[dict[str, Any]]:  # fmt: skip
+    """One optimiser group per layer group, ``lr`` for the head and ``lr / factor^d`` d groups below it
+    (ULMFiT's discriminative fine-tuning: η^{l−1} = η^l / 2.6). Frozen parameters are included: a group
+    unfrozen later trains on in the same optimiser (a parameter without a gradient is not stepped)."""
+    lr, factor = _check_rate("lr", lr), _check_rate("factor", factor)
+    decay = _check_rate("weight_decay", weight_decay)
+    groups = text_layer_groups(model)
+    top = len(groups) - 1
+    return [{"name": name, "params": params, "lr": lr / factor ** (top - i), "weight_decay": decay}
+            for i, (name, params) in enumerate(groups)]  # fmt: skip
+
+
+def set_trainable_groups(model: nn.Module, top: int) -> list[str]:
+    """Only the ``top`` highest layer groups train; those below are frozen. Returns the trainable names."""
+    groups = text_layer_groups(model)
+    cut = max(0, len(groups) - top)
+    for i, (_, params) in enumerate(groups):
+        for p in params:
+            p.requires_grad_(i >= cut)
+            if i < cut:
+                p.grad = None
+    return [name for name, _ in groups[cut:]]
+
+
+class GradualUnfreezing:
+    """A trainer callback (ULMFiT's gradual unfreezing): epoch 1 trains the head only, each next epoch one more
+    layer group from the top, until all train. A function of the epoch alone, so a resumed run agrees."""
+
+    def __init__(self, model: nn.Module, log=None):
+        self.model, self.log, self.shown = model, log, -1
+
+    def on_epoch_start(self, trainer, epoch, **_):
+        names = set_trainable_groups(self.model, epoch + 1)
+        if self.log is not None and epoch != self.shown:
+            self.shown = epoch
+            self.log(f"transfer: epoch {epoch + 1}: training {', '.join(names)} (train.gradual_unfreeze)")

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dnn.config import load_yaml
 from dnn.data.batching import (
     IGNORE_INDEX,
     Batch,
@@ -93,6 +94,21 @@ def _check_data_options(data) -> None:
 
 def _read_task_json(run_dir: Path) -> dict[str, Any]:
     return read_json(run_dir / FILES["task"], "a text run's task.json")
+
+
+def _language_model_run(init_from: str | None) -> Path | None:
+    """The language model run that ``train.init_from`` names (ULMFiT): its tokenizer, vocabulary and shape are
+    the classifier's. None without init_from; any other run is refused in one line."""
+    if not init_from:
+        return None
+    run = Path(init_from)
+    kind = _read_task_json(run).get("task") if (run / FILES["task"]).is_file() else None
+    if kind != "LanguageModelling":
+        raise ConfigError(
+            f"train.init_from={init_from}: a text classifier starts from a language model run (task.json "
+            f"says LanguageModelling), this is {kind or 'no dnn run'}; e.g. `dnn train lm-pydoc-words`"
+        )
+    return run
 
 
 def _model_size(model: nn.Module, name: str) -> int | None:
@@ -220,6 +236,7 @@ class TextClassification(_TextTask):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.tokenizer: Tokenizer | None = None
+        self.pretrained = _language_model_run(cfg.train.init_from)  # ULMFiT: the LM's tokenizer and vocabulary
 
     def _read(self, path: str, split: str, tokenizer: Tokenizer | None, labels: LabelVocab | None = None,
               policy: bool = True) -> Records[TextExample]:  # fmt: skip
@@ -257,14 +274,18 @@ class TextClassification(_TextTask):
         fractions = _missing_fractions(data, {name: sources[name] is not None for name in ("valid", "test")})
         plain: list[TextExample] | None = None
         assignment: dict[Key, str] = {}
-        if fractions is not None or data.tokenizer == "bpe":  # pass 1: the texts alone, to split and to train BPE
+        bpe = data.tokenizer == "bpe" and self.pretrained is None
+        if fractions is not None or bpe:  # pass 1: the texts alone, to split and to train BPE
             plain = list(self._read(sources["train"], "train", None, policy=False))
         if fractions is not None:
             keys = [(ex.path, ex.line) for ex in plain]
             assignment = _assign_splits(keys, [ex.label for ex in plain], fractions, self.cfg.seed)
-        self.tokenizer = self._make_tokenizer(
-            lambda: [ex.text for ex in plain if assignment.get((ex.path, ex.line), "train") == "train"]
-        )
+        if self.pretrained is not None:
+            self.tokenizer = Tokenizer.load(self.pretrained / FILES["tokenizer"])
+        else:
+            self.tokenizer = self._make_tokenizer(
+                lambda: [ex.text for ex in plain if assignment.get((ex.path, ex.line), "train") == "train"]
+            )
 
         records = self._read(sources["train"], "train", self.tokenizer)
         read: dict[str, list[TextExample]] = {name: [] for name in SPLIT_NAMES}
@@ -279,7 +300,11 @@ class TextClassification(_TextTask):
                 f"the column of the classes?)"
             )
         max_size = None if data.tokenizer == "bpe" else data.vocab_size  # BPE: its merges bound the vocabulary
-        self.vocab = Vocab.build((ex.tokens for ex in read["train"]), data.min_freq, max_size)
+        if self.pretrained is not None:
+            self.vocab = Vocab.load(self.pretrained / FILES["vocab"])
+            log(f"data: tokenizer and vocabulary of the language model {self.pretrained}")
+        else:
+            self.vocab = Vocab.build((ex.tokens for ex in read["train"]), data.min_freq, max_size)
         for split in ("valid", "test"):
             if sources[split] is not None:
                 records = self._read(sources[split], split, self.tokenizer, labels=self.labels)
@@ -291,6 +316,15 @@ class TextClassification(_TextTask):
                 for ex in examples
             ]  # an unseen label in a split carved from the training file: DataError naming its file and line
         self._finish(log)
+
+    def model_options(self) -> dict[str, Any]:
+        """The data's sizes; from a language model also its shape (model.* keys given by the user still win)."""
+        options = super().model_options()
+        if self.pretrained is not None:
+            lm = load_yaml(self.pretrained / "config.yaml").get("model", {})
+            shape = ("embedding_size", "hidden_size", "num_layers", "cell", "residual", "dense")  # what must match
+            options.update({key: lm[key] for key in shape if key in lm})
+        return options
 
     def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
         """A trained run's tokenizer, vocabulary and labels, and ``path`` (a CSV/TSV, or an aclImdb folder's test
