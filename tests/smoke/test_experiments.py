@@ -21,6 +21,7 @@ NAMES = [
     "truncated-bptt",
     "depth-connections",
     "rnn-vs-transformer",
+    "text-transfer",
 ]
 
 

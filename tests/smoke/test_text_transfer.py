@@ -105,3 +105,14 @@ def test_gradual_unfreezing_moves_one_more_layer_group_each_epoch():
         moved = {name for g in optimizer.param_groups for name in [g["name"]]
                  if any(not torch.equal(a, p) for a, p in zip(before[name], g["params"]))}  # fmt: skip
         assert moved == moving, f"epoch {epoch + 1}"
+
+
+def test_the_text_transfer_experiment_runs_its_quick_version(tmp_path):
+    from dnn.experiments import run_experiment
+
+    result = run_experiment("text-transfer", quick=True, out=tmp_path / "out", runs=tmp_path / "runs",
+                            log=lambda message: None)  # fmt: skip
+    rows = result.table("Test accuracy").rows
+    assert [row["labelled per class"] for row in rows] == [10]
+    assert result.verdict == "n/a (quick)" and len(result.checks) == 3
+    assert result.plot.is_file() and "self-supervised" in result.results_file.read_text().lower()

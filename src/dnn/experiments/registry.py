@@ -29,10 +29,11 @@ ORDER = (
     "truncated-bptt",
     "depth-connections",
     "rnn-vs-transformer",
+    "text-transfer",
 )
 MODULES = ("dnn.experiments.gradients", "dnn.experiments.adding", "dnn.experiments.recurrent",
            "dnn.experiments.attention", "dnn.experiments.vision", "dnn.experiments.depth",
-           "dnn.experiments.transformer")  # fmt: skip
+           "dnn.experiments.transformer", "dnn.experiments.text_transfer")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -134,9 +135,8 @@ def _write_index(out: Path) -> None:
         "",
         f"Total: {total:,.0f} s ({minutes}), the sum of the experiments' own times, each on one thread.",
         "",
-        "Not measured yet: **transfer learning for text** (pretrain a language model on unlabelled text, then",
-        "fine-tune it to classify) needs self-supervised pretraining, which dnn does not have yet (issue 18); the",
-        "`transfer-learning` experiment covers images only.",
+        "Transfer learning for text (a language model pretrained on unlabelled text, fine-tuned to classify,",
+        "ULMFiT) is `text-transfer`; `transfer-learning` covers images.",
     ]
     text = "\n".join(lines) + "\n"
     atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
