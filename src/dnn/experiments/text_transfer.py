@@ -159,9 +159,17 @@ def _lesson(ctx: Context, checks: list[Check], mean: dict, sizes: tuple[int, ...
             f"learning slowly within a short budget. Pretraining pays when the unlabelled text is far larger than "
             f"the labelled, as in the paper."
         )  # fmt: skip
-    text.append(
-        f"At {many} per class the scratch model has far more to learn from"
-        + (", and the gap shrinks, as Howard & Ruder report." if checks[1].passed else
-           f"; here the gap did not shrink ({mean['pretrained', many]:.2f} vs {mean['scratch', many]:.2f}).")
-    )  # fmt: skip
+    p_many, s_many = mean["pretrained", many], mean["scratch", many]
+    if p_many >= s_many:
+        shrinks = "shrinks" if checks[1].passed else "did not shrink"
+        text.append(f"At {many} per class the scratch model has far more to learn from, and the gap {shrinks} "
+                    f"({p_many:.2f} vs {s_many:.2f}).")  # fmt: skip
+    else:
+        text.append(
+            f"With more labels the scratch model pulled ahead ({s_many:.2f} against {p_many:.2f} at {many} per "
+            f"class): trained at lr 0.01 in every layer with a vocabulary of its own, it learns from 800 labelled "
+            f"paragraphs what it needs, while the pretrained model's embedding learns 2.6³ ≈ 18× slower and "
+            f"stays close to what next-word prediction on a small corpus found useful. The gain was 'larger' at "
+            f"{few} labels only in the sense that pretraining hurt less there."
+        )
     return " ".join(text)
