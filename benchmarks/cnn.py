@@ -11,7 +11,8 @@ Variants of each, round-robin with two matrix products that measure the peak in 
 - ``bf16``                     forward and loss under ``torch.autocast("cpu", dtype=torch.bfloat16)``; the weights,
                                their gradients and Adam stay fp32 (no loss scaling is needed for bf16)
 - ``fp32/bf16 channels_last``  the same with the model and the images in ``torch.channels_last`` (NHWC) memory
-- ``matmul fp32 / bf16``       a square product (N = 2048), 2N³ flops each
+- ``matmul fp32 / bf16``       a square product (N = 2048), 2N³ flops each, through torch.mm and as a 1×1
+                               convolution; the peak of a precision is the faster of the two
 
 A step's work is the flops of its convolutions and matrix products, forward and backward, counted once with
 ``torch.utils.flop_counter.FlopCounterMode``; the fraction of peak is (flops × steps/s) over the peak of the
@@ -34,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Row, Variant, load_average, markdown_table, ratio, round_robin  # noqa: E402
+from common import DEFAULT_THREADS, Row, Variant, load_average, markdown_table, ratio, round_robin  # noqa: E402
 from dnn.models import create_model  # noqa: E402
 from dnn.training.optim import make_optimizer  # noqa: E402
 
@@ -78,25 +79,29 @@ def train_step_fn(name: str, bf16: bool, channels_last: bool, batch: int, steps:
     return run, flops
 
 
-def matmul_fn(dtype: torch.dtype, n: int, repeats: int):
+def matmul_fn(dtype: torch.dtype, n: int, repeats: int, kind: str):
+    """``repeats`` products of two N×N matrices: ``torch.mm`` (MKL for fp32) or the same product as a 1×1
+    convolution (oneDNN, the library torch's CPU convolutions run on; MKL takes a slower path on AMD CPUs)."""
     g = torch.Generator().manual_seed(2)
     a, b = (torch.randn(n, n, generator=g).to(dtype) for _ in range(2))
+    image, kernel = a.view(1, n, n, 1), b.view(n, n, 1, 1)  # (1, C_in, H_img, 1), (C_out, C_in, 1, 1)
 
     def run() -> float:
         for _ in range(repeats):
-            torch.mm(a, b)
+            torch.mm(a, b) if kind == "mm" else F.conv2d(image, kernel)
         return repeats * 2 * n**3 / 1e9  # GFLOP
 
     return run
 
 
 def run(args) -> list[Row]:
-    threads = args.threads or torch.get_num_threads()
+    threads = args.threads or DEFAULT_THREADS
     print(f"CNN training, {threads} threads; load average {load_average()}", flush=True)
-    peak = {
-        "fp32": Variant("matmul fp32", matmul_fn(torch.float32, args.matmul_n, args.matmul_repeats), args.threads),
-        "bf16": Variant("matmul bf16", matmul_fn(torch.bfloat16, args.matmul_n, args.matmul_repeats), args.threads),
-    }
+    products = []
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        for kind, library in (("mm", "torch.mm"), ("conv", "1×1 conv")):
+            fn = matmul_fn(dtype, args.matmul_n, args.matmul_repeats, kind)
+            products.append((precision, Variant(f"matmul {precision} ({library})", fn, args.threads)))
     variants, flops = [], {}
     for name in args.models:
         batch = args.batch or MODELS[name][2]
@@ -106,11 +111,10 @@ def run(args) -> list[Row]:
                     name, precision == "bf16", bool(layout), batch, args.steps
                 )
                 variants.append(Variant(f"{name} {precision}{layout}", fn, args.threads))
-    round_robin([*peak.values(), *variants], args.rounds, label="cnn", unit="steps/s (matmul: GFLOP/s)")
+    round_robin([v for _, v in products] + variants, args.rounds, label="cnn", unit="steps/s (matmul: GFLOP/s)")
 
-    rows = [
-        Row("matmul peak", v.name, v.rate, "GFLOP/s", note=f"N = {args.matmul_n}") for v in peak.values()
-    ]  # fmt: skip
+    peak = {p: max(v.rate for q, v in products if q == p) for p in ("fp32", "bf16")}  # the faster library's
+    rows = [Row("matmul peak", v.name, v.rate, "GFLOP/s", note=f"N = {args.matmul_n}") for _, v in products]
     by_name = {v.name: v for v in variants}
     for name in args.models:
         batch = args.batch or MODELS[name][2]
@@ -119,8 +123,8 @@ def run(args) -> list[Row]:
             precision = "bf16" if "bf16" in v.name else "fp32"
             achieved = flops[v.name] * v.rate / 1e9  # GFLOP/s
             note = (
-                f"{batch * v.rate:.0f} images/s; {achieved:.0f} GFLOP/s = {achieved / peak[precision].rate:.0%} of the "
-                f"{precision} matmul peak"
+                f"{batch * v.rate:.0f} images/s; {achieved:.0f} GFLOP/s = {achieved / peak[precision]:.0%} of the "
+                f"{precision} matmul peak ({peak[precision]:.0f})"
             )
             target = 2.0 if v.name == f"{name} bf16" else None
             rows.append(Row(f"{name} training, batch {batch}", v.name, v.rate, "steps/s", fp32.name, ratio(v, fp32),

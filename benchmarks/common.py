@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Row", "Variant", "load_average", "ratio", "round_robin", "set_threads"]
+__all__ = ["DEFAULT_THREADS", "Row", "Variant", "load_average", "ratio", "round_robin", "set_threads"]
 
 
 def load_average() -> str:
@@ -29,8 +29,13 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, taken before any benchmark changes it
+
+
 def set_threads(n: int | None) -> None:
-    if n is not None and torch.get_num_threads() != n:
+    """``n`` intra-op threads; None is torch's default (not whatever an earlier variant left behind)."""
+    n = DEFAULT_THREADS if n is None else n
+    if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
 

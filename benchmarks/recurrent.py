@@ -35,7 +35,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Row, Variant, load_average, markdown_table, ratio, round_robin  # noqa: E402
+from common import DEFAULT_THREADS, Row, Variant, load_average, markdown_table, ratio, round_robin  # noqa: E402
 from dnn.layers.recurrent import GRU, LSTM  # noqa: E402
 from dnn.training.optim import make_optimizer  # noqa: E402
 
@@ -191,8 +191,8 @@ def breakdown(args, steps: int = 3) -> str:
 
 def run(args) -> tuple[list[Row], list[str]]:
     print(
-        f"IMDB model: batch {args.batch}, length {args.length}, {torch.get_num_threads()} threads; load average "
-        f"{load_average()}",
+        f"IMDB model: batch {args.batch}, length {args.length}, {args.threads or DEFAULT_THREADS} threads; "
+        f"load average {load_average()}",
         flush=True,
     )
     rows, notes = [], []
