@@ -9,11 +9,14 @@ tokens). One step = forward, the loss over the real target tokens, backward, cli
 
 both at 2 threads and at 1 thread, all four round-robin.
 
-Beam search. The recipe's model at its own size (embedding 128, hidden 256), random weights, 64 sentences of 8–30
+Beam search, at two sizes with random weights: the ``translate-tsv`` recipe's (vocabulary 8000, embedding 128,
+hidden 256) and the ``dates-attention`` recipe's (vocabulary 40, embedding 32, hidden 64). 64 sentences of 8–30
 tokens, beam 5, 30 output tokens each (random weights never end early, so every sentence decodes to max_len):
 
 - ``batched``       ``beam_search`` over all 64 sentences at once (64·5 rows a step)
 - ``per sentence``  ``beam_search`` called once per sentence (5 rows a step)
+- ``output layer``  the batched search's vocabulary projection alone (64·5 × H × V, 30 times): its share of the
+                    batched time is the part that batching cannot shrink
 
     python benchmarks/seq2seq.py              # both, a few minutes
     python benchmarks/seq2seq.py --quick      # a smoke run: tiny sizes, 1 round
@@ -76,22 +79,39 @@ def training_variants(args) -> list[Variant]:
     return variants
 
 
-def beam_variants(args) -> list[Variant]:
+def beam_sizes(args) -> dict[str, tuple[int, int, int]]:
+    """Model sizes for beam search: (vocabulary, embedding, hidden)."""
+    return {
+        "translate-tsv size": (args.vocab, args.beam_embedding, args.hidden),
+        "dates-attention size": (args.small_vocab, 32, 64),
+    }
+
+
+def beam_variants(args, size: str) -> list[Variant]:
+    vocab, embedding, hidden = beam_sizes(args)[size]
     torch.manual_seed(0)
-    model = dnn_model(args.vocab, args.beam_embedding, args.hidden, 0.0).eval()
+    model = dnn_model(vocab, embedding, hidden, 0.0).eval()
     g = torch.Generator().manual_seed(1)
-    n = args.sentences
+    n, K = args.sentences, args.beam
     lengths = torch.randint(args.source_lengths[0], args.source_lengths[1] + 1, (n,), generator=g)
-    src = torch.randint(4, args.vocab, (n, int(lengths.max())), generator=g)
+    src = torch.randint(4, vocab, (n, int(lengths.max())), generator=g)
     src[torch.arange(src.shape[1]) >= lengths.unsqueeze(1)] = 0
+    output = model.decoder.output  # W_o: (V, H)
+    rows = torch.randn(n * K, hidden, generator=g)  # (B·K, H)
 
     def batched() -> float:
-        beam_search(model, src, lengths, args.beam, args.beam_max_len, length_penalty=0.6)
+        beam_search(model, src, lengths, K, args.beam_max_len, length_penalty=0.6)
         return n
 
     def per_sentence() -> float:
         for i in range(n):
-            beam_search(model, src[i : i + 1, : int(lengths[i])], None, args.beam, args.beam_max_len, 0.6)
+            beam_search(model, src[i : i + 1, : int(lengths[i])], None, K, args.beam_max_len, 0.6)
+        return n
+
+    @torch.no_grad()
+    def output_layer() -> float:  # the batched search's vocabulary projection alone: B·K rows, every step
+        for _ in range(args.beam_max_len):
+            output(rows)
         return n
 
     variants = []
@@ -99,6 +119,7 @@ def beam_variants(args) -> list[Variant]:
         variants += [
             Variant(f"batched {threads}t", batched, threads),
             Variant(f"per sentence {threads}t", per_sentence, threads),
+            Variant(f"output layer {threads}t", output_layer, threads),
         ]
     return variants
 
@@ -117,15 +138,21 @@ def run(args) -> list[Row]:
             rows.append(Row("seq2seq training", dnn.name, dnn.rate, "steps/s", plain.name, ratio(dnn, plain), 1.0,
                             f"plain {plain.rate:.3g} steps/s; CPU-time ratio {cpu:.2f}"))  # fmt: skip
     if "beam" in args.parts:
-        print(f"beam search: {args.sentences} sentences, beam {args.beam}, {args.beam_max_len} tokens each, vocab "
-              f"{args.vocab}; load average {load_average()}", flush=True)  # fmt: skip
-        variants = beam_variants(args)
-        round_robin(variants, args.rounds, warmup=0 if args.quick else 1, label="beam search", unit="sentences/s")
-        by_name = {v.name: v for v in variants}
-        for threads in args.threads:
-            batched, loop = by_name[f"batched {threads}t"], by_name[f"per sentence {threads}t"]
-            rows.append(Row("beam search, beam 5", batched.name, batched.rate, "sentences/s", loop.name,
-                            ratio(batched, loop), 5.0, f"per sentence {loop.rate:.3g} sentences/s"))  # fmt: skip
+        for size, (vocab, embedding, hidden) in beam_sizes(args).items():
+            print(f"beam search, {size} (vocabulary {vocab}, embedding {embedding}, hidden {hidden}): "
+                  f"{args.sentences} sentences, beam {args.beam}, {args.beam_max_len} tokens each; load average "
+                  f"{load_average()}", flush=True)  # fmt: skip
+            variants = beam_variants(args, size)
+            warmup = 0 if args.quick else 1
+            round_robin(variants, args.rounds, warmup=warmup, label=f"beam search, {size}", unit="sentences/s")
+            by_name = {v.name: v for v in variants}
+            for threads in args.threads:
+                batched, loop = by_name[f"batched {threads}t"], by_name[f"per sentence {threads}t"]
+                share = batched.rate / by_name[f"output layer {threads}t"].rate
+                note = (f"per sentence {loop.rate:.3g} sentences/s; the output layer's B·K × H × V product alone "
+                        f"takes {share:.0%} of the batched time")  # fmt: skip
+                rows.append(Row(f"beam search, beam {args.beam}, {size}", batched.name, batched.rate, "sentences/s",
+                                loop.name, ratio(batched, loop), 5.0, note))  # fmt: skip
     return rows
 
 
@@ -137,6 +164,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedding", type=int, default=256)
     p.add_argument("--beam-embedding", type=int, default=128, help="the recipe's embedding, for beam search")
     p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--small-vocab", type=int, default=40, help="beam search: the dates recipe's vocabulary")
     p.add_argument("--steps", type=int, default=4, help="training steps per variant per round")
     p.add_argument("--max-length", type=int, default=40, help="the longest training pair")
     p.add_argument("--source-lengths", default="8,30", help="beam search: shortest,longest source")
@@ -149,6 +177,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def quick(args) -> None:
     """Tiny sizes and one round: a smoke run in seconds, its numbers meaningless."""
     args.rounds, args.batch, args.vocab, args.embedding, args.beam_embedding, args.hidden = 1, 4, 50, 8, 8, 8
+    args.small_vocab = 20
     args.steps, args.max_length, args.source_lengths, args.sentences, args.beam_max_len = 1, 14, "3,6", 3, 4
     args.threads = "1"  # a second thread on a busy 2-core machine can stall a tiny step for seconds
 

@@ -150,11 +150,9 @@ def beam_search(
 
     for t in range(1, max_len + 1):
         logits, state, weights = model.decode_step(prev, state)  # (B_a·K, V), ..., (B_a·K, S)
-        logits = logits.float()
         V = logits.shape[-1]
-        # log p(y_≤t) = log p(y_<t) + logits_t[y_t] − log Σ_v exp(logits_t[v])
-        lse = torch.logsumexp(logits, dim=-1, keepdim=True)  # (B_a·K, 1)
-        candidates = (logits + (live.view(-1, 1) - lse)).view(-1, K * V)  # (B_a, K·V)
+        # log p(y_≤t) = log p(y_<t) + log softmax(logits_t)[y_t], added in place (no second (B_a·K, V) buffer)
+        candidates = torch.log_softmax(logits.float(), dim=-1).add_(live.view(-1, 1)).view(-1, K * V)  # (B_a, K·V)
         scores, ids = candidates.topk(K, dim=1)  # (B_a, K)
         parent, token = ids // V, ids % V  # (B_a, K) each
 

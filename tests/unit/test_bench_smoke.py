@@ -22,7 +22,8 @@ def test_run_all_quick_prints_every_ratio_and_writes_the_results(tmp_path):
     lines = proc.stdout.splitlines()
     expected = [
         "ratio  seq2seq training: dnn 1t vs plain 1t: ",
-        "ratio  beam search, beam 5: batched 1t vs per sentence 1t: ",
+        "ratio  beam search, beam 5, translate-tsv size: batched 1t vs per sentence 1t: ",
+        "ratio  beam search, beam 5, dates-attention size: batched 1t vs per sentence 1t: ",
         "ratio  IMDB LSTM training: dnn fused vs torch.nn: ",
         "rate   matmul peak: matmul fp32 (torch.mm): ",
         "rate   matmul peak: matmul bf16 (1×1 conv): ",

@@ -185,7 +185,7 @@ class _AdditiveScores(torch.autograd.Function):
     @staticmethod
     def _halved_tanh(p: Tensor, k: Tensor) -> Tensor:
         dtype = torch.result_type(p, k)
-        u = torch.add((2 * p).unsqueeze(2), (2 * k).unsqueeze(1)).to(dtype)  # 2(p_t + k_s): (B, T, S, H)
+        u = torch.add((2 * p).unsqueeze(2), k.unsqueeze(1), alpha=2).to(dtype)  # 2p_t + 2k_s: (B, T, S, H)
         return u.sigmoid_().sub_(0.5)  # u = σ(2(p + k)) − ½ = tanh(p + k) / 2
 
     @staticmethod
