@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DEFAULT_THREADS, Row, Variant, load_average, markdown_table, ratio, round_robin  # noqa: E402
+from common import DEFAULT_THREADS, Row, Variant, load_average, measure_and_print, ratio, round_robin  # noqa: E402
 from dnn.models import create_model  # noqa: E402
 from dnn.training.optim import make_optimizer  # noqa: E402
 
@@ -167,14 +167,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_flush_denormal(True)
-    print(f"torch {torch.__version__}; load average before: {load_average()}", flush=True)
-    rows = run(args)
-    print(f"load average after: {load_average()}")
-    for r in rows:
-        print(r.line())
-    print()
-    print(markdown_table(rows))
+    measure_and_print(lambda: run(args))
     return 0
 
 

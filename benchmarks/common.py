@@ -134,3 +134,17 @@ def markdown_table(rows: list[Row]) -> str:
         note = f" ({r.note})" if r.note else ""
         lines.append(f"| {r.section} | {r.variant}{note} | {r.value:.4g} {r.unit} | {against} | {target} |")
     return "\n".join(lines)
+
+
+def measure_and_print(run: Callable[[], list[Row]], header: str = "") -> list[Row]:
+    """Denormals flushed, the load average printed before and after ``run()``, then every ratio line and the
+    markdown table: what each benchmark script prints on its own."""
+    torch.set_flush_denormal(True)
+    print(f"torch {torch.__version__}{header}; load average before: {load_average()}", flush=True)
+    rows = run()
+    print(f"load average after: {load_average()}")
+    for r in rows:
+        print(r.line())
+    print()
+    print(markdown_table(rows))
+    return rows
