@@ -42,3 +42,32 @@ def test_optimizers_by_name_and_errors():
         make_optimizer(p, "adam", 0)
     with pytest.raises(ConfigError, match="train.schedule"):
         make_scheduler(make_optimizer(p, "adam", 1e-3), "linear", 10)
+
+
+@pytest.mark.parametrize("name,reference", [
+    ("adam", lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-3, foreach=False)),
+    ("adamw", lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=1e-3, foreach=False)),
+    ("sgd", lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, weight_decay=1e-3, foreach=False)),
+])
+def test_fused_update_matches_torchs_per_parameter_loop(name, reference):
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.LSTM(5, 7), torch.nn.LSTM(5, 7)
+    theirs.load_state_dict(ours.state_dict())
+    opt = make_optimizer(ours.parameters(), name, 1e-2, weight_decay=1e-3)
+    assert opt.defaults["fused"] is True  # dense fp32 parameters on the CPU take the fused kernel
+    ref = reference(list(theirs.parameters()))
+    x = torch.randn(4, 3, 5)
+    for _ in range(20):
+        for model, o in ((ours, opt), (theirs, ref)):
+            o.zero_grad()
+            model(x)[0].pow(2).mean().backward()
+            o.step()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_parameters_the_fused_kernel_cannot_take_fall_back_to_the_loop():
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 1e-2}]
+    assert make_optimizer(groups, "adam", 1e-3).defaults["fused"] is True
+    meta = [torch.nn.Parameter(torch.zeros(2, device="meta"))]
+    assert make_optimizer(meta, "adam", 1e-3).defaults["fused"] is None
