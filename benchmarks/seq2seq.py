@@ -17,6 +17,8 @@ tokens, beam 5, 30 output tokens each (random weights never end early, so every 
 - ``per sentence``  ``beam_search`` called once per sentence (5 rows a step)
 - ``output layer``  the batched search's vocabulary projection alone (64·5 × H × V, 30 times): its share of the
                     batched time is the part that batching cannot shrink
+- ``bf16``          both searches again under bf16 autocast (``dnn translate --precision bf16``): the vocabulary
+                    projection runs on the CPU's bf16 matrix units
 
     python benchmarks/seq2seq.py              # both, a few minutes
     python benchmarks/seq2seq.py --quick      # a smoke run: tiny sizes, 1 round
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Row, Variant, load_average, measure_and_print, ratio, round_robin  # noqa: E402
 from dnn.decoding import beam_search  # noqa: E402
+from dnn.device import autocast  # noqa: E402
 from dnn.models import create_model  # noqa: E402
 from dnn.training.optim import make_optimizer  # noqa: E402
 from peers.seq2seq_plain import Seq2Seq as PlainSeq2Seq  # noqa: E402
@@ -99,13 +103,15 @@ def beam_variants(args, size: str) -> list[Variant]:
     output = model.decoder.output  # W_o: (V, H)
     rows = torch.randn(n * K, hidden, generator=g)  # (B·K, H)
 
-    def batched() -> float:
-        beam_search(model, src, lengths, K, args.beam_max_len, length_penalty=0.6)
+    def batched(precision: str = "fp32") -> float:
+        with autocast(torch.device("cpu"), precision):
+            beam_search(model, src, lengths, K, args.beam_max_len, length_penalty=0.6)
         return n
 
-    def per_sentence() -> float:
-        for i in range(n):
-            beam_search(model, src[i : i + 1, : int(lengths[i])], None, K, args.beam_max_len, 0.6)
+    def per_sentence(precision: str = "fp32") -> float:
+        with autocast(torch.device("cpu"), precision):
+            for i in range(n):
+                beam_search(model, src[i : i + 1, : int(lengths[i])], None, K, args.beam_max_len, 0.6)
         return n
 
     @torch.no_grad()
@@ -120,6 +126,8 @@ def beam_variants(args, size: str) -> list[Variant]:
             Variant(f"batched {threads}t", batched, threads),
             Variant(f"per sentence {threads}t", per_sentence, threads),
             Variant(f"output layer {threads}t", output_layer, threads),
+            Variant(f"batched bf16 {threads}t", partial(batched, "bf16"), threads),
+            Variant(f"per sentence bf16 {threads}t", partial(per_sentence, "bf16"), threads),
         ]
     return variants
 
@@ -153,6 +161,11 @@ def run(args) -> list[Row]:
                         f"takes {share:.0%} of the batched time")  # fmt: skip
                 rows.append(Row(f"beam search, beam {args.beam}, {size}", batched.name, batched.rate, "sentences/s",
                                 loop.name, ratio(batched, loop), 5.0, note))  # fmt: skip
+                low, low_loop = by_name[f"batched bf16 {threads}t"], by_name[f"per sentence bf16 {threads}t"]
+                note = (f"per sentence {low_loop.rate:.3g} sentences/s; batched bf16 is {low.rate / batched.rate:.2f}× "
+                        f"batched fp32")  # fmt: skip
+                rows.append(Row(f"beam search, beam {args.beam}, {size}", low.name, low.rate, "sentences/s",
+                                low_loop.name, ratio(low, low_loop), 5.0, note))  # fmt: skip
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -28,9 +29,25 @@ def _sub(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
     )
 
 
-def _device_flag(parser: argparse.ArgumentParser) -> None:
+def _device_flag(parser: argparse.ArgumentParser, precision: bool = True) -> None:
     parser.add_argument("--device", default="cpu", help="where the model runs: cpu (default), auto (CUDA when there "
                         "is one), cuda, cuda:N or mps")  # fmt: skip
+    if precision:
+        parser.add_argument("--precision", default="fp32", help="fp32 (default), or bf16 / fp16 under autocast: "
+                            "faster on matrix units (a CPU's AMX, a GPU's tensor cores), results within rounding "
+                            "of fp32 (benchmarks/RESULTS.md)")  # fmt: skip
+
+
+def _inference_precision(args):
+    """The autocast context the command's ``--precision`` asks for (fp32, and commands without it: none)."""
+    from dnn.device import autocast, check_precision, resolve_device
+
+    precision = getattr(args, "precision", "fp32")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    device = resolve_device(args.device, where="--device")
+    check_precision(device, precision, where="--precision")
+    return autocast(device, precision)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("runs", nargs="+", metavar="RUN", help="run directories (each served under its folder name)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    _device_flag(serve)
+    _device_flag(serve, precision=False)
     from dnn.serve.limits import ServeLimits
 
     limits = ServeLimits()
@@ -143,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("inputs", nargs="*", help="seq2seq runs: sentences (an attention heatmap each); image runs: "
                          "image files (feature maps each); other runs take none")  # fmt: skip
     inspect.add_argument("--out", metavar="DIR", help="where report.html and figures/ go (default: the run itself)")
-    _device_flag(inspect)
+    _device_flag(inspect, precision=False)
 
     export = _sub(
         sub, "export", "export a trained run for deployment: ONNX graphs (onnxruntime) or TorchScript, with a "
@@ -269,83 +286,89 @@ def _experiment(args) -> None:
         print(f"written: {result.results_file}")
 
 
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Carry out the parsed command."""
+    if args.command == "demo":
+        from dnn.demo import run_demo
+
+        run_demo(args.out, args.max_steps)
+    elif args.command == "train":
+        from dnn.train import train
+
+        if not args.resume and not args.config:
+            parser.error("train needs a recipe or a YAML file (see `dnn list`)")
+        config = args.config
+        if args.resume and config and "=" in config:  # an override where the recipe would be: train() refuses it
+            args.overrides.insert(0, config)
+            config = None
+        if args.deterministic and not args.resume:
+            args.overrides.append("deterministic=true")
+        results = train(config, args.overrides, args.run_dir, args.resume, progress=not args.quiet)
+        if args.quiet and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks
+            print(json.dumps(results))
+    elif args.command == "eval":
+        from dnn.run import evaluate_run
+
+        print(json.dumps(evaluate_run(args.run, args.data, args.device), indent=2))
+    elif args.command == "predict":
+        _predict(args)
+    elif args.command == "translate":
+        _translate(args)
+    elif args.command == "generate":
+        predictor = _predictor(args.run, "generate", "generate", args.device)
+        print(predictor.generate(args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed,
+                                 beam_size=args.beam_size))  # fmt: skip
+    elif args.command == "transcribe":
+        predictor = _predictor(args.run, "transcribe", "transcribe", args.device)
+        for row in predictor.transcribe(args.files, beam_size=args.beam_size):
+            print(f"{row['file']}\t{row['text']}")
+    elif args.command == "caption":
+        predictor = _predictor(args.run, "caption", "caption")
+        for row in predictor.caption(args.images, beam_size=args.beam_size):
+            print(f"{row['input']}\t{row['caption']}")
+            for word, (x, y), weights in zip(row["words"], row["focus"], row["attention"]):
+                if args.attention:
+                    print(f"  {word:<6} at x={x}, y={y} (weight {max(weights):.2f})")
+    elif args.command == "serve":
+        from dnn.serve import ServeLimits, require_serve_extra
+
+        require_serve_extra()
+        from dnn.serve.server import serve
+
+        limits = ServeLimits(args.max_body_bytes, args.max_tokens, args.max_pixels, args.max_concurrency,
+                             args.timeout)  # fmt: skip
+        serve(args.runs, args.host, args.port, limits, args.device)
+    elif args.command == "inspect":
+        from dnn.inspect import write_report
+
+        log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+        print(write_report(args.run, args.inputs, args.out, log=log, device=args.device))
+    elif args.command == "export":
+        from dnn.export import export_run
+
+        result = export_run(args.run, args.format, args.out, log=print)
+        parity = result.manifest["parity"]
+        diff = "n/a" if parity["max_abs_diff"] is None else f"{parity['max_abs_diff']:.2g}"
+        print(f"written: {result.out / 'manifest.json'} (and the files it lists)")
+        print(f"max |Δ| against the PyTorch model: {diff} ({parity['checked_with']})")
+    elif args.command == "list":
+        _list()
+    elif args.command == "data":
+        from dnn.data.download import data_command
+
+        data_command(args.action, args.name, args.cache, args.mirror, args.force, args.keep)
+    elif args.command == "experiment":
+        _experiment(args)
+    else:
+        parser.print_help()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "demo":
-            from dnn.demo import run_demo
-
-            run_demo(args.out, args.max_steps)
-        elif args.command == "train":
-            from dnn.train import train
-
-            if not args.resume and not args.config:
-                parser.error("train needs a recipe or a YAML file (see `dnn list`)")
-            config = args.config
-            if args.resume and config and "=" in config:  # an override where the recipe would be: train() refuses it
-                args.overrides.insert(0, config)
-                config = None
-            if args.deterministic and not args.resume:
-                args.overrides.append("deterministic=true")
-            results = train(config, args.overrides, args.run_dir, args.resume, progress=not args.quiet)
-            if args.quiet and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks
-                print(json.dumps(results))
-        elif args.command == "eval":
-            from dnn.run import evaluate_run
-
-            print(json.dumps(evaluate_run(args.run, args.data, args.device), indent=2))
-        elif args.command == "predict":
-            _predict(args)
-        elif args.command == "translate":
-            _translate(args)
-        elif args.command == "generate":
-            predictor = _predictor(args.run, "generate", "generate", args.device)
-            print(predictor.generate(args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed,
-                                     beam_size=args.beam_size))  # fmt: skip
-        elif args.command == "transcribe":
-            predictor = _predictor(args.run, "transcribe", "transcribe", args.device)
-            for row in predictor.transcribe(args.files, beam_size=args.beam_size):
-                print(f"{row['file']}\t{row['text']}")
-        elif args.command == "caption":
-            predictor = _predictor(args.run, "caption", "caption")
-            for row in predictor.caption(args.images, beam_size=args.beam_size):
-                print(f"{row['input']}\t{row['caption']}")
-                for word, (x, y), weights in zip(row["words"], row["focus"], row["attention"]):
-                    if args.attention:
-                        print(f"  {word:<6} at x={x}, y={y} (weight {max(weights):.2f})")
-        elif args.command == "serve":
-            from dnn.serve import ServeLimits, require_serve_extra
-
-            require_serve_extra()
-            from dnn.serve.server import serve
-
-            limits = ServeLimits(args.max_body_bytes, args.max_tokens, args.max_pixels, args.max_concurrency,
-                                 args.timeout)  # fmt: skip
-            serve(args.runs, args.host, args.port, limits, args.device)
-        elif args.command == "inspect":
-            from dnn.inspect import write_report
-
-            log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-            print(write_report(args.run, args.inputs, args.out, log=log, device=args.device))
-        elif args.command == "export":
-            from dnn.export import export_run
-
-            result = export_run(args.run, args.format, args.out, log=print)
-            parity = result.manifest["parity"]
-            diff = "n/a" if parity["max_abs_diff"] is None else f"{parity['max_abs_diff']:.2g}"
-            print(f"written: {result.out / 'manifest.json'} (and the files it lists)")
-            print(f"max |Δ| against the PyTorch model: {diff} ({parity['checked_with']})")
-        elif args.command == "list":
-            _list()
-        elif args.command == "data":
-            from dnn.data.download import data_command
-
-            data_command(args.action, args.name, args.cache, args.mirror, args.force, args.keep)
-        elif args.command == "experiment":
-            _experiment(args)
-        else:
-            parser.print_help()
+        with _inference_precision(args):
+            _run(parser, args)
         return 0
     except DnnError as err:
         print(f"dnn: error: {err}", file=sys.stderr)

@@ -1,0 +1,55 @@
+"""`--precision bf16` on the inference commands: the same answers as fp32 within rounding, on the tiny trained
+runs of conftest.py, and a bad precision is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dnn.cli import main
+
+
+def _run(capsys, *argv: str) -> str:
+    assert main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_eval_in_reduced_precision_matches_fp32(capsys, runs, precision):
+    for run in (runs.dates, runs.sentiment, runs.digits):
+        fp32 = json.loads(_run(capsys, "eval", str(run)))
+        low = json.loads(_run(capsys, "eval", str(run), "--precision", precision))
+        assert low["test"]["loss"] != fp32["test"]["loss"]  # it did run in reduced precision
+        for split in ("valid", "test"):
+            assert low[split].keys() == fp32[split].keys()
+            for name, value in fp32[split].items():
+                if name.endswith("loss") or name == "perplexity":
+                    assert low[split][name] == pytest.approx(value, rel=0.05), (run.name, split, name)
+
+
+def test_translate_predict_generate_take_bf16(capsys, runs, tmp_path):
+    out = _run(capsys, "translate", str(runs.dates), "March 3, 2021", "--precision", "bf16", "--beam-size", "3",
+               "--n-best", "2")  # fmt: skip
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and all(line.split("\t")[0] in ("1", "2") for line in lines)
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.full((8, 8), 200, np.uint8), mode="L").save(image)
+    row = _run(capsys, "predict", str(runs.digits), str(image), "--precision", "bf16").strip().split("\t")
+    assert row[0] == str(image) and 0.0 <= float(row[2]) <= 1.0
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a good film\nthe cat sat on the mat\n")
+    rows = _run(capsys, "predict", str(runs.sentiment), str(texts), "--precision", "bf16").strip().splitlines()
+    assert [r.split("\t")[1] in ("pos", "neg") for r in rows] == [True, True]
+    tags = _run(capsys, "predict", str(runs.tagger), str(texts), "--precision", "bf16").strip().splitlines()
+    assert tags[1].split() and all("/" in t for t in tags[1].split())
+    text = _run(capsys, "generate", str(runs.charlm), "--prompt", "The ", "--length", "20", "--precision", "bf16")
+    assert text.startswith("The ")
+
+
+def test_a_precision_that_is_not_there_is_one_line_and_exit_2(capsys, runs):
+    assert main(["translate", str(runs.dates), "x", "--precision", "int8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "dnn: error: --precision must be one of fp32, bf16, fp16, got 'int8'"
