@@ -35,7 +35,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DEFAULT_THREADS, Row, Variant, load_average, measure_and_print, ratio, round_robin  # noqa: E402
+from common import (  # noqa: E402
+    DEFAULT_THREADS,
+    Row,
+    Variant,
+    load_average,
+    measure_and_print,
+    ratio,
+    round_robin,
+    set_threads,
+)
 from dnn.models import create_model  # noqa: E402
 from dnn.training.optim import make_optimizer  # noqa: E402
 
@@ -138,6 +147,37 @@ def run(args) -> list[Row]:
     return rows
 
 
+MATRIX_KERNELS = ("convolution", "aten::mm", "aten::addmm", "aten::bmm", "aten::linear")  # conv/matmul ops, + backward
+
+
+def breakdown(name: str, batch: int, threads: int | None, channels_last: bool = False, steps: int = 5) -> str:
+    """What bounds bf16's gain on ``name``: the share of an fp32 step spent in convolution and matrix-product
+    kernels (self CPU time, torch.profiler), how much faster those kernels run in bf16, and Amdahl's bound on
+    the step's speed-up if bf16 made them free while the rest stayed as it is."""
+    from torch.profiler import profile
+
+    set_threads(threads)
+    shares = {}
+    for precision in ("fp32", "bf16"):
+        run, _ = train_step_fn(name, precision == "bf16", channels_last, batch, steps)
+        run()  # warm-up
+        with profile() as prof:
+            run()
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events)
+        matrix = sum(e.self_cpu_time_total for e in events if any(k in e.key for k in MATRIX_KERNELS))
+        shares[precision] = (total, matrix)
+    (t32, m32), (t16, m16) = shares["fp32"], shares["bf16"]
+    kernels, rest = m32 / max(m16, 1e-9), (t32 - m32) / max(t16 - m16, 1e-9)
+    return (
+        f"{name}{' channels_last' if channels_last else ''}, batch {batch}, what bounds bf16: convolution and "
+        f"matrix-product kernels are {m32 / t32:.0%} of an fp32 training step (the rest: pooling, activations, loss, "
+        f"Adam, framework); in bf16 those kernels run {kernels:.2f}× as fast and the rest {rest:.2f}×; were the "
+        f"kernels free, the fp32 step could be at most {t32 / (t32 - m32):.2f}× faster (profiled here: bf16 step "
+        f"{t32 / t16:.2f}× fp32)"
+    )
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default="lenet5,resnet18", help="comma-separated: lenet5, resnet18")
     p.add_argument("--rounds", type=int, default=3)
@@ -168,6 +208,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     measure_and_print(lambda: run(args))
+    for model in args.models:
+        for layout in (False, True):
+            print(breakdown(model, args.batch or MODELS[model][2], args.threads, layout, 1 if args.quick else 5))
     return 0
 
 

@@ -24,6 +24,7 @@ def test_run_all_quick_prints_every_ratio_and_writes_the_results(tmp_path):
         "ratio  seq2seq training: dnn 1t vs plain 1t: ",
         "ratio  beam search, beam 5, translate-tsv size: batched 1t vs per sentence 1t: ",
         "ratio  beam search, beam 5, dates-attention size: batched 1t vs per sentence 1t: ",
+        "ratio  beam search, beam 5, translate-tsv size: batched bf16 1t vs per sentence bf16 1t: ",
         "ratio  IMDB LSTM training: dnn fused vs torch.nn: ",
         "rate   matmul peak: matmul fp32 (torch.mm): ",
         "rate   matmul peak: matmul bf16 (1×1 conv): ",
@@ -38,3 +39,4 @@ def test_run_all_quick_prints_every_ratio_and_writes_the_results(tmp_path):
     assert any(line.startswith("Keras 3: skipped") for line in lines)  # --quick never imports Keras
     text = out.read_text()
     assert "## Targets" in text and "Load average" in text and "| lenet5 training, batch 2: lenet5 bf16 ≥ 2×" in text
+    assert "- lenet5 channels_last, batch 2, what bounds bf16: convolution and matrix-product kernels are " in text

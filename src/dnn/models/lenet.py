@@ -94,7 +94,9 @@ class LeNet5(ImageClassifier):
 
     def forward_head(self, features: Tensor) -> Tensor:
         """``(B, 16, H_img', W_img')`` → pool to 5×5 → ``(B, 400)`` → C5 → F6 → output ``(B, K)``."""
-        x = torch.flatten(self.avgpool(features), 1)  # (B, 16, 5, 5) → (B, 400)
+        if features.shape[-2:] != (5, 5):  # at 5×5 the pool is the identity: skip its copy and its backward
+            features = self.avgpool(features)
+        x = torch.flatten(features, 1)  # (B, 16, 5, 5) → (B, 400)
         return self.classifier(x)
 
     def stages(self) -> dict[str, list[nn.Module]]:
