@@ -27,6 +27,7 @@ from dnn.config import apply_overrides, load_yaml
 from dnn.device import resolve_device
 from dnn.errors import CheckpointError, ConfigError
 from dnn.io import read_json
+from dnn.models.cnn_base import in_memory_layout
 from dnn.models.registry import create_model
 from dnn.run_config import RunConfig, validate_model_section
 from dnn.tasks import Predictor, make_task, task_class
@@ -96,7 +97,7 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> LoadedRun:
         raise CheckpointError(f"{path / 'config.yaml'}: {err}") from None
     model = create_model(cfg.model["name"], model_config)
     load_weights(model, path / "model.safetensors")
-    model.to(where).eval()
+    model = in_memory_layout(model.to(where), where, cfg.train.channels_last).eval()
     info = read_json(path / "task.json", "a run's task.json", required=("task",))
     predictor = task_class(str(info["task"])).load_predictor(path, model)
     results = read_json(path / "results.json", "a run's results") if (path / "results.json").is_file() else None

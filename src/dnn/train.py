@@ -22,6 +22,7 @@ from dnn.device import check_precision, resolve_device
 from dnn.errors import CheckpointError, ConfigError
 from dnn.inspect import write_report
 from dnn.io import remove_stale_temporaries, write_json
+from dnn.models.cnn_base import in_memory_layout
 from dnn.models.registry import create_model
 from dnn.run import LoadedRun, read_config, resolve_config
 from dnn.run_config import RunConfig, validate_model_section
@@ -219,8 +220,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
         task.save_artifacts(run_dir)
     ddp.barrier()
     model = create_model(cfg.model["name"], model_cfg).to(device)
-    if _channels_last(t, model, device):
-        model = model.to(memory_format=torch.channels_last)
+    model = in_memory_layout(model, device, t.channels_last)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {cfg.model['name']}, {n_params:,} parameters on {device} in {t.precision}; run directory {run_dir}")
     if ddp.enabled:
@@ -508,14 +508,6 @@ def _device(t, ddp: Distributed) -> torch.device:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
-
-
-def _channels_last(t, model: torch.nn.Module, device: torch.device) -> bool:
-    """NHWC for CNNs where it pays: on CUDA by default (cuDNN's tensor cores), on request elsewhere."""
-    from dnn.models.cnn_base import ImageClassifier
-
-    wanted = t.channels_last if t.channels_last is not None else device.type == "cuda"
-    return wanted and isinstance(model, ImageClassifier)
 
 
 class _FirstStep:

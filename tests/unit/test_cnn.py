@@ -368,3 +368,19 @@ def test_lenet5_overfits_32_digits():
     assert loss.item() < 0.05
     with torch.no_grad():
         assert (model.eval()(x).argmax(1) == y).all()
+
+
+def test_cnns_train_and_load_in_channels_last_on_the_cpu_unless_told_otherwise():
+    from dnn.models import create_model
+    from dnn.models.cnn_base import in_memory_layout
+
+    cpu = torch.device("cpu")
+    lenet = in_memory_layout(create_model("lenet5", num_classes=10), cpu)
+    c3 = lenet.features[3].weight  # (16, 6, 5, 5)
+    assert c3.is_contiguous(memory_format=torch.channels_last) and not c3.is_contiguous()
+    plain = in_memory_layout(create_model("lenet5", num_classes=10), cpu, channels_last=False)
+    assert plain.features[3].weight.is_contiguous()
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 32, 32)
+    plain.load_state_dict(lenet.state_dict())
+    torch.testing.assert_close(lenet(x), plain(x), rtol=1e-5, atol=1e-6)  # the same function in either layout
