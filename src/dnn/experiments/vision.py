@@ -321,7 +321,7 @@ def transfer_learning(ctx: Context):
                 f"{frozen_r:.2f}): a random convolutional body followed by a trained head is a surprisingly strong "
                 f"baseline on 8×8 images; the gain of pretraining shows when the body may adapt."
             )
-            + " Transfer learning for text (pretraining a language model on unlabelled text, then fine-tuning it "
-            "to classify) is not measured yet: it waits for self-supervised pretraining in dnn (issue 18)."
+            + " Transfer learning for text (a language model pretrained on unlabelled text, then fine-tuned to "
+            "classify) is the text-transfer experiment."
         )
     return ctx.result(setup, [table], checks, references, plot, lesson)
