@@ -97,7 +97,7 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> LoadedRun:
         raise CheckpointError(f"{path / 'config.yaml'}: {err}") from None
     model = create_model(cfg.model["name"], model_config)
     load_weights(model, path / "model.safetensors")
-    model = in_memory_layout(model.to(where), where, cfg.train.channels_last).eval()
+    model = in_memory_layout(model.to(where), where, cfg.train.channels_last, cfg.train.precision).eval()
     info = read_json(path / "task.json", "a run's task.json", required=("task",))
     predictor = task_class(str(info["task"])).load_predictor(path, model)
     results = read_json(path / "results.json", "a run's results") if (path / "results.json").is_file() else None

@@ -329,7 +329,7 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when there is one, else MPS, else CPU) | cpu | cuda | cuda:N | mps
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast; fp16 with a gradient scaler
     compile: bool = False  # torch.compile the model (its cold start is reported once, not hidden in steps/s)
-    channels_last: bool | None = None  # CNNs: NHWC memory layout; None = on for CUDA and the CPU, off on MPS
+    channels_last: bool | None = None  # CNNs: NHWC memory layout; None = on CUDA, and on the CPU in bf16/fp16
     init_from: str | None = None  # transfer: a CNN run or weights file; for a sequence_classifier a language model run
     freeze_up_to: str | None = None  # CNNs: freeze the body up to this stage ("body" = all of it)
     unfreeze_after: int = 0  # CNNs: make the frozen body trainable again after this many epochs; 0 = never

@@ -220,7 +220,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
         task.save_artifacts(run_dir)
     ddp.barrier()
     model = create_model(cfg.model["name"], model_cfg).to(device)
-    model = in_memory_layout(model, device, t.channels_last)
+    model = in_memory_layout(model, device, t.channels_last, t.precision)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {cfg.model['name']}, {n_params:,} parameters on {device} in {t.precision}; run directory {run_dir}")
     if ddp.enabled:

@@ -370,16 +370,20 @@ def test_lenet5_overfits_32_digits():
         assert (model.eval()(x).argmax(1) == y).all()
 
 
-def test_cnns_train_and_load_in_channels_last_on_the_cpu_unless_told_otherwise():
+def test_cnns_run_in_channels_last_on_the_cpu_in_bf16_and_when_asked():
     from dnn.models import create_model
     from dnn.models.cnn_base import in_memory_layout
 
     cpu = torch.device("cpu")
-    lenet = in_memory_layout(create_model("lenet5", num_classes=10), cpu)
+    lenet = in_memory_layout(create_model("lenet5", num_classes=10), cpu, precision="bf16")
     c3 = lenet.features[3].weight  # (16, 6, 5, 5)
     assert c3.is_contiguous(memory_format=torch.channels_last) and not c3.is_contiguous()
-    plain = in_memory_layout(create_model("lenet5", num_classes=10), cpu, channels_last=False)
+    plain = in_memory_layout(create_model("lenet5", num_classes=10), cpu)  # fp32: NCHW unless asked
     assert plain.features[3].weight.is_contiguous()
+    asked = in_memory_layout(create_model("lenet5", num_classes=10), cpu, channels_last=True)
+    assert asked.features[3].weight.is_contiguous(memory_format=torch.channels_last)
+    refused = in_memory_layout(create_model("lenet5", num_classes=10), cpu, channels_last=False, precision="bf16")
+    assert refused.features[3].weight.is_contiguous()
     torch.manual_seed(0)
     x = torch.randn(4, 1, 32, 32)
     plain.load_state_dict(lenet.state_dict())

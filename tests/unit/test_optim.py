@@ -44,11 +44,14 @@ def test_optimizers_by_name_and_errors():
         make_scheduler(make_optimizer(p, "adam", 1e-3), "linear", 10)
 
 
-@pytest.mark.parametrize("name,reference", [
-    ("adam", lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-3, foreach=False)),
-    ("adamw", lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=1e-3, foreach=False)),
-    ("sgd", lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, weight_decay=1e-3, foreach=False)),
-])
+@pytest.mark.parametrize(
+    "name,reference",
+    [
+        ("adam", lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-3, foreach=False)),
+        ("adamw", lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=1e-3, foreach=False)),
+        ("sgd", lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, weight_decay=1e-3, foreach=False)),
+    ],
+)
 def test_fused_update_matches_torchs_per_parameter_loop(name, reference):
     torch.manual_seed(0)
     ours, theirs = torch.nn.LSTM(5, 7), torch.nn.LSTM(5, 7)

@@ -245,13 +245,18 @@ def init_like_torchvision_conv(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def in_memory_layout(model: nn.Module, device: torch.device, channels_last: bool | None = None) -> nn.Module:
+def in_memory_layout(
+    model: nn.Module, device: torch.device, channels_last: bool | None = None, precision: str = "fp32"
+) -> nn.Module:
     """The model in the memory layout its runs use: NHWC (``torch.channels_last``) for a CNN when
-    ``channels_last`` is true, or when it is None (``train.channels_last``'s default) on CUDA (cuDNN's tensor cores)
-    and on the CPU, where oneDNN's convolutions ran training steps 1.08–1.83× faster in bf16 and 0.95–1.46× in
-    fp32 across the zoo at 32×32 (benchmarks/RESULTS.md). Training, ``dnn eval`` and prediction share it, so a
-    run's evaluation is the same to the last bit as the one its training wrote."""
-    wanted = channels_last if channels_last is not None else device.type in ("cuda", "cpu")
-    if wanted and isinstance(model, ImageClassifier):
+    ``channels_last`` is true, or when it is None (``train.channels_last``'s default) on CUDA (cuDNN's tensor
+    cores) and, in bf16/fp16, on the CPU. Measured on the CPU at 32×32 across the zoo, NHWC made bf16 training
+    steps 1.03–2.0× faster on every model; in fp32 it paid on most (1.1–1.9×) but cost VGG-16-BN 10%, and its
+    convolution gradients rounded 2–10× further from an fp64 reference than NCHW's, so fp32 stays NCHW unless
+    asked. Training, ``dnn eval`` and prediction share this rule, so a run's evaluation is the same to the last
+    bit as the one its training wrote."""
+    if channels_last is None:
+        channels_last = device.type == "cuda" or (device.type == "cpu" and precision != "fp32")
+    if channels_last and isinstance(model, ImageClassifier):
         return model.to(memory_format=torch.channels_last)
     return model
