@@ -84,7 +84,7 @@ def greedy(
     tokens, attention = [], []
     for _ in range(max_len):
         logits, state, weights = model.decode_step(prev, state)  # (B, V), ..., (B, S)
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (B, V)
+        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)  # (B, V)
         best, token = logp.max(dim=-1)  # (B,), (B,)
         token = token.masked_fill(finished, PAD_ID)
         scores += best.masked_fill(finished, 0.0)
@@ -151,8 +151,10 @@ def beam_search(
     for t in range(1, max_len + 1):
         logits, state, weights = model.decode_step(prev, state)  # (B_a·K, V), ..., (B_a·K, S)
         V = logits.shape[-1]
-        # log p(y_≤t) = log p(y_<t) + log softmax(logits_t)[y_t], added in place (no second (B_a·K, V) buffer)
-        candidates = torch.log_softmax(logits.float(), dim=-1).add_(live.view(-1, 1)).view(-1, K * V)  # (B_a, K·V)
+        # log p(y_≤t) = log p(y_<t) + log softmax(logits_t)[y_t], added in place (no second (B_a·K, V) buffer);
+        # bf16/fp16 logits become fp32 inside the softmax kernel, not in a pass of their own
+        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)  # (B_a·K, V)
+        candidates = logp.add_(live.view(-1, 1)).view(-1, K * V)  # (B_a, K·V)
         scores, ids = candidates.topk(K, dim=1)  # (B_a, K)
         parent, token = ids // V, ids % V  # (B_a, K) each
 
