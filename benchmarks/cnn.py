@@ -187,6 +187,13 @@ def breakdown(name: str, batch: int, threads: int | None, channels_last: bool = 
     )
 
 
+def breakdowns(args) -> list[str]:
+    """:func:`breakdown` for every model of the run, in NCHW and in NHWC."""
+    steps = 1 if args.quick else 5
+    return [breakdown(m, args.batch or MODELS[m][2], args.threads, layout, steps)
+            for m in args.models for layout in (False, True)]  # fmt: skip
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default="lenet5,resnet18", help="comma-separated: lenet5, resnet18")
     p.add_argument("--rounds", type=int, default=3)
@@ -217,9 +224,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     measure_and_print(lambda: run(args))
-    for model in args.models:
-        for layout in (False, True):
-            print(breakdown(model, args.batch or MODELS[model][2], args.threads, layout, 1 if args.quick else 5))
+    print("\n".join(breakdowns(args)))
     return 0
 
 

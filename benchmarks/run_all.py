@@ -66,12 +66,7 @@ def run_sections(only: list[str], quick: bool, keras: bool, compile_: bool) -> t
         elif name == "cnn":
             args = cnn.parse_args(flag)
             results[name] = cnn.run(args)
-            for model in args.models:
-                batch = args.batch or cnn.MODELS[model][2]
-                notes += [
-                    cnn.breakdown(model, batch, args.threads, layout, 1 if args.quick else 5)
-                    for layout in (False, True)
-                ]
+            notes += cnn.breakdowns(args)
         elif name == "threads":
             load_before = os.getloadavg()[0]
             results[name] = threads.run(threads.parse_args(flag))

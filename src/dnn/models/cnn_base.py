@@ -38,9 +38,9 @@ __all__ = [
     "HEAD_STAGE",
     "SMALL_INPUT_BELOW",
     "ImageClassifier",
-    "in_memory_layout",
     "ImageClassifierConfig",
     "SpatialOp",
+    "in_memory_layout",
     "init_like_torchvision_conv",
     "min_input_size",
 ]
