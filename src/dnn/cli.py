@@ -30,8 +30,8 @@ def _sub(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
 
 
 def _device_flag(parser: argparse.ArgumentParser, precision: bool = True) -> None:
-    parser.add_argument("--device", default="cpu", help="where the model runs: cpu (default), auto (CUDA when there "
-                        "is one), cuda, cuda:N or mps")  # fmt: skip
+    parser.add_argument("--device", default="auto", help="where the model runs: auto (default: CUDA when there is "
+                        "one, else the CPU), cpu, cuda, cuda:N or mps")  # fmt: skip
     if precision:
         parser.add_argument("--precision", default="fp32", help="fp32 (default), or bf16 / fp16 under autocast: "
                             "faster on matrix units (a CPU's AMX, a GPU's tensor cores), results within rounding "
@@ -43,7 +43,7 @@ def _inference_precision(args):
     from dnn.device import autocast, check_precision, resolve_device
 
     precision = getattr(args, "precision", "fp32")
-    if precision == "fp32":
+    if precision == "fp32" or args.command == "serve":  # serve enters it in each worker thread (autocast is per thread)
         return contextlib.nullcontext()
     device = resolve_device(args.device, where="--device")
     check_precision(device, precision, where="--precision")
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("images", nargs="+", help="image files (PNG/JPEG), resized to the run's canvas")
     caption.add_argument("--beam-size", type=int, default=1, help="beam width (1 = greedy; default 1)")
     caption.add_argument("--attention", action="store_true", help="also print where in the image each word looked")
+    _device_flag(caption)
 
     serve = _sub(
         sub, "serve", "serve trained runs: a JSON API and a web page to try them (needs pip install 'dnn[serve]')",
@@ -138,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("runs", nargs="+", metavar="RUN", help="run directories (each served under its folder name)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    _device_flag(serve, precision=False)
+    _device_flag(serve)
     from dnn.serve.limits import ServeLimits
 
     limits = ServeLimits()
@@ -323,7 +324,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         for row in predictor.transcribe(args.files, beam_size=args.beam_size):
             print(f"{row['file']}\t{row['text']}")
     elif args.command == "caption":
-        predictor = _predictor(args.run, "caption", "caption")
+        predictor = _predictor(args.run, "caption", "caption", args.device)
         for row in predictor.caption(args.images, beam_size=args.beam_size):
             print(f"{row['input']}\t{row['caption']}")
             for word, (x, y), weights in zip(row["words"], row["focus"], row["attention"]):
@@ -337,7 +338,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
         limits = ServeLimits(args.max_body_bytes, args.max_tokens, args.max_pixels, args.max_concurrency,
                              args.timeout)  # fmt: skip
-        serve(args.runs, args.host, args.port, limits, args.device)
+        serve(args.runs, args.host, args.port, limits, args.device, args.precision)
     elif args.command == "inspect":
         from dnn.inspect import write_report
 

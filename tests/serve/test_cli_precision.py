@@ -1,9 +1,11 @@
-"""`--precision bf16` on the inference commands: the same answers as fp32 within rounding, on the tiny trained
-runs of conftest.py, and a bad precision is one line and exit 2."""
+"""`--precision bf16` on the inference commands and the server: the same answers as fp32 within rounding, on the
+tiny trained runs of conftest.py, and a bad precision is one line and exit 2."""
 
 from __future__ import annotations
 
 import json
+import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -53,3 +55,33 @@ def test_a_precision_that_is_not_there_is_one_line_and_exit_2(capsys, runs):
     assert main(["translate", str(runs.dates), "x", "--precision", "int8"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "dnn: error: --precision must be one of fp32, bf16, fp16, got 'int8'"
+
+
+def test_the_server_answers_in_bf16_when_asked(runs, digit_png):
+    """``dnn serve --precision bf16``: autocast is per thread, so the app enters it in each worker thread."""
+    pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'dnn[serve]'")
+    import torch
+    from fastapi.testclient import TestClient
+
+    from dnn.device import autocast
+    from dnn.serve import create_app
+
+    answers = {}
+    for precision in ("fp32", "bf16"):
+        context = partial(autocast, torch.device("cpu"), precision)
+        with TestClient(create_app([runs.sentiment, runs.digits], context=context)) as client:
+            for _ in range(300):
+                if client.get("/health").status_code == 200:
+                    break
+                time.sleep(0.05)
+            text = client.post("/runs/sentiment/predict", json={"text": "a great film"}).json()["probabilities"]
+            image = client.post("/runs/digits/predict", json={"image": digit_png}).json()["probabilities"]
+            answers[precision] = np.array(text + image)
+    assert not np.array_equal(answers["bf16"], answers["fp32"])  # the workers did run in bf16
+    np.testing.assert_allclose(answers["bf16"], answers["fp32"], atol=0.02)
+
+
+def test_serve_refuses_a_precision_that_is_not_there_before_it_starts(capsys, runs):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'dnn[serve]'")
+    assert main(["serve", str(runs.dates), "--precision", "int8", "--port", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "dnn: error: --precision must be one of fp32, bf16, fp16, got 'int8'"

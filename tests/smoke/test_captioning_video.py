@@ -5,6 +5,7 @@ through the command line."""
 import json
 
 import numpy as np
+import torch
 from PIL import Image
 
 from dnn.cli import main
@@ -52,7 +53,13 @@ def test_a_tiny_captioner_learns_its_images_draws_the_attention_and_captions_thr
     assert len(lines) == 1 + len(caption.split())  # one "word at x=…, y=…" line per word
     assert all(line.split()[0] in DIGIT_WORDS and " at x=" in line for line in lines[1:])
 
+    assert main(["caption", str(run_dir), str(path), "--precision", "bf16", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split("\t")[0] == str(path)  # bf16 captions too
     assert main(["caption", str(run_dir), str(tmp_path / "missing.png")]) == 2  # a one-line error, exit 2
+    if not torch.cuda.is_available():
+        capsys.readouterr()
+        assert main(["caption", str(run_dir), str(path), "--device", "cuda"]) == 2
+        assert capsys.readouterr().err.startswith("dnn: error: --device=cuda: no CUDA device here")
 
 
 def test_a_tiny_video_classifier_learns_the_directions(tmp_path):

@@ -29,7 +29,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -101,8 +101,9 @@ class GenerateRequest(_Request):
         return value
 
 
-def _in_inference_mode(deadline: inference.Deadline, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    with torch.inference_mode(), inference.within(deadline):
+def _in_inference_mode(deadline: inference.Deadline, context: Callable[[], AbstractContextManager],
+                       fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:  # fmt: skip
+    with torch.inference_mode(), context(), inference.within(deadline):
         return fn(*args, **kwargs)
 
 
@@ -123,8 +124,9 @@ class _State:
     ``in_flight`` is only read and written on the event loop's thread (handlers and future callbacks), so the
     test "over the limit?" and the increment cannot interleave."""
 
-    def __init__(self, paths: dict[str, Path], limits: ServeLimits, load: Callable[[Path], LoadedRun]):
-        self.paths, self.limits, self.load = paths, limits, load
+    def __init__(self, paths: dict[str, Path], limits: ServeLimits, load: Callable[[Path], LoadedRun],
+                 context: Callable[[], AbstractContextManager]):  # fmt: skip
+        self.paths, self.limits, self.load, self.context = paths, limits, load, context
         self.runs: dict[str, ServedRun] = {}
         self.error: str | None = None
         self.loaded = threading.Event()
@@ -180,7 +182,9 @@ class _State:
         deadline = inference.Deadline(limits.timeout_s)
         self.in_flight += 1
         try:
-            future = loop.run_in_executor(self.pool, lambda: _in_inference_mode(deadline, fn, *args, **kwargs))
+            future = loop.run_in_executor(
+                self.pool, lambda: _in_inference_mode(deadline, self.context, fn, *args, **kwargs)
+            )
         except RuntimeError:  # the pool is shut down: the server is stopping
             self.in_flight -= 1
             raise HTTPException(503, "the server is shutting down") from None
@@ -216,15 +220,19 @@ def _one_line(err: RequestValidationError) -> str:
 
 
 def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None = None, *,
-               load: Callable[[Path], LoadedRun] = load_run) -> FastAPI:  # fmt: skip
+               load: Callable[[Path], LoadedRun] = load_run,
+               context: Callable[[], AbstractContextManager] = nullcontext) -> FastAPI:  # fmt: skip
     """The app serving ``run_dirs`` (each named by its folder) within ``limits``.
+
+    Every request's work runs in a worker thread inside ``context()`` (``dnn serve --precision bf16``: autocast,
+    which is per thread and so must be entered there, not around the server).
 
     The runs are loaded with ``load`` (:func:`dnn.run.load_run`) in a background thread when the app starts (its
     lifespan), so ``/health`` answers 503 until every run is loaded. A path that is not a run directory, or two
     runs with one name, fail here at once.
     """
     limits = limits or ServeLimits()
-    state = _State(run_names(run_dirs), limits, load)
+    state = _State(run_names(run_dirs), limits, load, context)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -213,19 +213,22 @@ def _limits_of(app) -> ServeLimits:
 
 
 def serve(run_dirs: Sequence[str | os.PathLike], host: str = "127.0.0.1", port: int = 8000,
-          limits: ServeLimits | None = None, device: str = "cpu") -> None:  # fmt: skip
-    """Serve ``run_dirs`` on ``host:port`` until interrupted (what ``dnn serve`` runs)."""
+          limits: ServeLimits | None = None, device: str = "auto", precision: str = "fp32") -> None:  # fmt: skip
+    """Serve ``run_dirs`` on ``host:port`` until interrupted (what ``dnn serve`` runs): the models on ``device``,
+    every request under ``precision``'s autocast (entered in the worker thread that runs it)."""
     from dnn.serve.app import create_app
 
     limits = limits or ServeLimits()
     check_descriptors(limits)
     from functools import partial
 
-    from dnn.device import resolve_device
+    from dnn.device import autocast, check_precision, resolve_device
     from dnn.run import load_run
 
-    resolve_device(device, where="--device")  # a device that is not there: one line before the server starts
-    app = create_app(run_dirs, limits, load=partial(load_run, device=device))
+    where = resolve_device(device, where="--device")  # a device that is not there: one line before the server starts
+    check_precision(where, precision, where="--precision")
+    app = create_app(run_dirs, limits, load=partial(load_run, device=device),
+                     context=partial(autocast, where, precision))  # fmt: skip
     sock = listen(host, port)
     address = url(host, sock.getsockname()[1])
     print(f"dnn serve: {len(run_dirs)} run(s) at {address}/ (API schema: {address}/docs); Ctrl-C stops", flush=True)
