@@ -13,6 +13,9 @@ step = forward + backward + Adam at batch 32, length 200. Variants:
 - ``keras 3``             ``keras.Sequential`` of the same layers on Keras's torch backend, ``train_on_batch``
                           (LSTM only; when ``keras`` is installed: ``pip install -e '.[bench]'``)
 - ``torch.nn, fused Adam``  what the optimiser alone is worth: torch.nn.LSTM with ``Adam(fused=True)``
+- ``dnn fused, bf16``     ``dnn fused`` under bf16 autocast (``train.precision=bf16``): the recurrence runs on the
+                          CPU's bf16 units. Whether accuracy holds is measured on real text by
+                          ``benchmarks/recipes.py --precisions fp32,bf16`` (``benchmarks/RECIPES.md``)
 
 Variants run round-robin (each round times every variant for a few steps) and the table shows medians, so that a
 change in the machine's load hits all of them alike. The machine's load average is printed before and after.
@@ -36,6 +39,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import DEFAULT_THREADS, Row, Variant, load_average, markdown_table, ratio, round_robin  # noqa: E402
+from dnn.device import autocast  # noqa: E402
 from dnn.layers.recurrent import GRU, LSTM  # noqa: E402
 from dnn.training.optim import make_optimizer  # noqa: E402
 
@@ -66,7 +70,9 @@ def make_rnn(cell: str, kind: str) -> nn.Module:
     return cls(EMBED, HIDDEN, implementation=kind, **extra)
 
 
-def torch_variant(name, cell, kind, template, batches, args, optimizer="torch", compiled=False, flush=True):
+def torch_variant(
+    name, cell, kind, template, batches, args, optimizer="torch", compiled=False, flush=True, precision="fp32"
+):
     model = Classifier(make_rnn(cell, kind))
     model.load_state_dict(template.state_dict(), strict=True)  # identical weights everywhere
     step_model = torch.compile(model) if compiled else model
@@ -79,7 +85,9 @@ def torch_variant(name, cell, kind, template, batches, args, optimizer="torch", 
         n = 0
         for k in range(args.steps):
             tokens, labels = batches[k % len(batches)]
-            F.binary_cross_entropy_with_logits(step_model(tokens), labels).backward()
+            with autocast(torch.device("cpu"), precision):
+                logits = step_model(tokens)
+            F.binary_cross_entropy_with_logits(logits.float(), labels).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
             n += labels.numel()
@@ -139,6 +147,7 @@ def run_cell(cell: str, args) -> tuple[list[Row], list[str]]:
         torch_variant("dnn fused", cell, "fused", template, batches, args, optimizer="dnn"),
         torch_variant("dnn reference", cell, "reference", template, batches, args, optimizer="dnn"),
         torch_variant("torch.nn, fused Adam", cell, "torch", template, batches, args, optimizer="fused"),
+        torch_variant("dnn fused, bf16", cell, "fused", template, batches, args, optimizer="dnn", precision="bf16"),
     ]
     if not args.no_compile:
         variants.append(
@@ -155,7 +164,8 @@ def run_cell(cell: str, args) -> tuple[list[Row], list[str]]:
     rows = []
     for v in variants:
         target = 1.2 if v is dnn else None
-        rows.append(Row(section, v.name, v.rate, "samples/s", ref.name, ratio(v, ref), target))
+        note = "accuracy against fp32 on real text: benchmarks/RECIPES.md" if v.name.endswith("bf16") else ""
+        rows.append(Row(section, v.name, v.rate, "samples/s", ref.name, ratio(v, ref), target, note))
     if keras is not None:
         rows.append(Row(section, dnn.name, dnn.rate, "samples/s", keras.name, ratio(dnn, keras), 4.0))
     return rows, notes
