@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--quick", action="store_true", help="a tiny version in seconds: real runs, verdicts n/a")
     exp.add_argument("--out", default="experiments", help="where <name>/results.md and its plot go")
     exp.add_argument("--runs", help="where the training runs go (default: runs/experiments)")
+    _device_flag(exp, precision=False)
     return parser
 
 
@@ -282,7 +283,7 @@ def _experiment(args) -> None:
         return
     names = [spec.name for spec in list_experiments()] if args.name == "all" else [args.name]
     for name in names:
-        result = run_experiment(name, quick=args.quick, out=args.out, runs=args.runs)
+        result = run_experiment(name, quick=args.quick, out=args.out, runs=args.runs, device=args.device)
         print(result.markdown())
         print(f"written: {result.results_file}")
 

@@ -2,9 +2,11 @@
 returns numbers that already show what the full version measures where no training budget is needed (gradients at
 initialisation, parameter counts, the baseline MSE of the adding problem, logistic regression on shifted digits)."""
 
+import json
 import math
 
 import pytest
+import torch
 
 from dnn.cli import main
 from dnn.experiments import list_experiments, run_experiment
@@ -152,3 +154,22 @@ def test_the_command_runs_an_experiment_and_prints_its_table(tmp_path, capsys):
     assert f"written: {tmp_path / 'out' / 'gradient-clipping' / 'results-quick.md'}" in out
     index = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
     assert "| `gradient-clipping` |" in index and "not run yet" in index  # the index lists full runs only
+
+
+def test_an_experiment_trains_on_the_device_it_is_given(tmp_path):
+    """`dnn experiment --device cpu`: every run it trains says so in its command and its results.json."""
+    result = run_experiment("attention-scores", quick=True, out=tmp_path / "out", runs=tmp_path / "runs",
+                            log=lambda message: None, device="cpu")  # fmt: skip
+    commands = [c for c in result.commands if c.startswith("dnn train")]
+    assert commands and all("train.device=cpu" in c for c in commands)
+    results = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("results.json")]
+    assert results and {r["device"] for r in results} == {"cpu"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_an_experiment_on_a_missing_gpu_is_one_line_before_anything_runs(tmp_path, capsys):
+    argv = ["experiment", "adding-problem", "--quick", "--device", "cuda", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dnn: error: --device=cuda: no CUDA device here") and "\n" not in err
+    assert not (tmp_path / "out").exists()

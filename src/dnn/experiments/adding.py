@@ -39,7 +39,8 @@ def _run(ctx: Context, cell: str, seed: int) -> AddingRun:
         else (T, HIDDEN, MAX_STEPS, EVAL_EVERY, "[100000,1000,1000]")
     )
     overrides = [f"seed={seed}", f"data.length={length}", f"data.sizes={sizes}", f"model.cell={cell}",
-                 f"model.hidden_size={hidden}", "model.forget_bias=1.0", f"train.batch_size={BATCH}"]  # fmt: skip
+                 f"model.hidden_size={hidden}", "model.forget_bias=1.0", f"train.batch_size={BATCH}",
+                 *ctx.device_overrides]  # fmt: skip
     run = adding_loop(overrides, lambda params: torch.optim.RMSprop(params, lr=LR), clip=CLIP, max_steps=steps,
                       eval_every=every, stop_below=None if ctx.quick else STOP)  # fmt: skip
     beat = run.first_below(BEAT)

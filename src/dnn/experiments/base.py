@@ -211,17 +211,25 @@ class Context:
     out: Path
     runs: Path
     log: Callable[[str], None] = print
+    device: str = "auto"  # where its models train (train.device); the measurements after training run on the CPU
     commands: list[str] = field(default_factory=list)
     start: float = field(default_factory=time.perf_counter)
 
+    @property
+    def device_overrides(self) -> list[str]:
+        """``train.device=…`` when ``dnn experiment --device`` names one (``auto`` is every recipe's default)."""
+        return [] if self.device == "auto" else [f"train.device={self.device}"]
+
     def train(self, label: str, recipe: str, overrides: list[str]) -> Run:
-        """:func:`dnn.train.train` of ``recipe`` with ``overrides`` (plus one thread) into ``runs/<label>``."""
+        """:func:`dnn.train.train` of ``recipe`` with ``overrides`` (plus one thread, and the experiment's device)
+        into ``runs/<label>``."""
         from dnn.train import train
 
         run_dir = self.runs / label
         if run_dir.exists():  # a run of an earlier invocation of this experiment: start afresh
             shutil.rmtree(run_dir)
-        overrides = [*overrides, "train.threads=1", *(["train.report=false"] if self.quick else [])]
+        overrides = [*overrides, *self.device_overrides, "train.threads=1",
+                     *(["train.report=false"] if self.quick else [])]  # fmt: skip
         results = train(recipe, overrides, run_dir=run_dir, progress=False)
         command = " ".join(["dnn train", recipe, *map(shlex.quote, overrides)])
         self.commands.append(command)

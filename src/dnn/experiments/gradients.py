@@ -291,7 +291,7 @@ def _clip_run(ctx: Context, seed: int, lr: float, clip: float | None) -> dict:
     overrides = [f"seed={seed}", "model.cell=rnn", f"model.hidden_size={16 if ctx.quick else 64}",
                  f"data.length={20 if ctx.quick else 100}",
                  f"data.sizes={'[640,100,100]' if ctx.quick else '[10000,1000,1000]'}",
-                 "train.batch_size=64"]  # fmt: skip
+                 "train.batch_size=64", *ctx.device_overrides]  # fmt: skip
     run = adding_loop(overrides, lambda params: torch.optim.SGD(params, lr=lr, momentum=0.0), clip=clip,
                       max_steps=steps, eval_every=steps, radius=RADIUS)  # fmt: skip
     first = run.losses[0] if run.losses else math.nan

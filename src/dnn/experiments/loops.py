@@ -81,8 +81,10 @@ def adding_loop(
     batch size), ``optimizer(parameters)``, clipping at ``clip`` (None: off, the norm is still measured), for at
     most ``max_steps`` steps; evaluate every ``eval_every`` steps, stop at the first validation MSE below
     ``stop_below``, and stop at the first NaN/inf. ``radius``: rescale W_hh to this spectral radius at
-    initialisation. The best evaluation's weights are tested."""
+    initialisation. The model trains on the recipe's ``train.device`` (``auto``: CUDA when there is one). The best
+    evaluation's weights are tested."""
     from dnn.config import to_dict
+    from dnn.device import resolve_device
     from dnn.models.registry import create_model
     from dnn.run import resolve_config
     from dnn.run_config import validate_model_section
@@ -102,9 +104,11 @@ def adding_loop(
             w = model.rnn.weight_hh_l0  # (H, H); for a gated cell the stacked gates (kH, H): not meaningful
             w.mul_(radius / torch.linalg.eigvals(w).abs().max())
     run = AddingRun(overrides, parameters=sum(p.numel() for p in model.parameters()))
+    device = resolve_device(cfg.train.device)
+    model.to(device)
     watch = _Watch(run, lambda m: task.evaluate(m, "valid")["mse"], eval_every, stop_below)
     trainer = Trainer(model, optimizer(model.parameters()), task.step, clip_norm=clip, on_nonfinite="stop",
-                      callbacks=[watch])  # fmt: skip
+                      callbacks=[watch], device=device)  # fmt: skip
     start = time.perf_counter()
     try:
         trainer.fit(task.train_batches, epochs=10**6, max_steps=max_steps)

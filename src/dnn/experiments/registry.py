@@ -79,17 +79,20 @@ def get_experiment(name: str) -> Experiment:
 
 
 def run_experiment(name: str, quick: bool = False, out: str | Path = "experiments", runs: str | Path | None = None,
-                   log: Callable[[str], None] = print) -> ExperimentResult:  # fmt: skip
+                   log: Callable[[str], None] = print, device: str = "auto") -> ExperimentResult:  # fmt: skip
     """Run one experiment on one thread; write its results.md (quick: results-quick.md) and plot into
     ``out/<name>/``, its run directories into ``runs/<name>`` (default ``runs/experiments/<name>[-quick]``), and
-    refresh ``out/README.md``."""
+    refresh ``out/README.md``. Its models train on ``device`` (``auto``: CUDA when there is one)."""
     import torch
 
+    from dnn.device import resolve_device
+
     spec = get_experiment(name)
+    resolve_device(device, where="--device")  # a device that is not there: one line before anything runs
     torch.set_num_threads(1)  # small recurrent batches: a second intra-op thread only waits on a busy core
     out = Path(out)
     runs = Path(runs) if runs is not None else Path("runs") / "experiments"
-    ctx = Context(name, spec.claim, quick, out / name, runs / f"{name}{'-quick' if quick else ''}", log)
+    ctx = Context(name, spec.claim, quick, out / name, runs / f"{name}{'-quick' if quick else ''}", log, device)
     ctx.out.mkdir(parents=True, exist_ok=True)
     log(f"experiment {name}{' (quick)' if quick else ''}: {spec.claim}")
     result = spec.run(ctx)
