@@ -21,7 +21,26 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["DEFAULT_THREADS", "Row", "Variant", "load_average", "ratio", "round_robin", "set_threads"]
+__all__ = [
+    "DEFAULT_THREADS",
+    "Row",
+    "Variant",
+    "load_average",
+    "process_settings",
+    "ratio",
+    "round_robin",
+    "set_threads",
+]
+
+
+def process_settings() -> None:
+    """What ``dnn train`` sets for its process, set here for every side alike: denormals flushed, and freed memory
+    kept for reuse (``train.keep_memory``; glibc). Both are process-wide, so the ratios compare the models' code,
+    not these settings; ``benchmarks/seq2seq.py`` measures what keeping memory is worth in processes of its own."""
+    from dnn.device import keep_freed_memory
+
+    torch.set_flush_denormal(True)
+    keep_freed_memory()
 
 
 def load_average() -> str:
@@ -137,9 +156,9 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def measure_and_print(run: Callable[[], list[Row]], header: str = "") -> list[Row]:
-    """Denormals flushed, the load average printed before and after ``run()``, then every ratio line and the
+    """:func:`process_settings`, the load average printed before and after ``run()``, then every ratio line and the
     markdown table: what each benchmark script prints on its own."""
-    torch.set_flush_denormal(True)
+    process_settings()
     print(f"torch {torch.__version__}{header}; load average before: {load_average()}", flush=True)
     rows = run()
     print(f"load average after: {load_average()}")

@@ -38,7 +38,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DEFAULT_THREADS, Row, Variant, load_average, markdown_table, ratio, round_robin  # noqa: E402
+from common import DEFAULT_THREADS, Row, Variant, load_average, markdown_table, process_settings, ratio, round_robin  # noqa: E402
 from dnn.device import autocast  # noqa: E402
 from dnn.layers.recurrent import GRU, LSTM  # noqa: E402
 from dnn.training.optim import make_optimizer  # noqa: E402
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+    process_settings()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average before: {load_average()}")
     rows, _ = run(args)
     print(f"load average after: {load_average()}")

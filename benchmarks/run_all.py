@@ -32,7 +32,7 @@ import cnn  # noqa: E402
 import recurrent  # noqa: E402
 import seq2seq  # noqa: E402
 import threads  # noqa: E402
-from common import Row, load_average, markdown_table  # noqa: E402
+from common import Row, load_average, markdown_table, process_settings  # noqa: E402
 
 SECTIONS = ("seq2seq", "beam", "imdb", "cnn", "threads")
 
@@ -87,7 +87,8 @@ def results_markdown(results: dict[str, list[Row]], notes: list[str], before: st
         "above 2 means other processes took CPU time from these measurements (2-thread figures suffer most).",
         "",
         "Every ratio is the median over rounds of per-round ratios (min–max in brackets); the variants of a section "
-        "run interleaved round-robin in one process, with denormals flushed on every side.",
+        "run interleaved round-robin in one process, with denormals flushed and freed memory kept for reuse on every "
+        "side (what `dnn train` sets: `train.flush_denormal`, `train.keep_memory`).",
         "",
         "## Targets",
         "",
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     out = args.out or (None if args.quick else str(HERE / "RESULTS.md"))
 
-    torch.set_flush_denormal(True)
+    process_settings()
     before = load_average()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}; load average before: {before}")
     results, notes = run_sections(only, args.quick, keras=not args.no_keras and not args.quick, compile_=args.compile)

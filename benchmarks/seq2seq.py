@@ -7,7 +7,9 @@ tokens). One step = forward, the loss over the real target tokens, backward, cli
 - ``dnn``    ``create_model("seq2seq", ...)`` with dnn's own optimiser factory, the step dnn's Trainer runs
 - ``plain``  ``benchmarks/peers/seq2seq_plain.py``: the ~100-line torch.nn script a user would write instead
 
-both at 2 threads and at 1 thread, all four round-robin.
+both at 2 threads and at 1 thread, all four round-robin, in a process with dnn's settings on every side
+(denormals flushed, freed memory kept for reuse). What keeping memory is worth (``train.keep_memory``) is measured on
+the plain script alone, in fresh processes with and without it, alternating: the setting cannot be undone inside one.
 
 Beam search, at two sizes with random weights: the ``translate-tsv`` recipe's (vocabulary 8000, embedding 128,
 hidden 256) and the ``dates-attention`` recipe's (vocabulary 40, embedding 32, hidden 64). 64 sentences of 8–30
@@ -27,6 +29,8 @@ tokens, beam 5, 30 output tokens each (random weights never end early, so every 
 from __future__ import annotations
 
 import argparse
+import statistics
+import subprocess
 import sys
 from functools import partial
 from pathlib import Path
@@ -45,6 +49,10 @@ from peers.seq2seq_plain import random_batch  # noqa: E402
 from peers.seq2seq_plain import train_step as plain_train_step  # noqa: E402
 
 RECIPE = dict(cell="gru", bidirectional=True, attention="concat")
+PEER = Path(__file__).resolve().parent / "peers" / "seq2seq_plain.py"
+# the plain script run as its own program, after dnn's train.keep_memory setting or not
+RUN_PEER = "import runpy, sys; {keep}sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+KEEP = "from dnn.device import keep_freed_memory; assert keep_freed_memory(); "
 
 
 def dnn_model(vocab: int, embedding: int, hidden: int, dropout: float):
@@ -81,6 +89,32 @@ def training_variants(args) -> list[Variant]:
 
         variants += [Variant(f"dnn {threads}t", dnn_steps, threads), Variant(f"plain {threads}t", plain_steps, threads)]
     return variants
+
+
+def kept_memory_row(args) -> Row:
+    """The plain script alone, 3 fresh processes (fewer with ``--rounds``) with glibc's default malloc and as many after
+    ``keep_freed_memory()``, alternating, at the section's largest thread count: what ``train.keep_memory`` is worth."""
+    threads = max(args.threads)
+    argv = [str(PEER), "--steps", str(args.steps * 4), "--batch", str(args.batch), "--vocab", str(args.vocab),
+            "--threads", str(threads)]  # fmt: skip
+    default, kept = (
+        Variant("plain script, glibc's malloc", lambda: 0.0),
+        Variant("plain script, memory kept", lambda: 0.0),
+    )
+    rounds = min(args.rounds, 3)
+    for r in range(rounds):
+        for v, keep in ((default, ""), (kept, KEEP)):
+            out = subprocess.run([sys.executable, "-c", RUN_PEER.format(keep=keep), *argv], capture_output=True,
+                                 text=True, check=True).stdout  # fmt: skip
+            v.rates.append(float(out.split()[0]))  # "2.45 steps/s, …"
+        print(f"  kept memory round {r + 1}/{rounds}: {default.name} {default.rates[-1]:.3g}, {kept.name} "
+              f"{kept.rates[-1]:.3g} steps/s", flush=True)  # fmt: skip
+    note = (
+        f"{threads} threads, {args.steps * 4} steps a process; glibc's malloc "
+        f"{statistics.median(default.rates):.3g} steps/s"
+    )
+    return Row("seq2seq training, train.keep_memory", kept.name, kept.rate, "steps/s", default.name,
+               ratio(kept, default), None, note)  # fmt: skip
 
 
 def beam_sizes(args) -> dict[str, tuple[int, int, int]]:
@@ -145,6 +179,8 @@ def run(args) -> list[Row]:
             cpu = sum(plain.cpu_per_item) / sum(dnn.cpu_per_item)
             rows.append(Row("seq2seq training", dnn.name, dnn.rate, "steps/s", plain.name, ratio(dnn, plain), 1.0,
                             f"plain {plain.rate:.3g} steps/s; CPU-time ratio {cpu:.2f}"))  # fmt: skip
+        if not args.quick:
+            rows.append(kept_memory_row(args))
     if "beam" in args.parts:
         for size, (vocab, embedding, hidden) in beam_sizes(args).items():
             print(f"beam search, {size} (vocabulary {vocab}, embedding {embedding}, hidden {hidden}): "

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cnn import train_step_fn  # noqa: E402
-from common import Row, Variant, load_average, markdown_table, ratio, round_robin  # noqa: E402
+from common import Row, Variant, load_average, markdown_table, process_settings, ratio, round_robin  # noqa: E402
 from dnn.training.optim import make_optimizer  # noqa: E402
 from peers.seq2seq_plain import random_batch  # noqa: E402
 from recurrent import Classifier, make_rnn  # noqa: E402
@@ -154,7 +154,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_flush_denormal(True)
+    process_settings()
     load_before = os.getloadavg()[0]
     print(f"torch {torch.__version__}; load average before: {load_average()}", flush=True)
     rows = run(args)

@@ -3,6 +3,7 @@
     device = resolve_device("auto")                 # CUDA when there is one, else MPS, else the CPU
     batch = to_device(batch, device)                # tensors inside tuples, lists, dicts and dataclasses
     with autocast(device, "bf16"): loss = ...       # mixed precision (bf16 runs on the CPU's matrix units too)
+    keep_freed_memory()                             # CPU training: reuse freed buffers instead of zeroing new pages
 
 Asking for a device that is not there is one line naming the setting (``train.device=cuda: no CUDA device ...``).
 Checkpoints never hold a device: weights are saved from the CPU side and load anywhere.
@@ -11,7 +12,9 @@ Checkpoints never hold a device: weights are saved from the CPU side and load an
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import platform
 from typing import Any
 
 import torch
@@ -19,7 +22,7 @@ from torch import nn
 
 from dnn.errors import ConfigError
 
-__all__ = ["DEVICES", "PRECISIONS", "autocast", "model_device", "resolve_device", "to_device"]
+__all__ = ["DEVICES", "PRECISIONS", "autocast", "keep_freed_memory", "model_device", "resolve_device", "to_device"]
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -90,3 +93,35 @@ def to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any
     if isinstance(obj, dict):
         return {k: to_device(v, device, non_blocking) for k, v in obj.items()}
     return obj
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+_memory_kept = False
+
+
+def keep_freed_memory() -> bool:
+    """Let this process reuse the CPU memory it frees instead of handing it back to the OS (glibc only; elsewhere
+    nothing changes and the answer is False).
+
+    glibc's malloc serves every buffer over 32 MB (at most; less for smaller ones early on) with a fresh mmap and
+    unmaps it when freed, so the logits of a seq2seq batch (B × T × V floats: 82 MB at 64 × 40 × 8000) and their
+    gradients are mapped, zeroed page by page by the kernel and unmapped again on every step. Measured on the
+    translate-tsv model (batch 64, 2 threads): ~75,000 page faults and 0.11 s of kernel time in a 0.34 s step. Kept
+    on the heap instead, the step ran 1.28× faster, and a plain PyTorch script of the same model 1.42× faster
+    (``make bench``). The cost: the process's resident memory stays at its peak until it exits, as a GPU
+    caching allocator's does. ``train.keep_memory`` (default true) applies it for training; it cannot be undone
+    within a process (restoring glibc's settings would not restore its adaptive threshold).
+    """
+    global _memory_kept
+    if _memory_kept:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # no mmap for large blocks (they come from the heap and return to it), and never trim the heap's top
+    _memory_kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return _memory_kept

@@ -319,6 +319,8 @@ class TrainConfig:
     patience: int = 0  # early stopping after N evaluations without improvement; 0 = off
     on_nonfinite: Literal["stop", "skip"] = "stop"
     flush_denormal: bool = True  # worth several times the speed of recurrent training on CPU
+    keep_memory: bool = True  # reuse freed CPU memory (glibc) instead of mapping and zeroing big buffers every step:
+    # 1.28× faster seq2seq steps on the translate-tsv model; resident memory stays at its peak (dnn.device)
     log_every: int = 10
     report: bool = True  # draw report.html and figures/ at the end (dnn.inspect)
     tensorboard: bool = True  # also write TensorBoard event files (tensorboard/) when the package is installed

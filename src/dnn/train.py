@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from dnn.config import save_yaml, to_dict
-from dnn.device import check_precision, resolve_device
+from dnn.device import check_precision, keep_freed_memory, resolve_device
 from dnn.errors import CheckpointError, ConfigError
 from dnn.inspect import write_report
 from dnn.io import remove_stale_temporaries, write_json
@@ -207,6 +207,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
                               f"(torch's choice) or at most {4 * cores}")  # fmt: skip
         torch.set_num_threads(t.threads)
     torch.set_flush_denormal(t.flush_denormal)
+    if t.keep_memory:
+        keep_freed_memory()
     device = _device(t, ddp)  # a device that is not there is one line before any data is read
     seed_everything(cfg.seed, cfg.deterministic)
     task = make_task(cfg)
