@@ -33,6 +33,7 @@ import recurrent  # noqa: E402
 import seq2seq  # noqa: E402
 import threads  # noqa: E402
 from common import Row, load_average, markdown_table, process_settings  # noqa: E402
+from dnn.device import release_freed_memory  # noqa: E402
 
 SECTIONS = ("seq2seq", "beam", "imdb", "cnn", "threads")
 
@@ -52,6 +53,7 @@ def run_sections(only: list[str], quick: bool, keras: bool, compile_: bool) -> t
     results: dict[str, list[Row]] = {}
     notes: list[str] = []
     for name in only:
+        release_freed_memory()  # each section starts from a compact heap, as a fresh `dnn train` does
         start = time.perf_counter()
         print(f"\n== {name} ==", flush=True)
         if name in ("seq2seq", "beam"):

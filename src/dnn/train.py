@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from dnn.config import save_yaml, to_dict
-from dnn.device import check_precision, keep_freed_memory, resolve_device
+from dnn.device import check_precision, keep_freed_memory, release_freed_memory, resolve_device
 from dnn.errors import CheckpointError, ConfigError
 from dnn.inspect import write_report
 from dnn.io import remove_stale_temporaries, write_json
@@ -167,6 +167,7 @@ def train(config: str | None, overrides: list[str], run_dir: str | os.PathLike |
         if lock is not None:
             lock.release()
         ddp.close()
+        release_freed_memory()  # the run's buffers go back to the OS (if train.keep_memory kept them)
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
@@ -209,6 +210,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, log, progress: bool, ddp
     torch.set_flush_denormal(t.flush_denormal)
     if t.keep_memory:
         keep_freed_memory()
+        release_freed_memory()  # start from a compact heap, not the layout an earlier run in this process left
     device = _device(t, ddp)  # a device that is not there is one line before any data is read
     seed_everything(cfg.seed, cfg.deterministic)
     task = make_task(cfg)
