@@ -110,11 +110,11 @@ def keep_freed_memory() -> bool:
     unmaps it when freed, so the logits of a seq2seq batch (B × T × V floats: 82 MB at 64 × 40 × 8000) and their
     gradients are mapped, zeroed page by page by the kernel and unmapped again on every step. Measured on the
     translate-tsv model (batch 64, 2 threads): ~75,000 page faults and 0.11 s of kernel time in a 0.34 s step. Kept
-    on the heap instead, the step ran 1.28× faster, and a plain PyTorch script of the same model 1.42× faster
-    (``make bench``). The cost: the process's resident memory stays at its peak until it exits, as a GPU
-    caching allocator's does, until :func:`release_freed_memory`. ``train.keep_memory`` (default true) applies it
-    for training; it cannot be undone within a process (restoring glibc's settings would not restore its adaptive
-    threshold).
+    on the heap instead, dnn's step ran 1.28× faster, and the plain PyTorch script of the same model 1.44–1.55×
+    faster in fresh processes (``make bench``, "train.keep_memory"). The cost: the process's resident memory stays
+    at its peak, as a GPU caching allocator's does, until :func:`release_freed_memory`. ``train.keep_memory``
+    (default true) applies it for training; it cannot be undone within a process (restoring glibc's settings would
+    not restore its adaptive threshold).
     """
     global _memory_kept
     if _memory_kept:
