@@ -59,6 +59,8 @@ def test_model_device_of_a_model_without_parameters_is_the_cpu():
     assert model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
 
 
+GLIBC_ONLY = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+
 _FAULTS = """
 import resource, sys, torch
 from dnn.device import keep_freed_memory
@@ -75,7 +77,7 @@ print(kept, sorted(faults[-8:])[4])  # the median step of the last 8
 """
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+@GLIBC_ONLY
 def test_kept_memory_is_reused_without_page_faults():
     """train.keep_memory: a training step's big buffers (82 MB of logits, their log-softmax and gradients) come
     back from the heap, not as fresh pages the kernel must map and zero on every step (~20,000 faults per 82 MB
@@ -104,7 +106,7 @@ print(kept, resident_mb())
 """
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+@GLIBC_ONLY
 def test_released_memory_goes_back_to_the_os():
     """After a run, `dnn train` hands what it kept back: resident memory falls by the freed buffer's size."""
     out = subprocess.run([sys.executable, "-c", _RELEASE], capture_output=True, text=True, check=True).stdout
