@@ -174,9 +174,12 @@ def _gru_lesson(ctx: Context, checks: list[Check], mean: dict[str, float], sizes
         f"narrowest (H = {sizes['lstm']})."
     ]
     if converged < runs:
+        left = runs - converged
+        still = "the other was" if left == 1 else f"the other {left} were"
         text.append(f"Only {converged} of the {runs} runs stopped because their validation loss stopped improving; "
-                    f"the others were still improving at the cap of {epochs} epochs, so this compares models that "
-                    f"had not converged — not yet the comparison Chung et al. make.")  # fmt: skip
+                    f"{still} still improving at the cap of {epochs} epochs, so this compares "
+                    f"{'a model' if left == 1 else 'models'} that had not converged — not yet quite the comparison "
+                    f"Chung et al. make.")  # fmt: skip
     if checks[1].passed and checks[2].passed:
         text.append(f"Both gated units modelled the text better than the tanh RNN ({mean['lstm']:.3f} and "
                     f"{mean['gru']:.3f} vs {mean['rnn']:.3f} bits per character): their gates let them keep what a "
