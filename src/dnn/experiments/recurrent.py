@@ -177,8 +177,8 @@ def _gru_lesson(ctx: Context, checks: list[Check], mean: dict[str, float], sizes
         left = runs - converged
         still = "the other was" if left == 1 else f"the other {left} were"
         text.append(f"Only {converged} of the {runs} runs stopped because their validation loss stopped improving; "
-                    f"{still} still improving at the cap of {epochs} epochs, so this compares "
-                    f"{'a model' if left == 1 else 'models'} that had not converged — not yet quite the comparison "
+                    f"{still} still improving at the cap of {epochs} epochs, so the comparison includes "
+                    f"{'a model' if left == 1 else 'models'} that had not converged — not yet quite the one "
                     f"Chung et al. make.")  # fmt: skip
     if checks[1].passed and checks[2].passed:
         text.append(f"Both gated units modelled the text better than the tanh RNN ({mean['lstm']:.3f} and "
