@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from dnn.cli import main  # noqa: E402
 from dnn.serve import ServeLimits, create_app, serve_in_thread  # noqa: E402
 
-LIMITS = ServeLimits(max_tokens=10**7, max_concurrency=4, timeout_s=0.3, max_connections=16, header_timeout_s=0.5,
+LIMITS = ServeLimits(max_tokens=10**7, max_concurrency=4, timeout_s=1.0, max_connections=16, header_timeout_s=0.5,
                      body_timeout_s=0.5, keep_alive_s=2.0)  # fmt: skip
 SLACK = 3.0  # seconds a 2-core machine shared with other work may add to any deadline below
 EOS_ID = 3
@@ -98,7 +98,8 @@ def test_requests_past_their_time_are_stopped_and_normal_requests_are_served_at_
     model = app.state.dnn.runs["dates"].run.model
     original = model.decode_step
 
-    def never_ending(prev_token, state):  # an untrained translator that never says <eos>: decodes to max_len
+    def never_ending(prev_token, state):  # a slow translator that never says <eos>: decodes to max_len (~5 s)
+        time.sleep(0.05)
         logits, state, attention = original(prev_token, state)
         return logits.index_fill(-1, torch.tensor([EOS_ID]), float("-inf")), state, attention
 
