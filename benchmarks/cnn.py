@@ -39,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    BF16,
     DEFAULT_THREADS,
     Row,
     Variant,
@@ -109,15 +110,17 @@ def matmul_fn(dtype: torch.dtype, n: int, repeats: int, kind: str):
 def run(args) -> list[Row]:
     threads = args.threads or DEFAULT_THREADS
     print(f"CNN training, {threads} threads; load average {load_average()}", flush=True)
+    precisions = ("fp32", "bf16") if BF16 else ("fp32",)  # no bf16 units: no bf16 row (BF16_SKIPPED says why)
     products = []
-    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for precision in precisions:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         for kind, library in (("mm", "torch.mm"), ("conv", "1×1 conv")):
             fn = matmul_fn(dtype, args.matmul_n, args.matmul_repeats, kind)
             products.append((precision, Variant(f"matmul {precision} ({library})", fn, args.threads)))
     variants, flops = [], {}
     for name in args.models:
         batch = args.batch or MODELS[name][2]
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
             for layout in ("", " channels_last"):
                 fn, flops[f"{name} {precision}{layout}"] = train_step_fn(
                     name, precision == "bf16", bool(layout), batch, args.steps
@@ -125,13 +128,13 @@ def run(args) -> list[Row]:
                 variants.append(Variant(f"{name} {precision}{layout}", fn, args.threads))
     round_robin([v for _, v in products] + variants, args.rounds, label="cnn", unit="steps/s (matmul: GFLOP/s)")
 
-    peak = {p: max(v.rate for q, v in products if q == p) for p in ("fp32", "bf16")}  # the faster library's
+    peak = {p: max(v.rate for q, v in products if q == p) for p in precisions}  # the faster library's
     rows = [Row("matmul peak", v.name, v.rate, "GFLOP/s", note=f"N = {args.matmul_n}") for _, v in products]
     by_name = {v.name: v for v in variants}
     for name in args.models:
         batch = args.batch or MODELS[name][2]
         fp32 = by_name[f"{name} fp32"]
-        for v in (by_name[f"{name} {p}{layout}"] for p in ("fp32", "bf16") for layout in ("", " channels_last")):
+        for v in (by_name[f"{name} {p}{layout}"] for p in precisions for layout in ("", " channels_last")):
             precision = "bf16" if "bf16" in v.name else "fp32"
             achieved = flops[v.name] * v.rate / 1e9  # GFLOP/s
             note = (
@@ -143,11 +146,12 @@ def run(args) -> list[Row]:
                 note += "; dnn's defaults on the CPU: bf16 in NHWC, fp32 in NCHW"
             rows.append(Row(f"{name} training, batch {batch}", v.name, v.rate, "steps/s", fp32.name, ratio(v, fp32),
                             target, note))  # fmt: skip
-        low, full = by_name[f"{name} bf16 channels_last"], by_name[f"{name} fp32 channels_last"]
-        section = f"{name} training, batch {batch}, both channels_last"
-        rows.append(Row(section, low.name, low.rate, "steps/s", full.name, ratio(low, full), 2.0,
-                        "both in NHWC (train.channels_last=true)"))  # fmt: skip
-        for precision in ("fp32", "bf16"):
+        if BF16:
+            low, full = by_name[f"{name} bf16 channels_last"], by_name[f"{name} fp32 channels_last"]
+            section = f"{name} training, batch {batch}, both channels_last"
+            rows.append(Row(section, low.name, low.rate, "steps/s", full.name, ratio(low, full), 2.0,
+                            "both in NHWC (train.channels_last=true)"))  # fmt: skip
+        for precision in precisions:
             plain, last = by_name[f"{name} {precision}"], by_name[f"{name} {precision} channels_last"]
             r = ratio(last, plain)
             pays = "pays" if r[0] > 1.05 else "does not pay"
@@ -224,7 +228,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     measure_and_print(lambda: run(args))
-    print("\n".join(breakdowns(args)))
+    if BF16:
+        print("\n".join(breakdowns(args)))
     return 0
 
 

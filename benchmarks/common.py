@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import torch
 
 __all__ = [
+    "BF16",
+    "BF16_SKIPPED",
     "DEFAULT_THREADS",
     "Row",
     "Variant",
@@ -29,6 +31,7 @@ __all__ = [
     "process_settings",
     "ratio",
     "round_robin",
+    "cpu_line",
     "set_threads",
 ]
 
@@ -41,6 +44,25 @@ def process_settings() -> None:
 
     torch.set_flush_denormal(True)
     keep_freed_memory()
+
+
+def _bf16_units() -> tuple[bool, str]:
+    from dnn.device import precision_supported
+
+    why = precision_supported(torch.device("cpu"), "bf16")
+    return why is None, "" if why is None else f"bf16 rows skipped: {why}"
+
+
+# Whether this CPU has bf16 units (torch's report, which follows ONEDNN_MAX_CPU_ISA): without them bf16 is emulated,
+# a matrix product ~160× slower than fp32, and dnn refuses it, so no bf16 row is measured; BF16_SKIPPED says why.
+BF16, BF16_SKIPPED = _bf16_units()
+
+
+def cpu_line() -> str:
+    """The CPU every figure of the run comes from: model, instruction sets, torch's kernel set, bf16 units."""
+    from dnn.device import cpu_info
+
+    return f"cpu: {cpu_info().describe()}, {os.cpu_count()} logical cores"
 
 
 def load_average() -> str:
@@ -160,6 +182,7 @@ def measure_and_print(run: Callable[[], list[Row]], header: str = "") -> list[Ro
     markdown table: what each benchmark script prints on its own."""
     process_settings()
     print(f"torch {torch.__version__}{header}; load average before: {load_average()}", flush=True)
+    print(cpu_line() + (f"; {BF16_SKIPPED}" if not BF16 else ""), flush=True)
     rows = run()
     print(f"load average after: {load_average()}")
     for r in rows:

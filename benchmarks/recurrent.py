@@ -38,7 +38,18 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DEFAULT_THREADS, Row, Variant, load_average, markdown_table, process_settings, ratio, round_robin  # noqa: E402
+from common import (  # noqa: E402
+    BF16,
+    DEFAULT_THREADS,
+    Row,
+    Variant,
+    cpu_line,
+    load_average,
+    markdown_table,
+    process_settings,
+    ratio,
+    round_robin,
+)
 from dnn.device import autocast  # noqa: E402
 from dnn.layers.recurrent import GRU, LSTM  # noqa: E402
 from dnn.training.optim import make_optimizer  # noqa: E402
@@ -147,8 +158,11 @@ def run_cell(cell: str, args) -> tuple[list[Row], list[str]]:
         torch_variant("dnn fused", cell, "fused", template, batches, args, optimizer="dnn"),
         torch_variant("dnn reference", cell, "reference", template, batches, args, optimizer="dnn"),
         torch_variant("torch.nn, fused Adam", cell, "torch", template, batches, args, optimizer="fused"),
-        torch_variant("dnn fused, bf16", cell, "fused", template, batches, args, optimizer="dnn", precision="bf16"),
     ]
+    if BF16:  # without bf16 units: no bf16 row (BF16_SKIPPED says why)
+        variants.append(
+            torch_variant("dnn fused, bf16", cell, "fused", template, batches, args, optimizer="dnn", precision="bf16")
+        )
     if not args.no_compile:
         variants.append(
             torch_variant("dnn reference, compiled", cell, "reference", template, batches, args, "dnn", True)
@@ -253,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     process_settings()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average before: {load_average()}")
+    print(cpu_line())
     rows, _ = run(args)
     print(f"load average after: {load_average()}")
     for r in rows:

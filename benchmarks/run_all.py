@@ -32,20 +32,10 @@ import cnn  # noqa: E402
 import recurrent  # noqa: E402
 import seq2seq  # noqa: E402
 import threads  # noqa: E402
-from common import Row, load_average, markdown_table, process_settings  # noqa: E402
+from common import BF16, BF16_SKIPPED, Row, cpu_line, load_average, markdown_table, process_settings  # noqa: E402
 from dnn.device import release_freed_memory  # noqa: E402
 
 SECTIONS = ("seq2seq", "beam", "imdb", "cnn", "threads")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_sections(only: list[str], quick: bool, keras: bool, compile_: bool) -> tuple[dict[str, list[Row]], list[str]]:
@@ -68,7 +58,7 @@ def run_sections(only: list[str], quick: bool, keras: bool, compile_: bool) -> t
         elif name == "cnn":
             args = cnn.parse_args(flag)
             results[name] = cnn.run(args)
-            notes += cnn.breakdowns(args)
+            notes += cnn.breakdowns(args) if BF16 else []
         elif name == "threads":
             load_before = os.getloadavg()[0]
             results[name] = threads.run(threads.parse_args(flag))
@@ -84,7 +74,9 @@ def results_markdown(results: dict[str, list[Row]], notes: list[str], before: st
         "# Benchmark results",
         "",
         f"Measured by `{command}` on {datetime.date.today().isoformat()}: torch {torch.__version__}, "
-        f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        f"Python {platform.python_version()}.",
+        "",
+        f"The {cpu_line()}." + (f" The {BF16_SKIPPED}." if not BF16 else ""),
         f"Load average (1, 5, 15 min) before: {before}; after: {after}. These machines have 2 shared cores: a load "
         "above 2 means other processes took CPU time from these measurements (2-thread figures suffer most).",
         "",
@@ -122,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
 
     process_settings()
     before = load_average()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}; load average before: {before}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average before: {before}")
+    print(cpu_line())
+    if not BF16:
+        print(BF16_SKIPPED)
     results, notes = run_sections(only, args.quick, keras=not args.no_keras and not args.quick, compile_=args.compile)
     after = load_average()
     print(f"\nload average before: {before}; after: {after}")

@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Row, Variant, load_average, measure_and_print, ratio, round_robin  # noqa: E402
+from common import BF16, Row, Variant, load_average, measure_and_print, ratio, round_robin  # noqa: E402
 from dnn.decoding import beam_search  # noqa: E402
 from dnn.device import autocast  # noqa: E402
 from dnn.models import create_model  # noqa: E402
@@ -160,9 +160,12 @@ def beam_variants(args, size: str) -> list[Variant]:
             Variant(f"batched {threads}t", batched, threads),
             Variant(f"per sentence {threads}t", per_sentence, threads),
             Variant(f"output layer {threads}t", output_layer, threads),
-            Variant(f"batched bf16 {threads}t", partial(batched, "bf16"), threads),
-            Variant(f"per sentence bf16 {threads}t", partial(per_sentence, "bf16"), threads),
         ]
+        if BF16:  # without bf16 units: no bf16 row (BF16_SKIPPED says why)
+            variants += [
+                Variant(f"batched bf16 {threads}t", partial(batched, "bf16"), threads),
+                Variant(f"per sentence bf16 {threads}t", partial(per_sentence, "bf16"), threads),
+            ]
     return variants
 
 
@@ -197,6 +200,8 @@ def run(args) -> list[Row]:
                         f"takes {share:.0%} of the batched time")  # fmt: skip
                 rows.append(Row(f"beam search, beam {args.beam}, {size}", batched.name, batched.rate, "sentences/s",
                                 loop.name, ratio(batched, loop), 5.0, note))  # fmt: skip
+                if not BF16:
+                    continue
                 low, low_loop = by_name[f"batched bf16 {threads}t"], by_name[f"per sentence bf16 {threads}t"]
                 note = (f"per sentence {low_loop.rate:.3g} sentences/s; batched bf16 is {low.rate / batched.rate:.2f}× "
                         f"batched fp32")  # fmt: skip

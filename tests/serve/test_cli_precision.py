@@ -4,6 +4,10 @@ tiny trained runs of conftest.py, and a bad precision is one line and exit 2."""
 from __future__ import annotations
 
 import json
+import os
+import platform
+import subprocess
+import sys
 import time
 from functools import partial
 
@@ -19,7 +23,9 @@ def _run(capsys, *argv: str) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize(
+    "precision", [pytest.param("bf16", marks=pytest.mark.bf16), pytest.param("fp16", marks=pytest.mark.fp16)]
+)
 def test_eval_in_reduced_precision_matches_fp32(capsys, runs, precision):
     for run in (runs.dates, runs.sentiment, runs.digits):
         fp32 = json.loads(_run(capsys, "eval", str(run)))
@@ -32,6 +38,7 @@ def test_eval_in_reduced_precision_matches_fp32(capsys, runs, precision):
                     assert low[split][name] == pytest.approx(value, rel=0.05), (run.name, split, name)
 
 
+@pytest.mark.bf16
 def test_translate_predict_generate_take_bf16(capsys, runs, tmp_path):
     out = _run(capsys, "translate", str(runs.dates), "March 3, 2021", "--precision", "bf16", "--beam-size", "3",
                "--n-best", "2")  # fmt: skip
@@ -57,6 +64,7 @@ def test_a_precision_that_is_not_there_is_one_line_and_exit_2(capsys, runs):
     assert err == "dnn: error: --precision must be one of fp32, bf16, fp16, got 'int8'"
 
 
+@pytest.mark.bf16
 def test_the_server_answers_in_bf16_when_asked(runs, digit_png):
     """``dnn serve --precision bf16``: autocast is per thread, so the app enters it in each worker thread."""
     pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'dnn[serve]'")
@@ -85,3 +93,28 @@ def test_serve_refuses_a_precision_that_is_not_there_before_it_starts(capsys, ru
     pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'dnn[serve]'")
     assert main(["serve", str(runs.dates), "--precision", "int8", "--port", "0"]) == 2
     assert capsys.readouterr().err.strip() == "dnn: error: --precision must be one of fp32, bf16, fp16, got 'int8'"
+
+
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+AVX2_ONLY = pytest.mark.skipif(not X86, reason="oneDNN's ISA cap is x86's")
+
+
+@AVX2_ONLY
+def test_bf16_on_a_cpu_without_bf16_units_is_one_line_on_every_inference_command_and_on_serve(runs, tmp_path):
+    """As on an AVX2-only CPU (oneDNN capped at AVX2): exit 2, one line that says why and what to use, no output."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a good film\n")
+    commands = [
+        ["eval", str(runs.sentiment)],
+        ["predict", str(runs.sentiment), str(texts)],
+        ["translate", str(runs.dates), "March 3, 2021"],
+        ["generate", str(runs.charlm), "--prompt", "The ", "--length", "5"],
+        ["serve", str(runs.dates), "--port", "0"],
+    ]
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    for args in commands:
+        r = subprocess.run([sys.executable, "-m", "dnn.cli", *args, "--precision", "bf16", "--device", "cpu"],
+                           capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+        assert r.returncode == 2 and r.stdout == "", (args, r.stdout, r.stderr[-2000:])
+        assert r.stderr.startswith("dnn: error: --precision=bf16: this CPU has no bf16 units"), (args, r.stderr)
+        assert r.stderr.count("\n") == 1 and r.stderr.strip().endswith("use --precision=fp32"), (args, r.stderr)

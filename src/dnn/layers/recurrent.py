@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from dnn.device import run_in_fp32
 from dnn.errors import ConfigError
 from dnn.layers.bptt import gru_scan, lstm_scan, rnn_scan
 from dnn.layers.cells import (
@@ -260,12 +261,14 @@ class _RecurrentBase(nn.Module):
         kernel = {"LSTM": torch.lstm, "GRU": torch.gru, "RNN_TANH": torch.rnn_tanh, "RNN_RELU": torch.rnn_relu}
         hx = list(state) if self.mode == "LSTM" else state[0]
         train = self.training
-        if batch_sizes is None:
-            result = kernel[self.mode](x, hx, weights, self.bias, num_layers, dropout, train, bidirectional, False)
-        else:
-            result = kernel[self.mode](
-                x, batch_sizes, hx, weights, self.bias, num_layers, dropout, train, bidirectional
-            )
+
+        def run(x, hx, weights):
+            if batch_sizes is None:
+                return kernel[self.mode](x, hx, weights, self.bias, num_layers, dropout, train, bidirectional, False)
+            return kernel[self.mode](x, batch_sizes, hx, weights, self.bias, num_layers, dropout, train, bidirectional)
+
+        # a device without this cell's low-precision kernel (oneDNN's LSTM in fp16 on most CPUs) runs it in fp32
+        result = run_in_fp32(self.mode, x.device, run, x, hx, weights)
         return result[0], tuple(result[1:])
 
     def _forward_fused(self, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None):
