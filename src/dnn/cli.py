@@ -7,9 +7,11 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable
 
 from dnn import __version__
 from dnn.errors import DnnError
+from dnn.serve.limits import MAX_BEAM_SIZE, MAX_SEED
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,6 +29,28 @@ def _sub(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
         epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high`` (the limits ``dnn serve`` keeps to; None: the
+    library's limit of a generation's length, looked up only when the flag is given), else a one-line usage error
+    saying the range."""
+
+    def parse(text: str) -> int:
+        top = high
+        if top is None:
+            from dnn.tasks.language import MAX_GENERATE
+
+            top = MAX_GENERATE
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= top:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low} to {top:,}, got {text[:40]!r}")
+        return value
+
+    return parse
 
 
 def _device_flag(parser: argparse.ArgumentParser, precision: bool = True) -> None:
@@ -91,10 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     translate.add_argument("run", help="a run directory")
     translate.add_argument("texts", nargs="*", help="texts to translate; none or - reads lines from standard input")
-    translate.add_argument("--beam-size", type=int, default=5, help="beam width (1 = greedy; default 5)")
+    translate.add_argument("--beam-size", type=_int_in(1, MAX_BEAM_SIZE), default=5,
+                           help=f"beam width (1 = greedy; default 5; at most {MAX_BEAM_SIZE})")
     translate.add_argument("--attention", action="store_true", help="also print the attention of every output token")
-    translate.add_argument("--n-best", type=int, default=1, help="print the N best translations of each text, "
-                           "with their scores (at most --beam-size; default 1)")  # fmt: skip
+    translate.add_argument("--n-best", type=_int_in(1, MAX_BEAM_SIZE), default=1, help="print the N best "
+                           "translations of each text, with their scores (at most --beam-size; default 1)")  # fmt: skip
     translate.add_argument("--length-penalty", type=float, default=0.6, help="GNMT's α: > 0 favours longer "
                            "outputs in beam search, 0 = none (default 0.6)")  # fmt: skip
     _device_flag(translate)
@@ -104,13 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("run", help="a run directory")
     generate.add_argument("--prompt", default="", help="the text to continue")
-    generate.add_argument("--length", type=int, default=200, help="tokens to generate (default 200)")
+    generate.add_argument("--length", type=_int_in(1), default=200, help="tokens to generate (default 200)")
     generate.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
     generate.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     generate.add_argument("--top-p", type=float, default=None, help="sample among the most likely tokens up to mass p")
-    generate.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
-    generate.add_argument("--beam-size", type=int, default=1, help="> 1: the most likely continuation by beam "
-                          "search instead of sampling (default 1: sample)")  # fmt: skip
+    generate.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0,
+                          help="random seed of the sampling (default 0; at most 2**63 - 1)")
+    generate.add_argument("--beam-size", type=_int_in(1, MAX_BEAM_SIZE), default=1, help="> 1: the most likely "
+                          "continuation by beam search instead of sampling (default 1: sample)")  # fmt: skip
     _device_flag(generate)
 
     transcribe = _sub(
@@ -119,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     transcribe.add_argument("run", help="a run directory (dnn train speech-digits ...)")
     transcribe.add_argument("files", nargs="+", help="audio files; other sample rates are resampled")
-    transcribe.add_argument("--beam-size", type=int, default=1, help="CTC prefix beam width (1 = greedy; default 1)")
+    transcribe.add_argument("--beam-size", type=_int_in(1, MAX_BEAM_SIZE), default=1,
+                            help=f"CTC prefix beam width (1 = greedy; default 1; at most {MAX_BEAM_SIZE})")
     _device_flag(transcribe)
 
     caption = _sub(
@@ -128,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     caption.add_argument("run", help="a run directory (dnn train caption-digits ...)")
     caption.add_argument("images", nargs="+", help="image files (PNG/JPEG), resized to the run's canvas")
-    caption.add_argument("--beam-size", type=int, default=1, help="beam width (1 = greedy; default 1)")
+    caption.add_argument("--beam-size", type=_int_in(1, MAX_BEAM_SIZE), default=1,
+                         help=f"beam width (1 = greedy; default 1; at most {MAX_BEAM_SIZE})")
     caption.add_argument("--attention", action="store_true", help="also print where in the image each word looked")
     _device_flag(caption)
 
@@ -139,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("runs", nargs="+", metavar="RUN", help="run directories (each served under its folder name)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME", help="also answer requests "
+                       "addressed to NAME (its Host header); by default only this server's address and localhost")
+    serve.add_argument("--token", default=os.environ.get("DNN_SERVE_TOKEN"), help="require this token (at least 16 "
+                       "characters) as 'Authorization: Bearer TOKEN'; bound beyond 127.0.0.1, dnn serve makes one if "
+                       "none is given (default: $DNN_SERVE_TOKEN; a --token is visible to the machine's other users)")
     _device_flag(serve)
     from dnn.serve.limits import ServeLimits
 
@@ -339,7 +372,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
         limits = ServeLimits(args.max_body_bytes, args.max_tokens, args.max_pixels, args.max_concurrency,
                              args.timeout)  # fmt: skip
-        serve(args.runs, args.host, args.port, limits, args.device, args.precision)
+        serve(args.runs, args.host, args.port, limits, args.device, args.precision, args.allow_host, args.token)
     elif args.command == "inspect":
         from dnn.inspect import write_report
 

@@ -3,7 +3,12 @@
     cfg = load_config("recipe.yaml", ["model.hidden_size=256", "train.lr=3e-4"], RunConfig)
 
 Every value is checked against its dataclass field's annotation before anything runs. An unknown key or a wrong
-type is a :class:`ConfigError` that names the dotted key, what was expected, and the closest valid key.
+type is a :class:`ConfigError` that names the dotted key, what was expected, and the closest valid key; a value
+is quoted shortened (:func:`_short`), so the message stays one short line whatever the value.
+
+A YAML file is read in bounded time and memory: a regular file only (a FIFO, a device or a socket is refused
+before a byte is read), at most :data:`MAX_YAML_BYTES`, and its aliases may expand to at most
+:data:`MAX_YAML_EXPANDED` values and characters (a few nested aliases can stand for billions of values).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import dataclasses
 import difflib
 import os
 import re
+import reprlib
+import stat
 import types
 import typing
 from pathlib import Path
@@ -33,8 +40,17 @@ __all__ = [
 ]
 
 
+MAX_YAML_BYTES = 1 << 20  # a recipe is a few kB
+MAX_YAML_EXPANDED = 4 << 20  # values and characters of a YAML document once its aliases are expanded
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``3e-4`` as a string; here it is the number everybody means (as in YAML 1.2)."""
+    """YAML 1.1 reads ``3e-4`` as a string; here it is the number everybody means (as in YAML 1.2). A document
+    whose aliases expand past :data:`MAX_YAML_EXPANDED`, or refer to themselves, is refused before it is built."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expanded(node)
+        return super().construct_document(node)
 
 
 _Loader.add_implicit_resolver(
@@ -48,6 +64,50 @@ def _safe_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 — a SafeLoader subclass
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_expanded(root: yaml.Node, limit: int = MAX_YAML_EXPANDED) -> None:
+    """A ConfigError if the document at ``root`` would hold more than ``limit`` values and characters with every
+    alias written out, or if an alias refers to a node that contains it. Each distinct node is visited once
+    (an alias is the very node it names), without recursion."""
+    sizes: dict[int, int] = {}  # id(node) → its size expanded
+    open_: set[int] = set()  # nodes whose children are being sized: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_.discard(key)
+            own = len(node.value) + 1 if isinstance(node, yaml.ScalarNode) else 1
+            sizes[key] = own + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > limit:
+                line = node.start_mark.line + 1
+                raise ConfigError(f"YAML aliases expand to more than {limit:,} values and characters (line {line}); "
+                                  "write the values out, or use fewer aliases")  # fmt: skip
+            continue
+        if key in sizes:
+            continue
+        if key in open_:
+            raise ConfigError(f"a YAML alias refers to a value that contains it (line {node.start_mark.line + 1})")
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 60, 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to a few items, two levels and 60 characters a string: a line, however large."""
+    return _REPR.repr(value)
+
+
 def from_dict(config_cls: type, values: dict[str, Any], context: str = "", owner: str = "") -> Any:
     """Fill the dataclass ``config_cls`` (nested dataclasses included) from ``values``; errors name the key.
 
@@ -59,7 +119,7 @@ def from_dict(config_cls: type, values: dict[str, Any], context: str = "", owner
         return f"{owner}: {key}" if owner else (f"{context}.{key}" if context else key)
 
     if not isinstance(values, dict):
-        raise ConfigError(f"{owner or context or 'config'} must be a mapping of keys to values, got {values!r}")
+        raise ConfigError(f"{owner or context or 'config'} must be a mapping of keys to values, got {_short(values)}")
     fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
     hints = typing.get_type_hints(config_cls)
     for key in values:
@@ -67,9 +127,9 @@ def from_dict(config_cls: type, values: dict[str, Any], context: str = "", owner
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             if owner:
                 hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(fields)}"
-                raise ConfigError(f"{owner}: unknown argument {key!r}{hint}")
+                raise ConfigError(f"{owner}: unknown argument {_short(key)}{hint}")
             hint = f"; did you mean {name(close[0])}?" if close else f"; valid keys: {', '.join(fields)}"
-            raise ConfigError(f"unknown key {name(str(key))}{hint}")
+            raise ConfigError(f"unknown key {name(str(key)[:80])}{hint}")
     coerced = {key: _coerce(value, hints[key], name(key)) for key, value in values.items()}
     missing = [
         n
@@ -113,21 +173,21 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, option, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{where} must be {_type_name(tp)}, got {_short(value)}")
     if origin is typing.Literal:
         choices = typing.get_args(tp)
         if value not in choices:
             close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where} must be one of {', '.join(map(repr, choices))}; got {value!r}{hint}")
+            raise ConfigError(f"{where} must be one of {', '.join(map(repr, choices))}; got {_short(value)}{hint}")
         return value
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+            raise ConfigError(f"{where} must be a mapping, got {_short(value)}")
         return dict(value)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
+            raise ConfigError(f"{where} must be a list, got {_short(value)}")
         args = typing.get_args(tp)
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
             items = [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
@@ -140,22 +200,22 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return tuple(items) if origin is tuple else list(items)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
+            raise ConfigError(f"{where} must be a number, got {_short(value)}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
+            raise ConfigError(f"{where} must be an integer, got {_short(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
+            raise ConfigError(f"{where} must be true or false, got {_short(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
+            raise ConfigError(f"{where} must be a string, got {_short(value)}")
         return value
     if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{where} must be {_type_name(tp)}, got {_short(value)}")
     return value
 
 
@@ -174,15 +234,47 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(config)
 
 
-def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping; a missing file or a syntax error is a one-line ConfigError naming file and line."""
-    path = Path(path)
+def _read_yaml_bytes(path: Path, max_bytes: int = MAX_YAML_BYTES) -> bytes:
+    """The bytes of the YAML file ``path``: a regular file of at most ``max_bytes``, checked on the open file (a
+    FIFO opens without waiting for a writer and is refused unread); else a one-line ConfigError."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, expected a YAML file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"{path}: is a directory, expected a YAML file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: not a regular file (a FIFO, a device or a socket), expected a YAML file")
+        too_big = f"more than the {max_bytes:,} bytes a config file may have (a recipe is a few kB)"
+        if info.st_size > max_bytes:
+            raise ConfigError(f"{path}: {info.st_size:,} bytes, {too_big}")
+        parts, size = [], 0
+        while chunk := os.read(fd, max_bytes + 1 - size):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise ConfigError(f"{path}: {too_big}")
+        return b"".join(parts)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
+    finally:
+        os.close(fd)
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping (bounded: see the module docstring); a missing, special or oversized file, or a syntax
+    error, is a one-line ConfigError naming file and line."""
+    path = Path(path)
+    raw = _read_yaml_bytes(path)
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     try:
@@ -192,6 +284,10 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply (lists or mappings inside each other)") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -202,15 +298,18 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"model.hidden_size=256"`` → (["model", "hidden_size"], 256); the value is read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key.subkey=value")
+        raise ConfigError(f"override {_short(text)} must look like key.subkey=value")
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
     if not all(parts):
-        raise ConfigError(f"override {text!r} has an empty key part")
+        raise ConfigError(f"override {_short(text)} has an empty key part")
     try:
         value = _safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except (ConfigError, RecursionError) as err:
+        reason = str(err) if isinstance(err, ConfigError) else "nested too deeply"
+        raise ConfigError(f"override {key.strip()[:80]}: {reason}") from None
     return parts, value
 
 
@@ -227,7 +326,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
+                raise ConfigError(f"override {_short(text)}: {'.'.join(parts[: i + 1])} is a value, not a section")
             node = child
         node[parts[-1]] = value
     return out

@@ -14,8 +14,10 @@ The cache is ``~/.cache/dnn/datasets`` (``$XDG_CACHE_HOME/dnn/datasets``); the `
     <name>/.dnn-dataset.json  written last: what was prepared, from which files and checksums
 
 Every file is checked against its published SHA-256 (and size) before anything reads it; a mismatch deletes the
-file and is one line. Without a connection, ``get`` says in one line which URLs to download by hand and where to
-put them; the next ``get`` verifies and prepares them. A config value ``dataset:NAME/PATH`` (see
+file and is one line. A download stops at the file's published size (at :data:`MAX_UNSIZED_BYTES` for a file
+without one): a server that sends more, or says it will, is a wrong or broken mirror, and the partial file is
+deleted, so no server can fill the disk. Without a connection, ``get`` says in one line which URLs to download
+by hand and where to put them; the next ``get`` verifies and prepares them. A config value ``dataset:NAME/PATH`` (see
 :func:`resolve_data_path`) is the file or folder PATH of a prepared dataset, or one line saying
 ``run: dnn data get NAME``.
 """
@@ -56,6 +58,7 @@ MARKER = ".dnn-dataset.json"
 CHUNK = 1 << 20
 ATTEMPTS = 3  # connections per URL for one download (each resumes where the last stopped)
 TIMEOUT_S = 30.0
+MAX_UNSIZED_BYTES = 256 << 20  # a file published without its size (UD train: 14 MB; Multi30k: under 2 MB each)
 
 
 # ----------------------------------------------------------------------------------------------- where
@@ -238,7 +241,7 @@ def _download(url: str, part: Path, resource: Resource, stream: TextIO, timeout:
             raise Unreachable(" ".join(str(reason).split()) or type(err).__name__) from None
         try:
             with response:
-                _receive(response, part, have, resource, stream)
+                _receive(response, part, have, resource, stream, url)
             return
         except (OSError, http.client.HTTPException) as err:  # the connection broke mid-transfer
             broken = " ".join(str(err).split()) or type(err).__name__
@@ -247,25 +250,39 @@ def _download(url: str, part: Path, resource: Resource, stream: TextIO, timeout:
                     f"continue from there")  # fmt: skip
 
 
-def _receive(response, part: Path, have: int, resource: Resource, stream: TextIO) -> None:
+def _receive(response, part: Path, have: int, resource: Resource, stream: TextIO, url: str = "") -> None:
+    """Append the response to ``part`` (from byte ``have``), never past the file's size (see the module
+    docstring)."""
     resumed = have and response.status == 206 and _range_start(response.headers.get("Content-Range")) == have
     if have and not resumed:
         print(f"  {resource.filename}: the server sent the whole file again; starting over", file=stream)
         have = 0
+    limit = resource.size if resource.size is not None else MAX_UNSIZED_BYTES
     length = response.headers.get("Content-Length")
     total = have + int(length) if length and length.isdigit() else resource.size
+    if total is not None and total > limit:
+        _too_much(part, resource, limit, url, f"announced {total:,} bytes")
     progress = Progress(resource.filename, total, stream, start=have)
     with open(part, "ab" if resumed else "wb") as f:
         done = have
-        while chunk := response.read(CHUNK):
+        while chunk := response.read(min(CHUNK, limit + 1 - done)):  # one byte past the limit tells it is over
             f.write(chunk)
             done += len(chunk)
             progress.update(done)
         f.flush()
         os.fsync(f.fileno())
     progress.close()
+    if done > limit:
+        _too_much(part, resource, limit, url, f"sent {done:,} bytes or more")
     if total is not None and done < total:
         raise OSError(f"connection closed at {done:,} of {total:,} bytes")
+
+
+def _too_much(part: Path, resource: Resource, limit: int, url: str, what: str) -> None:
+    part.unlink(missing_ok=True)
+    size = "its published size" if resource.size is not None else "the limit for a file published without a size"
+    raise DataError(f"{url or resource.filename}: the server {what}, more than the {limit:,} of {size}; the "
+                    "partial download was deleted (a wrong or broken mirror?)")  # fmt: skip
 
 
 def _range_start(content_range: str | None) -> int | None:
