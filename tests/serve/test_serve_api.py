@@ -21,7 +21,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 from dnn.data.images import load_image  # noqa: E402
 from dnn.run import load_run  # noqa: E402
 from dnn.serve import ServeLimits, create_app, inference  # noqa: E402
-from dnn.serve.runs import load_served, read_curves  # noqa: E402
+from dnn.serve.files import read_curves  # noqa: E402
+from dnn.serve.runs import load_served  # noqa: E402
 
 LIMITS = ServeLimits(max_body_bytes=100_000, max_tokens=40, max_pixels=64 * 64, max_concurrency=2, timeout_s=20)
 

@@ -10,79 +10,127 @@
     GET  /runs/{name}/curves      its training curves (loss, learning rate, validation metrics) as JSON
     GET  /docs                    the OpenAPI schema as a page drawn here (FastAPI's viewer needs a CDN)
 
+Access (:mod:`dnn.serve.access`): a ``Host`` that is not this server's → 400 (DNS rebinding); with a token (a
+server bound beyond loopback), a request without it → 401.
+
 Limits (:class:`~dnn.serve.limits.ServeLimits`): a body over ``max_body_bytes`` → 413, counted as it arrives; a
 body not read within ``body_timeout_s`` → 408; a bad input (any field out of its range, a temperature of 1e-45 or
-NaN included) → 422 with a one-line ``detail`` naming the field; more than ``max_concurrency`` requests in flight →
-429 at once; a request running past ``timeout_s`` → 503. Inference runs in a pool of ``max_concurrency`` worker
-threads under ``torch.inference_mode()``; a request past its time is also *stopped*: every module of a served model
-checks the worker's deadline before its forward (:func:`dnn.serve.inference.watch_deadlines`), so decoding ends at
-its next step and the slot is free again at once. A report or curves file is served only from inside its run
-directory: never through a symbolic link. JSON is the only thing read from a client; nothing is unpickled.
-(Connection limits and header timeouts belong to the HTTP server: see :mod:`dnn.serve.server`.)
+NaN, text that is not valid Unicode included) → 422 with a one-line ``detail`` naming the field; a client holding
+its share of the ``max_concurrency`` slots → 429 at once, another waits for the next free slot
+(:mod:`dnn.serve.slots`); a request running past ``timeout_s`` → 503. Inference, and every read of a run's
+files, runs in a pool of ``max_concurrency`` worker threads; a request past its time is also *stopped*: every
+module of a served model checks the worker's deadline before its forward
+(:func:`dnn.serve.inference.watch_deadlines`), so decoding ends at its next step and the slot is free again at once.
+A report or curves file is served only from inside its run directory, never through a symbolic or a hard link,
+and read in bounded time and memory (:mod:`dnn.serve.files`); an error names the file, never what is in it. JSON
+is the only thing read from a client; nothing is unpickled. (Connection limits and header timeouts belong to the
+HTTP server: see :mod:`dnn.serve.server`.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dnn.errors import CheckpointError, DnnError
+from dnn.errors import DnnError
 from dnn.run import LoadedRun, load_run
-from dnn.serve import inference
+from dnn.serve import files, inference
+from dnn.serve.access import Access
 from dnn.serve.docs import docs_page
-from dnn.serve.limits import MAX_BEAM_SIZE, MAX_TEMPERATURE, MAX_TOP_K, MIN_TEMPERATURE, MIN_TOP_P, ServeLimits
+from dnn.serve.limits import (
+    MAX_BEAM_SIZE,
+    MAX_SEED,
+    MAX_TEMPERATURE,
+    MAX_TOP_K,
+    MIN_TEMPERATURE,
+    MIN_TOP_P,
+    ServeLimits,
+)
 from dnn.serve.middleware import BodyLimit
-from dnn.serve.runs import ServedRun, load_served, read_curves, run_names
+from dnn.serve.runs import ServedRun, load_served, run_names
+from dnn.serve.slots import FairSlots, Full
+from dnn.tasks.language import MAX_GENERATE
 
 __all__ = ["create_app"]
 
 STATIC = Path(__file__).parent / "static"
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; object-src 'none'"
+# a report is dnn's own HTML (inline style, images as data: URLs, no script): sandboxed, it can run nothing
+REPORT_POLICY = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 log = logging.getLogger("dnn.serve")
 # what a POST may answer besides 200, as the /docs page lists it (details: the module docstring)
 LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     408: {"description": "the body did not arrive within the body timeout"},
     413: {"description": "the body is over --max-body-bytes"},
-    422: {"description": "a bad input or a parameter out of its range: a one-line detail naming it"},
-    429: {"description": "--max-concurrency requests are in flight already; try again"},
+    422: {"description": "a bad input, a parameter out of its range or invalid Unicode: a one-line detail naming it"},
+    429: {"description": "this client holds its share of the --max-concurrency slots, or none came free; try again"},
     503: {"description": "ran past --timeout (and was stopped), or the runs are still loading"},
 }
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such run, or it has no such file"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such run, or it has no such file to serve"}}
+
+
+def _unicode(value: str) -> str:
+    """Text that can be written as UTF-8: a lone surrogate (``"\\ud800"`` in JSON) is not a character."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"not valid Unicode (a lone surrogate at character {err.start}); send UTF-8 text") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_keys(cls, data: Any) -> Any:
+        """An unknown key is refused by name, so it must be one too (the answer could not be written otherwise)."""
+        if isinstance(data, dict):
+            for key in data:
+                if isinstance(key, str):
+                    try:
+                        key.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise ValueError("a key is not valid Unicode (a lone surrogate); send UTF-8 text") from None
+        return data
+
 
 class PredictRequest(_Request):
-    text: str | None = Field(None, description="the text to classify or tag")
-    image: str | None = Field(None, description="a PNG/JPEG, base64-encoded (a data: URL works too)")
+    text: Text | None = Field(None, description="the text to classify or tag")
+    image: Text | None = Field(None, description="a PNG/JPEG, base64-encoded (a data: URL works too)")
     feature_maps: int = Field(16, ge=0, le=64, description="image runs: how many first-layer maps to return")
 
 
 class TranslateRequest(_Request):
-    text: str = Field(description="the sentence to translate")
+    text: Text = Field(description="the sentence to translate")
     beam_size: int = Field(5, ge=1, le=MAX_BEAM_SIZE, description="beam width; 1 is greedy decoding")
 
 
 class GenerateRequest(_Request):
-    prompt: str = Field("", description="the text to continue (empty: start as after a line break)")
-    length: int | None = Field(None, ge=1, description="tokens to generate (default 200, at most max_tokens)")
+    prompt: Text = Field("", description="the text to continue (empty: start as after a line break)")
+    length: int | None = Field(
+        None, ge=1, le=MAX_GENERATE, description="tokens to generate (default 200, at most --max-tokens)"
+    )
     temperature: float = Field(
         0.8, ge=0, le=MAX_TEMPERATURE, allow_inf_nan=False,
         description=f"0 is greedy; otherwise at least {MIN_TEMPERATURE:g} (smaller overflows the logits)",
@@ -91,7 +139,7 @@ class GenerateRequest(_Request):
     top_p: float | None = Field(
         None, ge=MIN_TOP_P, le=1, allow_inf_nan=False, description="sample among the most likely tokens up to mass p"
     )
-    seed: int = Field(0, ge=0, lt=2**63, description="seed of the sampling")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the sampling")
 
     @field_validator("temperature")
     @classmethod
@@ -107,22 +155,15 @@ def _in_inference_mode(deadline: inference.Deadline, context: Callable[[], Abstr
         return fn(*args, **kwargs)
 
 
-def _inside(run_dir: Path, name: str) -> Path | None:
-    """``run_dir / name`` if it is a regular file inside ``run_dir`` reached without a symbolic link; else None."""
-    path = run_dir / name
-    try:
-        if path.is_symlink() or not path.is_file():
-            return None
-        return path if path.resolve().is_relative_to(run_dir.resolve()) else None
-    except OSError:  # unreadable, a loop, a name too long: nothing to serve
-        return None
+def client_of(request: Request) -> Hashable:
+    """Who sent ``request``, for the fair share of slots: its peer address (every connection from one address is
+    one client). Behind no proxy: a forwarded-for header is the client's word, not trusted."""
+    return request.client.host if request.client is not None else None
 
 
 class _State:
-    """The runs (loaded once, in a background thread), the worker pool and the count of requests in flight.
-
-    ``in_flight`` is only read and written on the event loop's thread (handlers and future callbacks), so the
-    test "over the limit?" and the increment cannot interleave."""
+    """The runs (loaded once, in a background thread), the worker pool and its slots (:class:`FairSlots`, only
+    used on the event loop's thread: handlers and future callbacks)."""
 
     def __init__(self, paths: dict[str, Path], limits: ServeLimits, load: Callable[[Path], LoadedRun],
                  context: Callable[[], AbstractContextManager]):  # fmt: skip
@@ -131,7 +172,7 @@ class _State:
         self.error: str | None = None
         self.loaded = threading.Event()
         self.pool: ThreadPoolExecutor | None = None
-        self.in_flight = 0
+        self.slots = FairSlots(limits.max_concurrency)
         self.working: set[inference.Deadline] = set()  # the deadlines of the work in the pool (event loop only)
 
     def start(self) -> None:
@@ -169,27 +210,31 @@ class _State:
             raise HTTPException(status, f"unknown run {name!r}; runs: {', '.join(self.runs)}")
         return self.runs[name]
 
-    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    @property
+    def in_flight(self) -> int:
+        return self.slots.in_use
+
+    async def call(self, client: Hashable, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in a worker thread under inference mode, within the concurrency and time
-        limits; a DnnError becomes 422. Past ``timeout_s`` the answer is 503 and the work stops at its next
-        forward call (its deadline has passed), which frees the slot."""
+        limits, in a slot taken fairly for ``client`` (429 if it gets none); NotServed becomes 404, another
+        DnnError 422. Past ``timeout_s`` the answer is 503 and the work stops at its next forward call (its
+        deadline has passed), which frees the slot."""
         limits = self.limits
-        if self.in_flight >= limits.max_concurrency:
-            raise HTTPException(
-                429, f"too many requests in flight (limit {limits.max_concurrency}); try again", {"Retry-After": "1"}
-            )
+        try:
+            await self.slots.acquire(client, wait_s=limits.timeout_s)
+        except Full as err:
+            raise HTTPException(429, str(err), {"Retry-After": "1"}) from None
         loop = asyncio.get_running_loop()
         deadline = inference.Deadline(limits.timeout_s)
-        self.in_flight += 1
         try:
             future = loop.run_in_executor(
                 self.pool, lambda: _in_inference_mode(deadline, self.context, fn, *args, **kwargs)
             )
         except RuntimeError:  # the pool is shut down: the server is stopping
-            self.in_flight -= 1
+            self.slots.release(client)
             raise HTTPException(503, "the server is shutting down") from None
         self.working.add(deadline)
-        future.add_done_callback(lambda done: self._finished(done, deadline))
+        future.add_done_callback(lambda done: self._finished(done, deadline, client))
         past = f"the request ran past the limit of {limits.timeout_s:g} s (--timeout) and was stopped; ask for less"
         try:
             return await asyncio.wait_for(asyncio.shield(future), limits.timeout_s)
@@ -198,11 +243,13 @@ class _State:
             raise HTTPException(503, past) from None
         except inference.Cancelled:  # the worker's clock ran out a moment before this one
             raise HTTPException(503, past) from None
+        except files.NotServed as err:
+            raise HTTPException(404, str(err)) from None
         except DnnError as err:
             raise HTTPException(422, str(err)) from None
 
-    def _finished(self, future: Future, deadline: inference.Deadline) -> None:
-        self.in_flight -= 1  # the slot is free only now that the worker is done, even after a timeout
+    def _finished(self, future: Future, deadline: inference.Deadline, client: Hashable) -> None:
+        self.slots.release(client)  # the slot is free only now that the worker is done, even after a timeout
         self.working.discard(deadline)
         if future.cancelled():
             return
@@ -216,13 +263,25 @@ def _one_line(err: RequestValidationError) -> str:
     loc = [str(part) for part in first.get("loc", ()) if part != "body"] or ["body"]
     more = len(err.errors()) - 1
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")  # a validator's own message, as written
-    return " ".join(f"{'.'.join(loc)}: {msg}".split()) + (f" (and {more} more)" if more > 0 else "")
+    line = " ".join(f"{'.'.join(loc)}: {msg}".split()) + (f" (and {more} more)" if more > 0 else "")
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")  # a name the client sent may be no Unicode
+
+
+class _JSON(JSONResponse):
+    """JSON answers in ASCII (``\\u`` escapes): nothing a client sent can make one unwritable."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None = None, *,
                load: Callable[[Path], LoadedRun] = load_run,
-               context: Callable[[], AbstractContextManager] = nullcontext) -> FastAPI:  # fmt: skip
+               context: Callable[[], AbstractContextManager] = nullcontext, allow_hosts: Iterable[str] = (),
+               token: str | None = None) -> FastAPI:  # fmt: skip
     """The app serving ``run_dirs`` (each named by its folder) within ``limits``.
+
+    It answers only requests whose ``Host`` is the address the client connected to, a loopback name or one of
+    ``allow_hosts``; given a ``token``, only requests that carry it (:mod:`dnn.serve.access`).
 
     Every request's work runs in a worker thread inside ``context()`` (``dnn serve --precision bf16``: autocast,
     which is per thread and so must be entered there, not around the server).
@@ -242,14 +301,19 @@ def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None
 
     app = FastAPI(
         title="dnn serve", summary="Try trained dnn runs: classify, translate, generate.", lifespan=lifespan,
-        docs_url=None, redoc_url=None,
+        docs_url=None, redoc_url=None, default_response_class=_JSON,
     )  # fmt: skip
     app.state.dnn = state
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
+    app.add_middleware(Access, allow_hosts=allow_hosts, token=token)  # added last: the first to see a request
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _one_line(err)}, status_code=422)
+        return _JSON({"detail": _one_line(err)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def refused(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return _JSON({"detail": err.detail}, status_code=err.status_code, headers=err.headers)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -278,52 +342,50 @@ def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None
             info = served.describe()
             base = f"/runs/{quote(name, safe='')}"
             info.pop("has_report"), info.pop("has_curves")  # what the routes below will serve, no more
-            info["report"] = f"{base}/report" if _inside(served.path, "report.html") else None
-            info["curves"] = f"{base}/curves" if _inside(served.path, "metrics.jsonl") else None
+            info["report"] = f"{base}/report" if files.servable(served.path, "report.html") else None
+            info["curves"] = f"{base}/curves" if files.servable(served.path, "metrics.jsonl") else None
             out.append(info)
         return out
 
     @app.post(
         "/runs/{name}/predict", summary="classify a text or a base64 image, or tag a text", responses=LIMIT_RESPONSES
     )
-    async def predict(name: str, body: PredictRequest) -> dict[str, Any]:
+    async def predict(name: str, body: PredictRequest, request: Request) -> dict[str, Any]:
         served = state.run(name)
-        return await state.call(inference.predict, served, limits, body.text, body.image, body.feature_maps)
+        return await state.call(
+            client_of(request), inference.predict, served, limits, body.text, body.image, body.feature_maps
+        )
 
     @app.post(
         "/runs/{name}/translate",
         summary="translate a text: output tokens and the attention matrix",
         responses=LIMIT_RESPONSES,
     )
-    async def translate(name: str, body: TranslateRequest) -> dict[str, Any]:
+    async def translate(name: str, body: TranslateRequest, request: Request) -> dict[str, Any]:
         served = state.run(name)
-        return await state.call(inference.translate, served, limits, body.text, body.beam_size)
+        return await state.call(client_of(request), inference.translate, served, limits, body.text, body.beam_size)
 
     @app.post("/runs/{name}/generate", summary="continue a prompt with a language model", responses=LIMIT_RESPONSES)
-    async def generate(name: str, body: GenerateRequest) -> dict[str, Any]:
+    async def generate(name: str, body: GenerateRequest, request: Request) -> dict[str, Any]:
         served = state.run(name)
         return await state.call(
-            inference.generate, served, limits, body.prompt, body.length, body.temperature, body.top_k, body.top_p,
-            body.seed,
+            client_of(request), inference.generate, served, limits, body.prompt, body.length, body.temperature,
+            body.top_k, body.top_p, body.seed,
         )  # fmt: skip
 
-    @app.get("/runs/{name}/report", summary="the run's report.html", response_class=FileResponse, responses=NOT_FOUND)
-    def report(name: str) -> FileResponse:
-        path = _inside(state.run(name, status=404).path, "report.html")
-        if path is None:  # missing, or a symbolic link (which could lead anywhere): not served
-            raise HTTPException(404, f"run {name!r} has no report.html (write one with `dnn inspect`)")
-        return FileResponse(path, media_type="text/html")
+    files_responses = {**NOT_FOUND, 429: LIMIT_RESPONSES[429], 503: LIMIT_RESPONSES[503]}
 
-    @app.get("/runs/{name}/curves", summary="the run's training curves from metrics.jsonl", responses=NOT_FOUND)
-    def curves(name: str) -> dict[str, Any]:
+    @app.get("/runs/{name}/report", summary="the run's report.html (written by `dnn inspect`)",
+             response_class=HTMLResponse, responses=files_responses)  # fmt: skip
+    async def report(name: str, request: Request) -> Response:
         run_dir = state.run(name, status=404).path
-        if _inside(run_dir, "metrics.jsonl") is None:
-            raise HTTPException(404, f"run {name!r} has no metrics.jsonl (the run has no training curves)")
-        try:
-            return read_curves(run_dir)
-        except CheckpointError as err:  # no metrics.jsonl
-            raise HTTPException(404, str(err)) from None
-        except DnnError as err:  # a damaged one (names file and line)
-            raise HTTPException(500, str(err)) from None
+        html = await state.call(client_of(request), files.read_report, run_dir)
+        headers = {"Content-Security-Policy": REPORT_POLICY, "Referrer-Policy": "no-referrer"}
+        return Response(html, media_type="text/html; charset=utf-8", headers=headers)
+
+    @app.get("/runs/{name}/curves", summary="the run's training curves from metrics.jsonl", responses=files_responses)
+    async def curves(name: str, request: Request) -> dict[str, Any]:
+        run_dir = state.run(name, status=404).path
+        return await state.call(client_of(request), files.read_curves, run_dir)
 
     return app

@@ -1,5 +1,5 @@
 """The runs a server holds: each loaded once with :func:`dnn.run.load_run`, named by its folder, described for
-``GET /runs``, with its training curves read from ``metrics.jsonl``.
+``GET /runs`` (the files it serves of them are read by :mod:`dnn.serve.files`).
 
 A run's *panel* — what the page and the API can do with it — is its predictor's declared ``kind``
 (:class:`dnn.tasks.base.Predictor`):
@@ -25,7 +25,7 @@ from dnn.errors import CheckpointError, ConfigError, DnnError
 from dnn.run import LoadedRun, load_run
 from dnn.tasks import Predictor, make_task
 
-__all__ = ["ENDPOINT", "ServedRun", "load_served", "read_curves", "run_names"]
+__all__ = ["ENDPOINT", "ServedRun", "load_served", "run_names"]
 
 # panel → the endpoint that serves it
 ENDPOINT = {"translate": "translate", "generate": "generate", "image": "predict", "classify": "predict",
@@ -118,47 +118,3 @@ def _monitor(run: LoadedRun) -> str | None:
 
 def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 4) if isinstance(v, float) and math.isfinite(v) else v for k, v in metrics.items()}
-
-
-def read_curves(path: Path, max_points: int = 400) -> dict[str, Any]:
-    """The training curves of a run from its ``metrics.jsonl`` (read by :func:`dnn.inspect.curves.read_metrics`):
-    ``{"train": {"step": [...], "loss": [...], "lr": [...]}, "eval": {"step": [...], <metric>: [...]}}`` — the
-    evaluation lines of the validation split; each series thinned to at most ``max_points`` points (every k-th,
-    the last always kept); a value that is not a finite number becomes null."""
-    from dnn.inspect.curves import read_metrics
-
-    file = path / "metrics.jsonl"
-    if not file.is_file():
-        raise CheckpointError(f"{file}: missing (the run has no training curves)")
-    train: dict[str, list] = {"step": [], "loss": [], "lr": []}
-    evals: list[dict[str, Any]] = []
-    for record in read_metrics(file):
-        if not isinstance(record.get("step"), int):
-            continue
-        if record.get("kind") == "eval" or "split" in record:
-            if record.get("split", "valid") == "valid":
-                evals.append(record)
-        elif isinstance(record.get("loss"), (int, float)):
-            for key in train:
-                train[key].append(record.get(key))
-    names = sorted({k for r in evals for k, v in r.items() if isinstance(v, (int, float)) and k not in _NOT_METRICS})
-    eval_series = {"step": [r["step"] for r in evals], **{k: [r.get(k) for r in evals] for k in names}}
-    return {"train": _thin(train, max_points), "eval": _thin(eval_series, max_points)}
-
-
-_NOT_METRICS = {"step", "epoch", "kind", "split"}
-
-
-def _thin(series: dict[str, list], max_points: int) -> dict[str, list]:
-    n = len(series["step"])
-    if n <= max_points:
-        keep = range(n)
-    else:
-        k = math.ceil(n / max_points)
-        keep = sorted({*range(0, n, k), n - 1})
-    return {key: [_finite(values[i]) for i in keep] for key, values in series.items()}
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: such a value (a diverged loss) becomes null."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value

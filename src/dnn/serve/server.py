@@ -35,9 +35,10 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dnn.errors import ConfigError
+from dnn.serve.access import check_token, is_loopback, new_token
 from dnn.serve.limits import ServeLimits
 
-__all__ = ["GuardedH11Protocol", "RateLimitedLog", "listen", "serve", "serve_in_thread", "uvicorn_config"]
+__all__ = ["GuardedH11Protocol", "RateLimitedLog", "access", "listen", "serve", "serve_in_thread", "uvicorn_config"]
 
 log = logging.getLogger("dnn.serve")
 FLOOD_LOGGERS = ("uvicorn.error", "asyncio", "dnn.serve")  # not uvicorn.access: one line per request is its job
@@ -212,14 +213,30 @@ def _limits_of(app) -> ServeLimits:
     return getattr(state, "limits", None) or ServeLimits()
 
 
+def access(host: str, token: str | None) -> tuple[str | None, str | None]:
+    """The token the server bound to ``host`` requires (None: none) and what to say of it at start (None:
+    nothing): ``token`` if given (checked), else a new one when ``host`` reaches beyond this machine."""
+    if token is not None:
+        return check_token(token), "every request needs the token given with --token"
+    if is_loopback(host):
+        return None, None
+    return new_token(), "every request needs this token, made now (give your own with --token or DNN_SERVE_TOKEN)"
+
+
 def serve(run_dirs: Sequence[str | os.PathLike], host: str = "127.0.0.1", port: int = 8000,
-          limits: ServeLimits | None = None, device: str = "auto", precision: str = "fp32") -> None:  # fmt: skip
+          limits: ServeLimits | None = None, device: str = "auto", precision: str = "fp32",
+          allow_hosts: Sequence[str] = (), token: str | None = None) -> None:  # fmt: skip
     """Serve ``run_dirs`` on ``host:port`` until interrupted (what ``dnn serve`` runs): the models on ``device``,
-    every request under ``precision``'s autocast (entered in the worker thread that runs it)."""
+    every request under ``precision``'s autocast (entered in the worker thread that runs it).
+
+    Only requests to this server's own names are answered (``host``, the address connected to, a loopback name,
+    ``allow_hosts``); bound beyond loopback, or given a ``token``, only requests with the token
+    (:mod:`dnn.serve.access`): one made here unless given, printed at start."""
     from dnn.serve.app import create_app
 
     limits = limits or ServeLimits()
     check_descriptors(limits)
+    token, about_token = access(host, token)
     from functools import partial
 
     from dnn.device import autocast, check_precision, resolve_device
@@ -228,10 +245,17 @@ def serve(run_dirs: Sequence[str | os.PathLike], host: str = "127.0.0.1", port: 
     where = resolve_device(device, where="--device")  # a device that is not there: one line before the server starts
     check_precision(where, precision, where="--precision")
     app = create_app(run_dirs, limits, load=partial(load_run, device=device),
-                     context=partial(autocast, where, precision))  # fmt: skip
+                     context=partial(autocast, where, precision), allow_hosts=[host, *allow_hosts],
+                     token=token)  # fmt: skip
     sock = listen(host, port)
     address = url(host, sock.getsockname()[1])
     print(f"dnn serve: {len(run_dirs)} run(s) at {address}/ (API schema: {address}/docs); Ctrl-C stops", flush=True)
+    if not is_loopback(host):
+        print(f"dnn serve: listening on {host}, beyond this machine: anyone who can reach it and has the token can "
+              "use the runs", flush=True)  # fmt: skip
+    if about_token is not None:
+        print(f"dnn serve: {about_token}: open {address}/#token={token} or send 'Authorization: Bearer {token}'",
+              flush=True)  # fmt: skip
     try:
         config = uvicorn_config(app, limits, log_level="info")
         with rate_limited_logs():

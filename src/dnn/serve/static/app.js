@@ -7,6 +7,19 @@ const PANELS = ["translate", "classify", "tag", "image", "generate", "none"];
 let runs = [];
 let current = null;
 
+// A server bound beyond this machine needs its token: dnn serve prints the page's address with #token=… (a
+// fragment, never sent to the server). It is kept for this tab, taken out of the address bar, and sent with every
+// request as a bearer header.
+const TOKEN = (() => {
+  const found = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (found) {
+    sessionStorage.setItem("dnn-token", decodeURIComponent(found[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("dnn-token");
+})();
+const authorized = (headers) => (TOKEN ? { ...headers, Authorization: `Bearer ${TOKEN}` } : headers);
+
 // ---------------------------------------------------------------------------------------------------- helpers
 
 function el(tag, className, text) {
@@ -23,8 +36,8 @@ function showError(message) {
 }
 
 async function api(path, body) {
-  const options = body === undefined ? {} : {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  const options = body === undefined ? { headers: authorized({}) } : {
+    method: "POST", headers: authorized({ "Content-Type": "application/json" }), body: JSON.stringify(body),
   };
   const response = await fetch(path, options);
   let data = null;
@@ -73,10 +86,10 @@ function bars(container, classes, probabilities, top) {
 
 async function waitUntilHealthy() {
   for (;;) {
-    const response = await fetch("/health").catch(() => null);
+    const response = await fetch("/health", { headers: authorized({}) }).catch(() => null);
     const data = response ? await response.json().catch(() => ({})) : {};
     if (response && response.ok) return;
-    if (data.status === "failed") throw new Error(data.detail);
+    if (data.status === "failed" || (response && response.status === 401)) throw new Error(data.detail);
     $("status").textContent = data.total ? `loading runs (${data.loaded} of ${data.total})…` : "connecting…";
     await new Promise((resolve) => setTimeout(resolve, 400));
   }
@@ -116,7 +129,8 @@ function choose(name) {
   $("about-headline").textContent = h ? `${h.split} ${h.metric.replace(/_/g, " ")} ${h.value.toFixed(3)}` : "";
   const report = $("report-link");
   report.hidden = !current.report;
-  if (current.report) report.href = current.report;
+  // a report opens as a page of its own, which carries no header: the token goes in its address
+  if (current.report) report.href = TOKEN ? `${current.report}?token=${encodeURIComponent(TOKEN)}` : current.report;
   $("curves-button").hidden = !current.curves;
   $("curves").hidden = true;
   $("curves").replaceChildren();
