@@ -28,7 +28,7 @@ from dnn.serve.inference import check_deadline
 __all__ = ["MAX_CURVES_BYTES", "MAX_REPORT_BYTES", "NotServed", "read_curves", "read_report", "servable"]
 
 MAX_REPORT_BYTES = 32 << 20  # a report's figures are PNGs inlined as base64: a few MB
-MAX_CURVES_BYTES = 8 << 20  # of a metrics.jsonl: about 40,000 lines, parsed in well under a second
+MAX_CURVES_BYTES = 4 << 20  # of a metrics.jsonl: 20,000 lines or more; what one request holds is a few times this
 WINDOWS = 32  # evenly spaced pieces read of a metrics.jsonl larger than MAX_CURVES_BYTES
 CHUNK = 1 << 20
 

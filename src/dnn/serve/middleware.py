@@ -1,6 +1,7 @@
 """A request body over the limit is refused with 413 — counted as it arrives, so neither a false Content-Length
 nor a chunked upload gets more than ``max_bytes`` into the server — and a body that does not arrive within
-``timeout_s`` is refused with 408, so a client trickling its body cannot hold a connection and a request open.
+``timeout_s`` is refused with 408, so a client trickling its body cannot hold a connection and a request open. A
+body that is not UTF-8 (what JSON must be) is refused with 422 before anything parses it.
 
 (The HTTP server has no such timeout of its own: h11 waits for a body as long as the client likes. The headers,
 which arrive before any middleware runs, are timed by the server's protocol: see :mod:`dnn.serve.server`.)
@@ -44,6 +45,13 @@ class BodyLimit:
             return None
         if outcome is not None:
             return await self._refuse(send, 413, self._too_big(outcome))
+        body = b"".join(m.get("body", b"") for m in messages)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as err:
+            detail = f"the request body is not UTF-8 (byte 0x{body[err.start]:02x} at {err.start}); send JSON in UTF-8"
+            return await self._refuse(send, 422, detail)
+        del body
 
         async def replay():
             return messages.pop(0) if messages else await receive()

@@ -217,7 +217,7 @@ def access(host: str, token: str | None) -> tuple[str | None, str | None]:
     """The token the server bound to ``host`` requires (None: none) and what to say of it at start (None:
     nothing): ``token`` if given (checked), else a new one when ``host`` reaches beyond this machine."""
     if token is not None:
-        return check_token(token), "every request needs the token given with --token"
+        return check_token(token), "every request needs the token given (--token or DNN_SERVE_TOKEN)"
     if is_loopback(host):
         return None, None
     return new_token(), "every request needs this token, made now (give your own with --token or DNN_SERVE_TOKEN)"
