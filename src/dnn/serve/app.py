@@ -77,6 +77,8 @@ REPORT_POLICY = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-i
 log = logging.getLogger("dnn.serve")
 # what a POST may answer besides 200, as the /docs page lists it (details: the module docstring)
 LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the Host is not this server's name (see --allow-host)"},
+    401: {"description": "this server needs its token (bound beyond loopback, or --token)"},
     408: {"description": "the body did not arrive within the body timeout"},
     413: {"description": "the body is over --max-body-bytes"},
     422: {"description": "a bad input, a parameter out of its range or invalid Unicode: a one-line detail naming it"},
@@ -373,7 +375,7 @@ def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None
             body.top_k, body.top_p, body.seed,
         )  # fmt: skip
 
-    files_responses = {**NOT_FOUND, 429: LIMIT_RESPONSES[429], 503: LIMIT_RESPONSES[503]}
+    files_responses = {**NOT_FOUND, **{code: LIMIT_RESPONSES[code] for code in (400, 401, 429, 503)}}
 
     @app.get("/runs/{name}/report", summary="the run's report.html (written by `dnn inspect`)",
              response_class=HTMLResponse, responses=files_responses)  # fmt: skip
