@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import re
 import secrets
 from collections.abc import Iterable
 from urllib.parse import parse_qs
 
 from dnn.errors import ConfigError
+from dnn.serve.middleware import refuse
 
 __all__ = ["LOOPBACK_NAMES", "Access", "check_token", "is_loopback", "new_token"]
 
@@ -85,10 +85,10 @@ class Access:
             server = scope.get("server")
             if name not in self.allowed and (server is None or name != host_name(str(server[0]))):
                 shown = host.decode("latin-1")[:100]
-                return await _answer(send, 400, f"Host {shown!r} is not this server's name: dnn serve answers "
+                return await refuse(send, 400, f"Host {shown!r} is not this server's name: dnn serve answers "
                                      "only requests to its own address (start it with --allow-host NAME to add one)")
         if self.token is not None and not self._public(scope) and not self._authorized(scope, headers):
-            return await _answer(send, 401, "this server needs its token: send 'Authorization: Bearer <token>', or "
+            return await refuse(send, 401, "this server needs its token: send 'Authorization: Bearer <token>', or "
                                  "open the address with #token=… that dnn serve printed at start",
                                  [(b"www-authenticate", b'Bearer realm="dnn serve"')])  # fmt: skip
         return await self.app(scope, receive, send)
@@ -106,11 +106,3 @@ class Access:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             return any(hmac.compare_digest(t.encode("latin-1"), self.token) for t in query.get("token", [])[:1])
         return False
-
-
-async def _answer(send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close"), *(extra or [])]  # fmt: skip  # the body, if any, is never read
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-__all__ = ["BodyLimit"]
+__all__ = ["BodyLimit", "refuse"]
 
 
 class BodyLimit:
@@ -77,8 +77,13 @@ class BodyLimit:
         return f"request body of {size} bytes is over the limit of {self.max_bytes} bytes (--max-body-bytes)"
 
     async def _refuse(self, send, status: int, detail: str) -> None:
-        body = json.dumps({"detail": detail}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]  # fmt: skip
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await refuse(send, status, detail)
+
+
+async def refuse(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer ``status`` with ``{"detail": detail}`` and close the connection (what is left of the body unread)."""
+    body = json.dumps({"detail": detail}).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"), *(headers or [])]  # fmt: skip
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
