@@ -247,3 +247,32 @@ def test_invalid_unicode_is_422_in_one_line_not_a_500_with_a_traceback(client, a
 def test_valid_unicode_beyond_the_basic_plane_is_served(client):
     r = client.post("/runs/charlm/generate", json={"prompt": "The 😀 é ", "length": 3})
     assert r.status_code == 200 and r.json()["prompt"] == "The 😀 é "
+
+
+def test_bound_beyond_loopback_dnn_serve_makes_a_token_says_so_and_requires_it(runs, monkeypatch, capsys):
+    """`dnn serve --host 0.0.0.0` offered no authentication at all. (Nothing is bound beyond loopback here: the
+    listening socket is swapped for one on 127.0.0.1 and uvicorn is not run; the app it would serve is checked.)"""
+    import uvicorn
+
+    from dnn.serve import server
+
+    apps = []
+    real_listen = server.listen
+    monkeypatch.setattr(server, "listen", lambda host, port: real_listen("127.0.0.1", 0))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: apps.append(self.config.app))
+    assert main(["serve", str(runs.sentiment), "--host", "0.0.0.0", "--port", "0", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    token = out.partition("#token=")[2].split()[0]
+    assert len(token) >= 16 and "made now" in out and "beyond this machine" in out, out
+    assert f"Authorization: Bearer {token}" in out
+    (app,) = apps
+    own_name = socket.gethostname()
+    with TestClient(app) as c:
+        bearer = {"authorization": f"Bearer {token}"}
+        wait_healthy(c, bearer)
+        assert c.get("/runs").status_code == 401
+        assert c.get("/runs", headers={"authorization": "Bearer " + "x" * len(token)}).status_code == 401
+        assert c.get("/runs", headers=bearer).status_code == 200
+        assert c.get("/runs", headers={**bearer, "host": f"{own_name}:8000"}).status_code == 200
+        assert c.get("/runs", headers={**bearer, "host": "evil.example"}).status_code == 400
+        assert c.get("/").status_code == 200

@@ -43,6 +43,7 @@ __all__ = ["GuardedH11Protocol", "RateLimitedLog", "access", "listen", "serve", 
 log = logging.getLogger("dnn.serve")
 FLOOD_LOGGERS = ("uvicorn.error", "asyncio", "dnn.serve")  # not uvicorn.access: one line per request is its job
 SPARE_DESCRIPTORS = 64  # files, sockets and pipes the process needs besides its connections
+WILDCARDS = ("0.0.0.0", "::", "")  # a host that binds every address of the machine
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -244,15 +245,18 @@ def serve(run_dirs: Sequence[str | os.PathLike], host: str = "127.0.0.1", port: 
 
     where = resolve_device(device, where="--device")  # a device that is not there: one line before the server starts
     check_precision(where, precision, where="--precision")
+    names = [host, *allow_hosts]
+    if host in WILDCARDS:  # every address of the machine: its own name too (the token guards it)
+        names.append(socket.gethostname())
     app = create_app(run_dirs, limits, load=partial(load_run, device=device),
-                     context=partial(autocast, where, precision), allow_hosts=[host, *allow_hosts],
-                     token=token)  # fmt: skip
+                     context=partial(autocast, where, precision), allow_hosts=names, token=token)  # fmt: skip
     sock = listen(host, port)
-    address = url(host, sock.getsockname()[1])
+    address = url(socket.gethostname() if host in WILDCARDS else host, sock.getsockname()[1])
     print(f"dnn serve: {len(run_dirs)} run(s) at {address}/ (API schema: {address}/docs); Ctrl-C stops", flush=True)
     if not is_loopback(host):
         print(f"dnn serve: listening on {host}, beyond this machine: anyone who can reach it and has the token can "
-              "use the runs", flush=True)  # fmt: skip
+              "use the runs; answered only when addressed to this machine's address or name (--allow-host adds one)",
+              flush=True)  # fmt: skip
     if about_token is not None:
         print(f"dnn serve: {about_token}: open {address}/#token={token} or send 'Authorization: Bearer {token}'",
               flush=True)  # fmt: skip
