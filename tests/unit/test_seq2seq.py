@@ -191,6 +191,26 @@ def test_loss_is_mean_over_real_target_tokens():
     assert_close(model.loss(logits, targets), expected)
 
 
+def test_label_smoothing_shapes_the_training_loss_only():
+    torch.manual_seed(0)
+    plain = make()
+    smooth = create_model("seq2seq", **{**plain.config.__dict__, "label_smoothing": 0.1})
+    smooth.load_state_dict(plain.state_dict())
+    src, lengths = source([4, 3], seed=9)
+    tgt = target_in(2, 5)
+    targets = tgt.roll(-1, dims=1)
+    targets[1, 2:] = -100
+    logits, _ = smooth(src, lengths, tgt)
+    flat, real = logits.reshape(-1, TV), targets.reshape(-1)
+    keep = real != -100
+    log_p = F.log_softmax(flat[keep], dim=-1)  # (1 − ε)·NLL + ε·mean over the vocabulary of −log p
+    expected = (0.9 * -log_p.gather(1, real[keep, None]).squeeze(1) + 0.1 * -log_p.mean(dim=1)).mean()
+    assert_close(smooth.train().loss(logits, targets), expected)
+    assert_close(smooth.eval().loss(logits, targets), plain.eval().loss(logits, targets))  # evaluation: plain CE
+    with pytest.raises(ConfigError, match=r"label_smoothing must be a number in \[0, 1\), got 1.0"):
+        create_model("seq2seq", **{**plain.config.__dict__, "label_smoothing": 1.0})
+
+
 @pytest.mark.parametrize(
     "config, field",
     [

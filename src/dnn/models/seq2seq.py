@@ -75,10 +75,14 @@ class Seq2SeqConfig:
     teacher_forcing: float = 1.0
     dropout: float = 0.0
     forget_bias: float | None = 1.0
+    label_smoothing: float = 0.0  # ε of the training loss; evaluation reports the plain cross-entropy
 
     def __post_init__(self):
         where = "seq2seq"
         validate_recurrent_fields(where, self, min_vocab=4, vocab_fields=("src_vocab_size", "tgt_vocab_size"))
+        ls = self.label_smoothing
+        if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not 0.0 <= ls < 1.0:
+            raise ConfigError(f"{where}: label_smoothing must be a number in [0, 1), got {ls!r}")
         if self.encoder_hidden_size is None:
             self.encoder_hidden_size = self.hidden_size
         enc = self.encoder_hidden_size
@@ -301,10 +305,13 @@ class Seq2Seq(nn.Module):
         attention = None if weights[0] is None else torch.stack(weights, dim=1)  # (B, T, S)
         return torch.stack(logits, dim=1), attention  # (B, T, V)
 
-    @staticmethod
-    def loss(logits: Tensor, targets: Tensor) -> Tensor:
-        """Mean cross-entropy per real target token; ``targets (B, T)`` = ``y_1 … y_T <eos>`` padded with -100."""
-        return token_cross_entropy(logits, targets)
+    def loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """Mean cross-entropy per real target token; ``targets (B, T)`` = ``y_1 … y_T <eos>`` padded with -100.
+        In training mode with ``label_smoothing`` ε > 0, against the smoothed targets (the objective only: an
+        evaluation, in eval mode, measures the plain cross-entropy)."""
+        return token_cross_entropy(
+            logits, targets, label_smoothing=self.config.label_smoothing if self.training else 0.0
+        )
 
 
 @register_model("seq2seq", Seq2SeqConfig)

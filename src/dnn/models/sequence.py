@@ -162,9 +162,13 @@ def check_tokens(name: str, tokens: Tensor, vocab_size: int, dim: int = 2) -> No
             raise ConfigError(f"{name} must hold ids in [0, {vocab_size - 1}] (the vocabulary), got [{lo}, {hi}]")
 
 
-def token_cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
-    """Mean cross-entropy over the real tokens: ``logits (..., V)``, ``targets (...)``; ``ignore_index`` = padding."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=ignore_index)
+def token_cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX,
+                        label_smoothing: float = 0.0) -> Tensor:  # fmt: skip
+    """Mean cross-entropy over the real tokens: ``logits (..., V)``, ``targets (...)``; ``ignore_index`` = padding.
+
+    ``label_smoothing`` ε (Szegedy et al. 2016): the target distribution is (1 − ε)·one-hot + ε/V, as torch's."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=ignore_index,
+                           label_smoothing=label_smoothing)  # fmt: skip
 
 
 class EncoderOutput(NamedTuple):
