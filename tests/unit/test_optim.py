@@ -27,6 +27,22 @@ def test_linear_warmup_then_cosine_to_zero():
     assert all(a >= b for a, b in zip(values[2:], values[3:]))
 
 
+def test_cosine_anneals_over_a_time_budget_when_it_ends_before_the_steps():
+    clock = {"fraction": 0.0}
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = make_optimizer([p], "sgd", lr=1.0)
+    sched = make_scheduler(opt, "cosine", total_steps=1000, warmup_steps=2, time_fraction=lambda: clock["fraction"])
+    seen = []
+    for fraction in (0.0, 0.0, 0.0, 0.25, 0.5, 1.0, 1.7):  # the share of train.max_time spent before each step
+        clock["fraction"] = fraction
+        sched.step()
+        seen.append(opt.param_groups[0]["lr"])
+    assert seen[:2] == pytest.approx([1.0, 1.0])  # the end of the warm-up, the start of the decay
+    assert seen[2] == pytest.approx(0.5 * (1 + math.cos(math.pi * 1 / 998)), abs=1e-9)  # the steps lead at time 0
+    assert seen[3:] == pytest.approx([0.5 * (1 + math.cos(math.pi * f)) for f in (0.25, 0.5, 1.0, 1.0)])
+    assert lrs("cosine", 10, warmup_steps=2, time_fraction=lambda: 0.0) == lrs("cosine", 10, warmup_steps=2)
+
+
 def test_step_schedule_and_constant():
     assert lrs("step", 6, step_size=2, gamma=0.5) == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.25])
     assert lrs("constant", 3) == [1.0, 1.0, 1.0]

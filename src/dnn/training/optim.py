@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -59,12 +59,18 @@ def make_scheduler(
     step_size: int = 1000,
     gamma: float = 0.1,
     patience: int = 2,
+    time_fraction: Callable[[], float] | None = None,
 ):
     """A schedule stepped once per optimiser step (``plateau``: once per evaluation, on the monitored metric).
 
     ``warmup_steps`` > 0 ramps the learning rate linearly from ~0 to its value first (not with ``plateau``).
     ``cosine`` decays to 0 over ``total_steps`` after the warm-up; ``step`` multiplies by ``gamma`` every
     ``step_size`` steps.
+
+    ``time_fraction()`` — the share of a time budget spent so far (``train.max_time``) — makes ``cosine`` decay
+    over whichever ends first, the steps or the budget: its progress is the larger of the two fractions, so a
+    run told to train for 10 minutes anneals over those 10 minutes. The schedule then follows the clock, and a
+    run with a time budget is as reproducible as its clock.
     """
     if name not in SCHEDULES:
         raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}; got {name!r}")
@@ -79,7 +85,10 @@ def make_scheduler(
             return (step + 1) / warmup_steps
         after = step - warmup_steps
         if name == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(after, total - warmup_steps) / max(total - warmup_steps, 1)))
+            progress = min(after, total - warmup_steps) / max(total - warmup_steps, 1)
+            if time_fraction is not None:
+                progress = min(max(progress, time_fraction()), 1.0)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
         if name == "step":
             return gamma ** (after // step_size)
         return 1.0
