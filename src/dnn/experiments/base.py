@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dnn.experiments.protocol import Protocol
+from dnn.experiments.protocol import markdown as protocol_markdown
 from dnn.io import atomic_write
 
 __all__ = ["Check", "Context", "ExperimentResult", "Run", "Table", "figure", "fmt", "mean_sd", "save_figure", "spread"]
@@ -98,6 +100,7 @@ class ExperimentResult:
     results_file: Path | None = None
     seconds: float = 0.0
     lesson: str = ""  # "What this shows", in plain words for a student: why it held, or why not and when it does
+    protocol: Protocol | None = None  # the paper's protocol beside ours (rendered after the setup)
 
     @property
     def verdicts(self) -> list[str]:
@@ -133,9 +136,10 @@ class ExperimentResult:
             "",
             self.setup,
             "",
-            "## Measured",
-            "",
         ]
+        if self.protocol is not None:
+            parts += ["## Protocol: the paper's and ours", "", protocol_markdown(self.protocol), ""]
+        parts += ["## Measured", ""]
         for table in self.tables:
             parts += [table.markdown(), ""]
         parts += ["## Expectations (fixed in the code before the runs)", "", "| expectation | measured | verdict |"]
@@ -211,6 +215,7 @@ class Context:
     out: Path
     runs: Path
     log: Callable[[str], None] = print
+    protocol: Protocol | None = None
     device: str = "auto"  # where its models train (train.device); the measurements after training run on the CPU
     commands: list[str] = field(default_factory=list)
     start: float = field(default_factory=time.perf_counter)
@@ -246,7 +251,7 @@ class Context:
         return ExperimentResult(
             name=self.name, claim=self.claim, quick=self.quick, setup=setup, tables=tables, checks=checks,
             references=references, commands=list(self.commands), plot=plot,
-            seconds=time.perf_counter() - self.start, lesson=lesson,
+            seconds=time.perf_counter() - self.start, lesson=lesson, protocol=self.protocol,
         )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from dnn.experiments.base import Check, Context, Run, Table, figure, mean_sd, save_figure, spread
+from dnn.experiments.protocol import Protocol, Row
 from dnn.experiments.registry import experiment
 
 CELL_NAMES = {"rnn": "tanh RNN", "lstm": "LSTM (forget bias 1)", "gru": "GRU"}
@@ -54,8 +55,56 @@ def _matched_sizes(vocab: int, embedding: int, target: tuple[str, int]) -> dict[
             for cell in ("rnn", "lstm", "gru")}  # fmt: skip
 
 
+_PYDOC_CHARS = "Python's pydoc topics as characters: ~419,000 training characters, 5 % validation, 5 % test"
+GRU_PROTOCOL = Protocol(
+    paper="Chung, Gulcehre, Cho & Bengio 2014",
+    data=Row(
+        "polyphonic music (Nottingham, JSB Chorales, MuseData, Piano-midi) and Ubisoft speech signals",
+        _PYDOC_CHARS + ", split by topic with each seed's own draw",
+        "text instead of music and speech; each seed draws its own validation split",
+    ),
+    model=Row(
+        "the three units at about the same number of parameters: ~20k for music (tanh 100, GRU 46, LSTM 36 "
+        "units), ~170k for speech",
+        "one-layer character LMs at the budget of an LSTM with H = 64 (~35k "
+        "parameters: tanh 122, GRU 74, LSTM 64 units)",
+        "none in kind: an equal budget of about the music models' size",
+    ),
+    budget=Row(
+        "learning curves to convergence (their figures)",
+        f"until validation stops improving for "
+        f"{LM_PATIENCE} epochs, at most {LM_EPOCHS} epochs of ~261 updates of 32 × {LM_K} characters",
+        "a cap of 60 epochs (reached by 1 of 9 runs in the last full run)",
+    ),
+    optimiser=Row(
+        "RMSProp with weight noise, gradient norm rescaled to 1 (not checked against the paper here)",
+        "Adam 3e-3, gradient norm clipped at 1 (recipe charlm-pydoc)",
+        "Adam instead of RMSProp, no weight noise",
+    ),
+    seeds=Row(
+        "one model per unit and data set (Table 2 gives one number each)",
+        f"{len(LM_SEEDS)} seeds per unit, each its own split and initialisation",
+        "more seeds",
+    ),
+    parallelism=Row(
+        "GPU (not stated per experiment)",
+        "one CPU thread",
+        "none that matters: compared by the best validation loss, not by time",
+    ),
+    criterion=Row(
+        "'these advanced recurrent units are indeed better than more traditional recurrent units such as "
+        "tanh units. Also, we found GRU to be comparable to LSTM' (abstract)",
+        "each gated unit's best validation bits/char below the tanh RNN's in every seed; GRU and LSTM "
+        "closer to each other than to the tanh RNN (means)",
+        "'every seed' where the paper reports one model per data set",
+        decisive=True,
+    ),
+    remaining="expectations demand 'every seed' where the paper reports one model per data set",
+)
+
+
 @experiment("gru-vs-lstm", "a GRU has exactly 3/4 of an LSTM's parameters; at an equal parameter budget, trained to "
-            "convergence, GRU and LSTM match each other and beat a tanh RNN")  # fmt: skip
+            "convergence, GRU and LSTM match each other and beat a tanh RNN", GRU_PROTOCOL)  # fmt: skip
 def gru_vs_lstm(ctx: Context):
     from dnn.run import resolve_config
     from dnn.tasks import make_task
@@ -213,7 +262,45 @@ BPTT_LENGTHS = (10, 35, 100)
 STREAM_TOKENS = 13_086  # tokens per stream of the pydoc training text at B = 32 (the task logs it)
 
 
-@experiment("truncated-bptt", "truncated BPTT: a shorter k gives cheaper updates; the carried state keeps context")
+BPTT_PROTOCOL = Protocol(
+    paper="Williams & Peng 1990 (truncated BPTT); Zaremba, Sutskever & Vinyals 2014 (k = 35 on PTB words)",
+    data=Row(
+        "Penn Treebank words, ~929k training words (Zaremba et al.)", _PYDOC_CHARS, "characters of a smaller text"
+    ),
+    model=Row(
+        "2 LSTM layers of 200 units (Zaremba et al.'s small model)",
+        "1 LSTM layer of 128 units, embedding 64",
+        "one layer instead of two",
+    ),
+    budget=Row(
+        "13 epochs (the small model)",
+        "3 epochs at each k (3,927 / 1,122 / 393 updates for k = 10 / 35 / 100)",
+        "3 epochs instead of 13: the models are compared at the same text read, not converged",
+    ),
+    optimiser=Row(
+        "SGD lr 1, halved each epoch after the fourth, gradient norm clipped at 5, batch 20",
+        "Adam 3e-3, gradient norm clipped at 1, 32 streams",
+        "Adam instead of SGD",
+    ),
+    seeds=Row("one model", "3 seeds per k (initialisation)", "more seeds"),
+    parallelism=Row("GPU", "one CPU thread", "none that matters: the claim compares k with k on the same machine"),
+    criterion=Row(
+        "Williams & Peng: a truncated gradient costs O(k) per update and reaches back k steps; the state "
+        "is carried (no number to match)",
+        "ms per step increases with k (means); resetting the state "
+        "every k characters costs more at k = 10 than at k = 100, in every seed",
+        "'every seed' for the second, a statement the papers do not quantify",
+        decisive=True,
+    ),
+    remaining="the second expectation demands 'every seed'",
+)
+
+
+@experiment(
+    "truncated-bptt",
+    "truncated BPTT: a shorter k gives cheaper updates; the carried state keeps context",
+    BPTT_PROTOCOL,
+)
 def truncated_bptt(ctx: Context):
     from dnn.run import resolve_config
     from dnn.tasks import make_task

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from dnn.errors import ConfigError
 from dnn.experiments.base import Context, ExperimentResult
+from dnn.experiments.protocol import NONE, Protocol, fingerprint
 from dnn.io import atomic_write
 
 __all__ = ["Experiment", "experiment", "get_experiment", "list_experiments", "run_experiment"]
@@ -41,18 +43,19 @@ class Experiment:
     name: str
     claim: str  # one line: what the lecture says and this experiment measures
     run: Callable[[Context], ExperimentResult]
+    protocol: Protocol  # the paper's protocol beside ours, each difference named
 
 
 _EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def experiment(name: str, claim: str):
-    """Register ``run(ctx) -> ExperimentResult`` as the experiment ``name``."""
+def experiment(name: str, claim: str, protocol: Protocol):
+    """Register ``run(ctx) -> ExperimentResult`` as the experiment ``name``, following ``protocol``."""
 
     def decorator(run: Callable[[Context], ExperimentResult]):
         if name in _EXPERIMENTS:
             raise ValueError(f"experiment {name!r} is registered twice")
-        _EXPERIMENTS[name] = Experiment(name, claim, run)
+        _EXPERIMENTS[name] = Experiment(name, claim, run, protocol)
         return run
 
     return decorator
@@ -92,7 +95,9 @@ def run_experiment(name: str, quick: bool = False, out: str | Path = "experiment
     torch.set_num_threads(1)  # small recurrent batches: a second intra-op thread only waits on a busy core
     out = Path(out)
     runs = Path(runs) if runs is not None else Path("runs") / "experiments"
-    ctx = Context(name, spec.claim, quick, out / name, runs / f"{name}{'-quick' if quick else ''}", log, device)
+    ctx = Context(
+        name, spec.claim, quick, out / name, runs / f"{name}{'-quick' if quick else ''}", log, spec.protocol, device
+    )
     ctx.out.mkdir(parents=True, exist_ok=True)
     log(f"experiment {name}{' (quick)' if quick else ''}: {spec.claim}")
     result = spec.run(ctx)
@@ -103,40 +108,58 @@ def run_experiment(name: str, quick: bool = False, out: str | Path = "experiment
     return result
 
 
+def last_full_run(out: Path, spec: Experiment) -> dict[str, str | float | bool] | None:
+    """What ``out/<name>/results.md`` says of the last full run: its verdict and summary, its seconds, and whether
+    it ran under the protocol now in the code (its fingerprint). None: never run at full size."""
+    results = out / spec.name / "results.md"
+    if not results.is_file():
+        return None
+    text = results.read_text(encoding="utf-8")
+    found = re.search(r"\*\*Verdict: ([^*]+)\*\* \(([^)]*)\)", text)
+    timed = re.search(r"full version, (\d+) s on this machine", text)
+    return {
+        "verdict": found.group(1) if found else "?",
+        "summary": found.group(2) if found else "?",
+        "seconds": float(timed.group(1)) if timed else math.nan,
+        "current": f"Protocol fingerprint: `{fingerprint(spec.protocol)}`." in text,
+    }
+
+
 def _write_index(out: Path) -> None:
-    """``out/README.md``: each experiment's claim, the verdict of its last full run (from its results.md) and its
-    time, the total, and what is not measured yet."""
+    """``out/README.md``: each experiment's claim, the verdict of its last full run (from its results.md), whether
+    its protocol changed since, the difference from the paper that remains, its time, and the total."""
     lines = [
         "# What the lecture claims, measured",
         "",
         "Written by `dnn experiment NAME` (all of them: `make experiments`); each verdict is that of the last full",
         "run on this machine, against an expectation fixed in the code before the run, following the protocol of",
-        "the paper it cites. A FAIL stays a FAIL: its results.md says why the claim did not hold here and when it",
-        "does.",
+        "the paper it cites (each results.md has the protocol table: the paper's beside ours, each difference",
+        "named). A FAIL stays a FAIL: its results.md says why the claim did not hold here and when it does. An",
+        "experiment whose protocol or expectations changed since its last full run says so; its verdict is that",
+        "of the earlier protocol until it is rerun.",
         "",
-        "| experiment | claim | verdict | seconds (one thread) |",
-        "|---|---|---|---|",
+        "| experiment | claim | verdict of the last full run | remaining difference from the paper | seconds |",
+        "|---|---|---|---|---|",
     ]
     total, missing = 0.0, 0
     for spec in list_experiments():
-        results = out / spec.name / "results.md"
+        last = last_full_run(out, spec)
         verdict, seconds = "not run yet", "–"
-        if results.is_file():
-            text = results.read_text(encoding="utf-8")
-            found = re.search(r"\*\*Verdict: ([^*]+)\*\* \(([^)]*)\)", text)
-            shown = f"{found.group(1)}, {found.group(2)}" if found else "?"
-            verdict = f"[{shown}]({spec.name}/results.md)"
-            timed = re.search(r"full version, (\d+) s on this machine", text)
-            if timed:
-                seconds = timed.group(1)
-                total += float(seconds)
+        if last is not None:
+            verdict = f"[{last['verdict']}, {last['summary']}]({spec.name}/results.md)"
+            if not last["current"]:
+                verdict += " — protocol changed, not yet rerun at full size"
+            if not math.isnan(last["seconds"]):
+                seconds = f"{last['seconds']:.0f}"
+                total += last["seconds"]
         if seconds == "–":
             missing += 1
-        lines.append(f"| `{spec.name}` | {spec.claim} | {verdict} | {seconds} |")
+        remaining = spec.protocol.remaining if spec.protocol.remaining != NONE else "none"
+        lines.append(f"| `{spec.name}` | {spec.claim} | {verdict} | {remaining} | {seconds} |")
     minutes = f"{total / 60:.0f} minutes" + (f", {missing} not run" if missing else "")
     lines += [
         "",
-        f"Total: {total:,.0f} s ({minutes}), the sum of the experiments' own times, each on one thread.",
+        f"Total: {total:,.0f} s ({minutes}), the sum of the experiments' own times in their last full runs.",
         "",
         "Transfer learning for text (a language model pretrained on unlabelled text, fine-tuned to classify,",
         "ULMFiT) is `text-transfer`; `transfer-learning` covers images.",

@@ -15,6 +15,7 @@ import statistics
 
 from dnn.data.pydoc_topics import GROUPS, pydoc_paragraphs, write_csv
 from dnn.experiments.base import Check, Context, Table, figure, save_figure, spread
+from dnn.experiments.protocol import Protocol, Row
 from dnn.experiments.registry import experiment
 
 LM_RECIPE, CLF_RECIPE = "lm-pydoc-words", "pydoc-topics-ulmfit"
@@ -51,7 +52,47 @@ def _splits(ctx: Context, seed: int, sizes: tuple[int, ...]) -> dict[str, str]:
     return {name: str(write_csv(rows, folder / f"{name}.csv")) for name, rows in parts.items()}
 
 
-@experiment("text-transfer", "a language model pretrained on unlabelled text helps classify text from few labels")
+PROTOCOL = Protocol(
+    paper="Howard & Ruder 2018 (ULMFiT)",
+    data=Row(
+        "a language model pretrained on Wikitext-103 (103M words), then fine-tuned on the target task's text; "
+        "six classification sets (IMDb, TREC-6, AG, …), 100 labelled examples upwards (Fig. 3)",
+        "a language model on the pydoc help text itself (~75,000 words, the labelled paragraphs included); "
+        "pydoc paragraphs in 4 topic groups, 10 / 50 / 200 labelled per class",
+        "an unlabelled corpus no larger than the labelled set, and no general-domain pretraining",
+        decisive=True,
+    ),
+    model=Row(
+        "AWD-LSTM: 3 layers of 1,150 units, embedding 400",
+        "2 LSTM layers of 128 units, embedding 128",
+        "a far smaller language model",
+    ),
+    budget=Row(
+        "full pretraining on Wikitext-103; LM and classifier fine-tuning to convergence",
+        f"LM 6 epochs (612 updates); classifiers at least {MIN_EPOCHS} epochs and {MIN_STEPS} updates of {BATCH}",
+        "a short LM budget",
+    ),
+    optimiser=Row(
+        "Adam; discriminative rates (÷ 2.6 per layer), slanted triangular rates, gradual unfreezing",
+        "Adam lr 0.01 for the head, ÷ 2.6 per layer group below, gradual unfreezing; no slanted triangular schedule",
+        "no slanted triangular schedule",
+    ),
+    seeds=Row("not stated", "3 seeds: each its own split, sample and initialisation; one LM", "none in kind"),
+    parallelism=Row("GPU", "one CPU thread", "none that matters: compared at the same budget"),
+    criterion=Row(
+        "'with only 100 labeled examples, it matches the performance of training from scratch on 100x "
+        "more data' (abstract); the gain is largest with few labels (Fig. 3)",
+        "means over seeds: pretrained ≥ scratch + 5 points at 10 labels per class; the gain larger at 10 "
+        "than at 200; pretrained ≥ scratch at every size",
+        "none in kind: means over seeds",
+    ),
+    remaining="the language model reads ~75,000 words (ULMFiT: 103 million), the labelled text itself",
+)
+
+
+@experiment(
+    "text-transfer", "a language model pretrained on unlabelled text helps classify text from few labels", PROTOCOL
+)
 def text_transfer(ctx: Context):
     seeds, sizes = ((0,), (10,)) if ctx.quick else ((0, 1, 2), SIZES)
     lm_budget = ["train.max_steps=10", "model.hidden_size=32", "model.embedding_size=32"] if ctx.quick else []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 
 from dnn.experiments.base import Check, Context, Run, Table, figure, save_figure, spread
+from dnn.experiments.protocol import Protocol, Row
 from dnn.experiments.registry import experiment
 
 RECIPE = "digits-lenet5"  # scikit-learn's digits, Adam 5e-3 with a cosine schedule, batch 32
@@ -67,7 +68,47 @@ def _parameters(name: str, size: int) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@experiment("cnn-vs-fc", "convolution shares weights across positions: a CNN keeps its accuracy on shifted digits")
+CNN_PROTOCOL = Protocol(
+    paper="LeCun, Bottou, Bengio & Haffner 1998",
+    data=Row(
+        "MNIST: 60,000 training and 10,000 test digits, 28×28 in a 32×32 field",
+        "scikit-learn's 1,797 digits, 8×8, split 65/10/25 by seed; then pasted on a 16×16 canvas, tested at the "
+        "centre and at random offsets",
+        "about 1/50 of the images, 1/16 of the pixels",
+    ),
+    model=Row(
+        "LeNet-5 (~60,000 parameters); a fully connected net with 300 hidden units",
+        "a small CNN (3 convolutions, global pool; 28,714 parameters); a fully connected net with 64 hidden "
+        "units (4,810 at 8×8)",
+        "smaller networks, in proportion to the images",
+    ),
+    budget=Row(
+        "20 passes through the training set",
+        "30 epochs of batches of 32 (~1,100 updates)",
+        "none in kind: both train to their plateau",
+    ),
+    optimiser=Row(
+        "stochastic diagonal Levenberg-Marquardt",
+        "Adam 5e-3, cosine schedule",
+        "Adam instead of diagonal Levenberg-Marquardt",
+    ),
+    seeds=Row("one network per model", "3 seeds (split, initialisation, offsets)", "more seeds"),
+    parallelism=Row("CPU (1998)", "one CPU thread", "none"),
+    criterion=Row(
+        "test error: linear 12.0 %, 300-unit net 4.7 %, LeNet-5 0.95 %; §II: weight sharing gives shift "
+        "invariance a fully connected net must learn",
+        "means over seeds: scikit-learn's logistic "
+        "regression accuracy reached, CNN ≥ FC net; on shifted digits the CNN keeps and the FC net loses "
+        "more than half its accuracy above chance; the centred-trained CNN ≥ the FC net trained shifted",
+        "none in kind: means, thresholds from chance and the centred accuracy",
+    ),
+    remaining="none",
+)
+
+
+@experiment(
+    "cnn-vs-fc", "convolution shares weights across positions: a CNN keeps its accuracy on shifted digits", CNN_PROTOCOL
+)
 def cnn_vs_fc(ctx: Context):
     seeds = (0,) if ctx.quick else (0, 1, 2)
     budget = ["train.epochs=2"] if ctx.quick else ["train.epochs=30"]
@@ -233,7 +274,44 @@ VARIANTS = (
 )
 
 
-@experiment("transfer-learning", "features pretrained on digits 0–4 help learn 5–9 from 10 labels per class")
+TRANSFER_PROTOCOL = Protocol(
+    paper="Yosinski, Clune, Bengio & Lipson 2014",
+    data=Row(
+        "ImageNet split into two halves of 500 classes (~645,000 images each)",
+        "digits 0–4 of scikit-learn's "
+        "set (all their training images) to pretrain; digits 5–9 from 10 labelled images per class",
+        "a small, nearby pair of tasks; few labels on the second",
+    ),
+    model=Row(
+        "an 8-layer ImageNet network (Krizhevsky et al.'s)",
+        "a small CNN (3 convolutions, global pool, 28,714 parameters)",
+        "a far smaller network",
+    ),
+    budget=Row(
+        "full ImageNet training of each network",
+        "pretraining 30 epochs; the new task 40 epochs of batches of 10 (200 updates)",
+        "far less training, on far less data",
+    ),
+    optimiser=Row("SGD with momentum (Caffe)", "Adam 5e-3, cosine schedule", "Adam instead of SGD"),
+    seeds=Row(
+        "several networks per point of their figures (not restated here)",
+        "3 seeds: each pretrains its own body and draws its own labels",
+        "none in kind",
+    ),
+    parallelism=Row("GPU", "one CPU thread", "none"),
+    criterion=Row(
+        "'transferring features even from distant tasks can be better than using random features'; "
+        "fine-tuned transferred features generalise better than training from scratch",
+        "means over seeds: fine-tuned ≥ scratch + 5 points; frozen pretrained body > frozen random body",
+        "none in kind: means over seeds",
+    ),
+    remaining="none",
+)
+
+
+@experiment(
+    "transfer-learning", "features pretrained on digits 0–4 help learn 5–9 from 10 labels per class", TRANSFER_PROTOCOL
+)
 def transfer_learning(ctx: Context):
     seeds = (0,) if ctx.quick else (0, 1, 2)
     pre_epochs, few_epochs = (1, 2) if ctx.quick else (30, 40)
