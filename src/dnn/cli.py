@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=float, default=None, help="sample among the most likely tokens up to mass p")
     generate.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0,
                           help="random seed of the sampling (default 0; at most 2**63 - 1)")
-    generate.add_argument("--beam-size", type=_int_in(1, MAX_BEAM_SIZE), default=1, help="> 1: the most likely "
-                          "continuation by beam search instead of sampling (default 1: sample)")  # fmt: skip
+    generate.add_argument("--beam-size", type=int, default=1, help="> 1: the most likely continuation by beam "
+                          "search instead of sampling (default 1: sample)")  # fmt: skip
     _device_flag(generate)
 
     transcribe = _sub(
