@@ -66,9 +66,11 @@ def test_vanishing_gradient_at_initialisation_is_measured_even_in_quick_mode(qui
     result = quick("vanishing-gradient")
     rows = {row["cell"]: row for row in result.table("At initialisation").rows}
     assert rows["GRU"]["c, d = 50"] is None and rows["LSTM, forget bias 1"]["c, d = 50"] is not None
-    # at T = 100, H = 64, against float32's epsilon: the tanh RNN and torch's LSTM vanish, forget bias 1 keeps it,
-    # and the cell state keeps more than the hidden state (the highway)
-    assert [c.verdict(True) for c in result.checks[:4]] == ["PASS"] * 4
+    # at T = 100, H = 64, against float32's epsilon: the tanh RNN and torch's LSTM vanish, and the cell state keeps
+    # more than the hidden state (the highway); what no cited paper states — the forget-bias-1 LSTM above ε, anything
+    # after training — is measured and reported, not asserted
+    assert [c.verdict(True) for c in result.checks] == ["PASS"] * 3
+    assert not any("after training" in c.expectation or "kept" in c.expectation for c in result.checks)
     assert "ε" in result.checks[0].expectation
     assert [row["cell"] for row in result.table("After").rows] == ["tanh RNN", "LSTM, forget bias 1", "GRU"]
     assert "## What this shows" in result.results_file.read_text(encoding="utf-8")

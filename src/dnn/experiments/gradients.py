@@ -123,14 +123,13 @@ VANISHING_PROTOCOL = Protocol(
         "'at first, the uRNN propagates gradients perfectly, while each other model has exponentially "
         "vanishing gradients. After 100 iterations of training, each model experiences vanishing "
         "gradients' (Arjovsky et al.)",
-        "at initialisation, 50 steps back: below float32's ε for the tanh RNN and the forget-bias-0 LSTM, "
-        "above ε for the forget-bias-1 LSTM, the cell state above the hidden state — in every seed; after "
-        "training: the tanh RNN still below ε, the LSTM and GRU above ε, in every seed",
-        "ε (what float32 can still add) makes 'vanished' a number; the expectations after training are "
-        "not in the cited papers, which say every model's gradient vanishes after training",
-        decisive=True,
+        "at initialisation, 50 steps back, in every seed: below float32's ε for the tanh RNN and the "
+        "forget-bias-0 LSTM; the LSTM's cell state above its hidden state (Hochreiter & Schmidhuber's constant "
+        "error carousel). The forget-bias-1 LSTM's value and everything after training: reported, not asserted",
+        "ε (what float32 can still add) makes 'vanished' a number; 'every seed' because the statements are "
+        "about any freshly initialised network",
     ),
-    remaining="expectations after training that the cited papers do not make; torch's initialisation",
+    remaining="torch's initialisation (W_hh spectral radius ≈ 0.58) where the paper's Glorot-uniform gives ≈ 1",
 )
 
 
@@ -203,25 +202,32 @@ def vanishing_gradient(ctx: Context):
     rnn, b0, b1 = (at(init[label], "h", BACK) for label in ("tanh RNN", "LSTM, forget bias 0", "LSTM, forget bias 1"))
     c1 = at(init["LSTM, forget bias 1"], "c", BACK)
     n = len(init_seeds)
+    # The expectations, each stated as its paper states it:
+    # - at initialisation the tanh RNN's and the forget-bias-0 LSTM's gradient vanishes: Arjovsky et al. 2016, "at
+    #   first, the uRNN propagates gradients perfectly, while each other model has exponentially vanishing
+    #   gradients" — a statement about any freshly initialised network; Pascanu et al.'s bound holds for each W_hh
+    #   whose spectral radius is below 1/γ = 1 (torch's initialisation: ≈ 0.6 in every draw), so every seed.
+    # - the LSTM's cell state keeps more of the gradient than its hidden state: Hochreiter & Schmidhuber 1997, "LSTM
+    #   can learn to bridge minimal time lags in excess of 1000 discrete-time steps by enforcing constant error flow
+    #   through constant error carousels within special units" — a property of the structure, so every seed; a
+    #   direction only, since no size is stated.
+    # Reported, not asserted (no cited paper states them): that a forget-bias-1 LSTM keeps more than ε at
+    # initialisation — Arjovsky et al.'s LSTM starts with forget bias 1 (their code) and "has exponentially
+    # vanishing gradients" too — and anything after training: "After 100 iterations of training, each model
+    # experiences vanishing gradients".
     checks = [
-        Check(f"tanh RNN at init: the gradient 50 steps back has vanished (< ε = {EPS:.1e}) in every seed",
+        Check(f"tanh RNN at init: the gradient 50 steps back has vanished (< ε = {EPS:.1e}) in every seed "
+              f"(Arjovsky et al.: 'each other model has exponentially vanishing gradients')",
               max(rnn) < EPS, f"largest {max(rnn):.2e}", quick_ok=True),
         Check("LSTM, forget bias 0, at init: the hidden-state gradient 50 steps back has vanished (< ε) in every "
               "seed", max(b0) < EPS, f"largest {max(b0):.2e}", quick_ok=True),
-        Check("LSTM, forget bias 1, at init: the hidden-state gradient 50 steps back is kept (> ε) in every seed",
-              min(b1) > EPS, f"smallest {min(b1):.2e}", quick_ok=True),
         Check("LSTM, forget bias 1, at init: the cell state keeps more of the gradient 50 steps back than the hidden "
-              "state, in every seed (the highway)", all(c > h for c, h in zip(c1, b1)),
+              "state, in every seed (Hochreiter & Schmidhuber: 'constant error flow through constant error "
+              "carousels')", all(c > h for c, h in zip(c1, b1)),
               f"{sum(c > h for c, h in zip(c1, b1))} of {n}; c ÷ h {min(c / h for c, h in zip(c1, b1)):.3g}–"
               f"{max(c / h for c, h in zip(c1, b1)):.3g}", quick_ok=True),
     ]  # fmt: skip
-    trained_rnn = at(trained["tanh RNN"], "h", BACK)
-    checks.append(Check("after training, the tanh RNN's gradient 50 steps back is still below ε in every seed",
-                        max(trained_rnn) < EPS, f"largest {max(trained_rnn):.2e}"))  # fmt: skip
-    for label in ("LSTM, forget bias 1", "GRU"):
-        values = at(trained[label], "h", BACK)
-        checks.append(Check(f"after the same training, the {label.split(',')[0]}'s gradient 50 steps back is above ε "
-                            f"in every seed", min(values) > EPS, f"smallest {min(values):.2e}"))  # fmt: skip
+    trained_h = {label: at(trained[label], "h", BACK) for label in TRAINED}
 
     fig, axes = figure(2)
     for ax, data, title in ((axes[0], init, "at initialisation"), (axes[1], trained, f"after {steps} steps")):
@@ -256,12 +262,15 @@ def vanishing_gradient(ctx: Context):
     references = [
         "Pascanu, Mikolov & Bengio 2013: the gradient shrinks like η^(t−k), η < 1, when the recurrent matrix's "
         "largest singular value is below 1/γ (γ = 1 for tanh).",
-        "Arjovsky, Shah & Bengio 2016, Fig. 4: at initialisation the tanh RNN and the LSTM have exponentially "
-        "vanishing ‖∂C/∂h_t‖ on the adding problem.",
+        "Arjovsky, Shah & Bengio 2016, Fig. 4 (‖∂C/∂h_t‖ on the adding problem): 'at first, the uRNN propagates "
+        "gradients perfectly, while each other model has exponentially vanishing gradients. After 100 iterations of "
+        "training, each model experiences vanishing gradients'.",
+        "Hochreiter & Schmidhuber 1997: LSTM bridges long lags 'by enforcing constant error flow through constant "
+        "error carousels within special units' — the cell state.",
         "Measured with PyTorch (REFERENCES.md; T = 100, H = 64, 50 steps back): tanh RNN ~5e-13, LSTM with torch's "
         "init ~2e-11, LSTM with forget bias 1 ~3e-5, LSTM cell state with forget bias 2 ~0.15.",
     ]
-    lesson = _vanishing_lesson(ctx, checks, rnn, b1, c1, radius_init, radius_after, mse["tanh RNN"])
+    lesson = _vanishing_lesson(ctx, checks, rnn, b1, c1, radius_init, radius_after, mse, trained_h)
     return ctx.result(setup, [at_init, after], checks, references, plot, lesson)
 
 
@@ -272,7 +281,8 @@ def _radius(cell: nn.Module) -> float:
 
 
 def _vanishing_lesson(ctx: Context, checks: list[Check], rnn: list[float], b1: list[float], c1: list[float],
-                      radius_init: list[float], radius_after: list[float], rnn_mse: list[float]) -> str:  # fmt: skip
+                      radius_init: list[float], radius_after: list[float], mse: dict[str, list[float]],
+                      trained_h: dict[str, list[float]]) -> str:  # fmt: skip
     text = [
         f"Backpropagation through time multiplies the gradient by one Jacobian per step. For a tanh RNN each factor "
         f"is tanh′ (at most 1) times the recurrent matrix, whose default initialisation shrinks vectors, so after "
@@ -280,51 +290,48 @@ def _vanishing_lesson(ctx: Context, checks: list[Check], rnn: list[float], b1: l
         f"the last step's contribution ({EPS:.0e}). The network cannot learn anything that depends on an input 50 "
         f"steps back: for the weights, it does not exist."
     ]
-    if checks[2].passed and checks[3].passed:
+    if checks[2].passed:
         text.append(f"An LSTM whose forget gate starts open (bias 1, f ≈ 0.73) keeps about {_median(b1):.0e} in its "
                     f"hidden state and more in its cell state ({_median(c1):.0e}): the cell state is updated by "
-                    f"addition, c_t = f ⊙ c_(t−1) + i ⊙ g, so the gradient along it is multiplied only by f. With "
-                    f"torch's default bias 0 (f ≈ 0.5) the same LSTM loses almost as much as the tanh RNN: the "
-                    f"highway only helps if the gate is open.")  # fmt: skip
+                    f"addition, c_t = f ⊙ c_(t−1) + i ⊙ g, so the gradient along it is multiplied only by f. It "
+                    f"still decays — Arjovsky et al. count the LSTM among the models whose gradient vanishes "
+                    f"exponentially — but 50 steps back it is above what float32 rounds away. With torch's default "
+                    f"bias 0 (f ≈ 0.5) the same LSTM loses almost as much as the tanh RNN: the highway only helps if "
+                    f"the gate is open.")  # fmt: skip
     else:
         text.append(
-            "The LSTM's expected advantage at initialisation did not show in every seed here: the highway "
-            "through the cell state only carries the gradient when the forget gate is near 1, and with a "
-            "bias of 1 it starts at σ(1) ≈ 0.73 — enough on average, not in every draw. A larger bias (2 "
-            "or more) makes it reliable."
+            "The cell state did not keep more of the gradient than the hidden state in every seed here: the "
+            "highway only carries the gradient when the forget gate is near 1, and with a bias of 1 it starts at "
+            "σ(1) ≈ 0.73 — enough on average, not in every draw."
         )
     if not ctx.quick:
-        rnn_after, lstm_after, gru_after = checks[4:7]
-        if lstm_after.passed and gru_after.passed:
+
+        def trained(label: str) -> str:
+            return f"{_median(trained_h[label]):.0e}"
+
+        text.append(
+            f"After training on the adding problem (reported, not an expectation: the cited papers say only that "
+            f"'after 100 iterations of training, each model experiences vanishing gradients'), the gradient 50 "
+            f"steps back was about {trained('LSTM, forget bias 1')} for the LSTM, {trained('GRU')} for the GRU and "
+            f"{trained('tanh RNN')} for the tanh RNN (medians of the seeds; test MSE "
+            f"{_median(mse['LSTM, forget bias 1']):.2g}, {_median(mse['GRU']):.2g} and {_median(mse['tanh RNN']):.2g}"
+            f" against the baseline 1/6). The gated cells that solved the task carry their gradient far back: their "
+            f"gates learnt to stay open where the task needs memory."
+        )
+        above = [v for v in trained_h["tanh RNN"] if v > EPS]
+        if above:
             text.append(
-                "After training on the adding problem, the gated cells still carry their gradient 50 steps "
-                "back (above ε in every seed): their gates learnt to stay open where the task needs memory."
+                f"In {len(above)} seed(s) the trained tanh RNN's gradient 50 steps back rose above ε (largest "
+                f"{max(above):.1e}); its recurrent matrix's largest spectral radius went from {max(radius_init):.2f} "
+                f"at initialisation to {max(radius_after):.2f}: near 1/γ = 1 the gradient no longer has to vanish "
+                f"(Pascanu et al. 2013). It still stayed at the baseline: a gradient that reaches back is necessary, "
+                f"not sufficient — the network must also hold the value for 50 steps, which a tanh RNN's state, "
+                f"multiplied by the same matrix at every step, does poorly and the LSTM's gated, additive cell state "
+                f"does by design."
             )
         else:
-            text.append(
-                "After training, a gated cell lost its gradient 50 steps back in some seed: what a trained "
-                "network keeps depends on what the task asked it to remember, and a run that never left "
-                "the plateau had no reason to open its gates."
-            )
-        if rnn_after.passed:
-            text.append(
-                "The tanh RNN's is still vanished after training: training cannot fix what its gradient "
-                "never tells it, which is why it stays at the adding problem's baseline."
-            )
-        else:
-            text.append(
-                f"In some seed the tanh RNN's gradient 50 steps back rose above ε after training "
-                f"({rnn_after.measured}). Its recurrent matrix's largest spectral radius was "
-                f"{max(radius_init):.2f} at initialisation and {max(radius_after):.2f} after training: the "
-                f"gradient no longer has to vanish near or past 1/γ = 1 (Pascanu et al. 2013; past it, it may "
-                f"explode)."
-            )
-            if min(rnn_mse) > 0.1:
-                text.append(f"Its test MSE still stayed at the baseline ({min(rnn_mse):.3f}–{max(rnn_mse):.3f} "
-                            f"against 1/6 ≈ 0.167): a gradient that reaches back is necessary, not sufficient — the "
-                            f"network must also hold the value for 50 steps, which a tanh RNN's state, multiplied by "
-                            f"the same matrix at every step, does poorly and the LSTM's gated, additive cell state "
-                            f"does by design.")  # fmt: skip
+            text.append("The trained tanh RNN's stayed below ε in every seed: training cannot fix what its gradient "
+                        "never tells it, which is why it stays at the adding problem's baseline.")  # fmt: skip
     return " ".join(text)
 
 
@@ -392,12 +399,11 @@ CLIPPING_PROTOCOL = Protocol(
     criterion=Row(
         "Table 1: SGD + clipping better than plain SGD on every data set (PTB characters 1.50 → 1.42 "
         "bits/char); no 'every seed' statement",
-        "a learning rate at which unclipped SGD diverges in every seed and clipped SGD trains in every "
-        "seed; clipping never stops a learning rate that trains in every seed",
-        "'every seed' where the paper reports one run per setting",
-        decisive=True,
+        "success rates over seeds: a learning rate at which clipped SGD trains in most seeds and unclipped SGD "
+        "in fewer than half; wherever unclipped SGD trains in most seeds, clipped SGD trains in at least as many",
+        "none in kind: rates over seeds, where the paper compares one run per setting",
     ),
-    remaining="expectations demand 'every seed' where the paper reports single runs",
+    remaining="none",
 )
 
 
@@ -460,15 +466,23 @@ def gradient_clipping(ctx: Context):
         value, source, how = tau[seed]
         thresholds.add(**{"seed": seed, "τ": value, "source run: lr": source, "source run": how})
 
-    difference = [lr for lr in lrs if count(plain, lr, "diverged") == n and count(clipped, lr, "trains") == n]
-    safe = [lr for lr in lrs if count(plain, lr, "trains") == n]
-    harmless = [lr for lr in safe if count(clipped, lr, "trains") == n]
+    # Stated as the paper states it: Pascanu et al. compare one run per setting (Table 1: SGD 1.50, SGD + clipping
+    # 1.42 bits/char on PTB characters — clipping better on every data set); over seeds that is a success rate, not
+    # "in every seed". Most = more than half of the seeds.
+    def rate(runs: dict, lr: float) -> float:
+        return count(runs, lr, "trains") / n
+
+    difference = [lr for lr in lrs if rate(clipped, lr) > 0.5 > rate(plain, lr)]
+    safe = [lr for lr in lrs if rate(plain, lr) > 0.5]
+    harmless = [lr for lr in safe if rate(clipped, lr) >= rate(plain, lr)]
     checks = [
-        Check("the sweep has a learning rate at which clipping is the difference: there, unclipped SGD diverges in "
-              "every seed and clipped SGD trains in every seed", bool(difference),
-              "lr " + ", ".join(f"{lr:g}" for lr in difference) if difference else "none"),
+        Check("the sweep has a learning rate at which clipping is the difference: there, clipped SGD trains in most "
+              "seeds and unclipped SGD in fewer than half (success rates over seeds; Pascanu et al., Table 1: "
+              "clipping better on every data set)", bool(difference),
+              ", ".join(f"lr {lr:g}: clipped {count(clipped, lr, 'trains')} of {n}, unclipped "
+                        f"{count(plain, lr, 'trains')} of {n}" for lr in difference) if difference else "none"),
         Check("clipping costs nothing where it is not needed: at every learning rate at which unclipped SGD trains "
-              "in every seed, clipped SGD trains in every seed too", bool(safe) and harmless == safe,
+              "in most seeds, clipped SGD trains in at least as many", bool(safe) and harmless == safe,
               f"{len(harmless)} of {len(safe)} such learning rates"),
     ]  # fmt: skip
 
@@ -533,20 +547,30 @@ def _clipping_lesson(ctx: Context, checks: list[Check], difference: list[float],
         f"Over the whole sweep, {len(diverged)} unclipped runs diverged; clipped at τ (the average gradient norm of "
         f"a stable run: {taus} in the {len(seeds)} seeds), {len(rescued)} of those same runs trained.",
     ]
+    n = len(seeds)
+
+    def trains(runs: dict, lr: float) -> int:
+        return sum(bool(runs[seed, lr]["trains"]) for seed in seeds)
+
     if checks[0].passed:
-        text.append(f"At lr {', '.join(f'{lr:g}' for lr in difference)} clipping was the whole difference: every "
-                    f"unclipped seed blew up, every clipped one trained.")  # fmt: skip
+        text.append("Clipping was the difference at " + ", ".join(
+            f"lr {lr:g} (clipped {trains(clipped, lr)} of {n} trained, unclipped {trains(plain, lr)} of {n})"
+            for lr in difference) + ".")  # fmt: skip
+        if any(trains(clipped, lr) < n for lr in difference):
+            text.append("Not every clipped seed trained there: clipping bounds each step to lr·τ, and a τ taken from "
+                        "a stable run varies from seed to seed, so the seed with the largest τ is protected "
+                        "least.")  # fmt: skip
     else:
-        text.append(f"But no learning rate separated the two in every seed: at lr {shown:g}, where every unclipped "
-                    f"run blew up, not every clipped run trained either. Clipping bounds each step to lr·τ, but "
+        text.append(f"But no learning rate separated the two in most seeds: at lr {shown:g}, where every unclipped "
+                    f"run blew up, not most clipped runs trained either. Clipping bounds each step to lr·τ, but "
                     f"when lr·τ is itself too large for the surface, clipping alone is not enough; and τ taken "
                     f"from a stable run varies from seed to seed (here by a factor of "
                     f"{max(t[0] for t in tau.values()) / min(t[0] for t in tau.values()):.1f}), so the seed with "
                     f"the largest τ is protected least. Pascanu et al. pair clipping with a modest learning rate, "
                     f"a τ toward the low end of their range and a regulariser on the gradient's decay.")  # fmt: skip
     if checks[1].passed:
-        text.append("Where plain SGD already trained in every seed, clipped SGD did too: clipping costs nothing "
-                    "there.")  # fmt: skip
+        text.append("Where plain SGD already trained in most seeds, clipped SGD trained in at least as many: "
+                    "clipping costs nothing there.")  # fmt: skip
     else:
         text.append(
             "At some learning rate where plain SGD trained, clipping at τ did not: a τ at the average norm "

@@ -61,7 +61,9 @@ GRU_PROTOCOL = Protocol(
     data=Row(
         "polyphonic music (Nottingham, JSB Chorales, MuseData, Piano-midi) and Ubisoft speech signals",
         _PYDOC_CHARS + ", split by topic with each seed's own draw",
-        "text instead of music and speech; each seed draws its own validation split",
+        "text instead of music and speech (the paper's gap was clear on speech; on music the units were close); "
+        "each seed draws its own validation split, so seeds are compared pairwise",
+        decisive=True,
     ),
     model=Row(
         "the three units at about the same number of parameters: ~20k for music (tanh 100, GRU 46, LSTM 36 "
@@ -94,12 +96,11 @@ GRU_PROTOCOL = Protocol(
     criterion=Row(
         "'these advanced recurrent units are indeed better than more traditional recurrent units such as "
         "tanh units. Also, we found GRU to be comparable to LSTM' (abstract)",
-        "each gated unit's best validation bits/char below the tanh RNN's in every seed; GRU and LSTM "
-        "closer to each other than to the tanh RNN (means)",
-        "'every seed' where the paper reports one model per data set",
-        decisive=True,
+        "means over seeds: each gated unit's best validation bits/char below the tanh RNN's (the paired "
+        "difference, ± sd); GRU and LSTM closer to each other than to the tanh RNN",
+        "none in kind: means over seeds where the paper reports one model per data set",
     ),
-    remaining="expectations demand 'every seed' where the paper reports one model per data set",
+    remaining="characters of Python's documentation instead of music and speech",
 )
 
 
@@ -168,11 +169,18 @@ def gru_vs_lstm(ctx: Context):
               4 * layer["gru"] == 3 * layer["lstm"], f"{layer['gru']:,} / {layer['lstm']:,} = "
               f"{layer['gru'] / layer['lstm']:.4f}", quick_ok=True),
     ]  # fmt: skip
+    # Stated as the paper states it: Chung et al. give one number per unit and data set (Table 2) and conclude
+    # "these advanced recurrent units are indeed better than more traditional recurrent units such as tanh units" —
+    # over seeds, the mean of the paired differences (the seeds draw their own splits, so each seed's tanh RNN is
+    # the fair comparison for its gated units), reported with its spread.
     for cell in ("lstm", "gru"):
-        wins = [g < r for g, r in zip(bits(cell), bits("rnn"))]
-        checks.append(Check(f"equal parameters, converged: the {CELL_NAMES[cell]} beats the tanh RNN (lower best "
-                            f"validation bits/char) in every seed", all(wins),
-                            f"{sum(wins)} of {len(wins)}; {mean[cell]:.3f} vs {mean['rnn']:.3f}"))  # fmt: skip
+        gains = [r - g for g, r in zip(bits(cell), bits("rnn"))]  # tanh − gated, per seed: > 0 means the gated wins
+        checks.append(Check(f"equal parameters, converged: the {CELL_NAMES[cell]} beats the tanh RNN — its best "
+                            f"validation bits/char lower on average over the seeds (Chung et al.: 'indeed better "
+                            f"than … tanh units')", mean_sd(gains)[0] > 0,
+                            f"tanh − {CELL_NAMES[cell].split(' (')[0]} {spread(gains)} bits/char; lower in "
+                            f"{sum(g > 0 for g in gains)} of {len(gains)} seeds; {mean[cell]:.3f} vs "
+                            f"{mean['rnn']:.3f}"))  # fmt: skip
     checks.append(Check("GRU and LSTM match each other: the two gated units are closer to each other than the "
                         "better of them is to the tanh RNN (means over seeds)", gated_gap < tanh_gap,
                         f"|GRU − LSTM| {gated_gap:.3f} vs tanh − best gated {tanh_gap:.3f} bits/char"))  # fmt: skip
@@ -233,9 +241,11 @@ def _gru_lesson(ctx: Context, checks: list[Check], mean: dict[str, float], sizes
         text.append(f"Both gated units modelled the text better than the tanh RNN ({mean['lstm']:.3f} and "
                     f"{mean['gru']:.3f} vs {mean['rnn']:.3f} bits per character): their gates let them keep what a "
                     f"word or an identifier started many characters ago, where the tanh RNN's memory "
-                    f"fades.")  # fmt: skip
+                    f"fades. How far apart they are against the spread of the seeds is in the expectations "
+                    f"table: a mean difference smaller than its standard deviation is within what three seeds "
+                    f"can tell apart.")  # fmt: skip
     else:
-        text.append(f"The gated units did not beat the tanh RNN in every seed (LSTM {mean['lstm']:.3f}, GRU "
+        text.append(f"The gated units did not beat the tanh RNN on average (LSTM {mean['lstm']:.3f}, GRU "
                     f"{mean['gru']:.3f}, tanh RNN {mean['rnn']:.3f} bits per character). A gated unit can learn more "
                     f"slowly at first — its gates must learn when to keep and when to forget — and on a small "
                     f"budget the tanh RNN's extra width buys a lot on a text whose dependencies are mostly a few "
@@ -287,12 +297,11 @@ BPTT_PROTOCOL = Protocol(
     criterion=Row(
         "Williams & Peng: a truncated gradient costs O(k) per update and reaches back k steps; the state "
         "is carried (no number to match)",
-        "ms per step increases with k (means); resetting the state "
-        "every k characters costs more at k = 10 than at k = 100, in every seed",
-        "'every seed' for the second, a statement the papers do not quantify",
-        decisive=True,
+        "means over seeds: ms per step increases with k; resetting the state every k characters costs more "
+        "at k = 10 than at k = 100",
+        "none in kind: means over seeds",
     ),
-    remaining="the second expectation demands 'every seed'",
+    remaining="none",
 )
 
 
@@ -343,7 +352,8 @@ def truncated_bptt(ctx: Context):
         Check("a step costs more the longer k is (mean ms per step increases with k)", ms[0] < ms[1] < ms[2],
               " < ".join(f"{m:.1f}" for m in ms) + " ms"),
         Check("the carried state carries context: resetting it every k characters costs more at k = 10 than at "
-              "k = 100, in every seed", all(wins),
+              "k = 100 (mean ratio over the seeds)",
+              mean_sd([reset_ratio[10, s] for s in seeds])[0] > mean_sd([reset_ratio[100, s] for s in seeds])[0],
               f"{sum(wins)} of {len(wins)}; reset ÷ carried "
               f"{mean_sd([reset_ratio[10, s] for s in seeds])[0]:.3f} (k = 10) vs "
               f"{mean_sd([reset_ratio[100, s] for s in seeds])[0]:.3f} (k = 100)"),
@@ -399,7 +409,7 @@ def truncated_bptt(ctx: Context):
                 "context the model has."
                 if checks[1].passed
                 else f"zeroing it at every chunk start changed the perplexity by ×{r10:.2f} at k = 10 and "
-                f"×{r100:.2f} at k = 100 — not the expected order in every seed; the model may not have learnt to "
+                f"×{r100:.2f} at k = 100 — not the expected order on average; the model may not have learnt to "
                 "use long context within three epochs."
             )
             + f" Which k gives the best model for the same text read ({' < '.join(f'k = {k}' for k in ranking)}) "
