@@ -384,7 +384,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         result = export_run(args.run, args.format, args.out, log=print)
         parity = result.manifest["parity"]
         diff = "n/a" if parity["max_abs_diff"] is None else f"{parity['max_abs_diff']:.2g}"
-        print(f"written: {result.out / 'manifest.json'} (and the files it lists)")
+        print(f"written: {result.files[-1]} (and the files it lists)")
         print(f"max |Δ| against the PyTorch model: {diff} ({parity['checked_with']})")
     elif args.command == "list":
         _list()

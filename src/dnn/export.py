@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import shutil
 import sys
 import tempfile
 import warnings
@@ -52,9 +51,10 @@ from torch import Tensor, nn
 import dnn.layers.attention as attention_module
 from dnn import __version__
 from dnn.errors import ConfigError, DnnError
-from dnn.io import EOS_ID, PAD_ID, SOS_ID, atomic_write, read_json, write_json
+from dnn.io import EOS_ID, PAD_ID, SOS_ID, atomic_write, read_bytes_nofollow
 from dnn.models.seq2seq import DecoderState, Seq2Seq
 from dnn.run import LoadedRun, load_run
+from dnn.rundir import EXPORT, EXPORT_MANIFEST, LOCK, TASK, RunDir
 from dnn.tasks.base import PREDICTOR_KINDS
 from dnn.tasks.seq2seq import MARGIN
 from dnn.tasks.text import FILES as TEXT_FILES
@@ -320,7 +320,7 @@ def _native_stderr_kept() -> Iterator[None]:
             os.close(saved)
 
 
-def _write_onnx(graph: Graph, path: Path) -> None:
+def _write_onnx(graph: Graph, out: RunDir, name: str) -> None:
     args = graph.example(*TRACE_SHAPE)
     axes = {spec.name: spec.dynamic_axes() for spec in (*graph.inputs, *graph.outputs)}
 
@@ -331,13 +331,13 @@ def _write_onnx(graph: Graph, path: Path) -> None:
         )  # fmt: skip
 
     with _quiet_trace(), _native_stderr_kept():
-        atomic_write(path, write)
+        out.write_hashed({name: write})
 
 
-def _write_torchscript(graph: Graph, path: Path) -> None:
+def _write_torchscript(graph: Graph, out: RunDir, name: str) -> None:
     with _quiet_trace():
         traced = torch.jit.trace(graph.module, graph.example(*TRACE_SHAPE), check_trace=False)
-        atomic_write(path, lambda tmp: torch.jit.save(traced, tmp))
+        out.write_hashed({name: lambda tmp: torch.jit.save(traced, tmp)})
 
 
 def _runner(fmt: str, path: Path, graph: Graph) -> tuple[Callable[[tuple[Tensor, ...]], list[np.ndarray]], str]:
@@ -393,21 +393,17 @@ def _installed(package: str) -> bool:
 # -- the manifest and the files a deployment ships -------------------------------------------------------------
 
 
-def _shipped_files(run: LoadedRun) -> dict[str, str]:
+def _shipped_files(run: LoadedRun, source: RunDir) -> dict[str, str]:
     """What prediction reads besides the weights, by role: task.json, vocabularies, labels, tokenizers."""
     kind = run.predictor.kind
     if kind == "image":
-        return {"task": "task.json"}
+        return {"task": TASK}
     if kind == "classify":
         return dict(TEXT_FILES)
     if kind == "tag":
         return {role: TEXT_FILES[role] for role in ("vocab", "labels", "task")}
-    info = read_json(run.path / "task.json", "a seq2seq run's task.json", required=("files",))
-    return {"task": "task.json", **{str(k): str(v) for k, v in dict(info["files"]).items()}}
-
-
-def _copy(src: Path, dst: Path) -> Path:
-    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+    info = source.read_json(TASK, "a seq2seq run's task.json", required=("files",))
+    return {"task": TASK, **{str(k): str(v) for k, v in dict(info["files"]).items()}}
 
 
 def _preprocessing(run: LoadedRun) -> dict[str, Any]:
@@ -447,7 +443,9 @@ def _decoding(run: LoadedRun) -> dict[str, Any]:
 def export_run(path: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLike | None = None,
                log: Log = lambda line: None) -> ExportResult:  # fmt: skip
     """Export the run at ``path`` as ``fmt`` (``"onnx"`` or ``"torchscript"``) into ``out`` (default
-    ``<run>/export/<fmt>``): the graphs, ``manifest.json`` and the files prediction needs; see the module docstring."""
+    ``<run>/export/<fmt>``): the graphs, ``manifest.json`` and the files prediction needs; see the module docstring.
+    ``out`` is a new or empty folder, or one holding an export of the same run in the same format; nothing else
+    is written over (:meth:`dnn.rundir.RunDir.open_output`)."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     if fmt == "onnx" and not _installed("onnx"):  # torch.onnx writes the model through it
@@ -460,14 +458,25 @@ def export_run(path: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLik
     graphs = _graphs(run)  # refuses a translate run whose model is not dnn's RNN Seq2Seq
     if fmt == "onnx":
         _check_onnx_stack(run)
-    out = Path(out) if out is not None else run.path / "export" / fmt
+    source = RunDir.reader(run.path)
+    target = RunDir.open_output(source.file(f"{EXPORT}/{fmt}") if out is None else out, "export", source,
+                                {"format": fmt})  # fmt: skip
+    try:
+        return _export(run, source, target, fmt, kind, graphs, log)
+    finally:
+        target.close()
+
+
+def _export(run: LoadedRun, source: RunDir, out: RunDir, fmt: str, kind: str, graphs: list[Graph],
+            log: Log) -> ExportResult:  # fmt: skip
     written: list[Path] = []
     parity: dict[str, Any] = {"max_abs_diff": None, "tolerance": TOLERANCE, "checked_with": None,
                               "batch": {"B": CHECK_SHAPE[0], "T": CHECK_SHAPE[1], "padded": True}}  # fmt: skip
     checkable = fmt == "torchscript" or _installed("onnxruntime")
     for graph in graphs:
-        file = out / f"{graph.name}{SUFFIX[fmt]}"
-        (_write_onnx if fmt == "onnx" else _write_torchscript)(graph, file)
+        name = f"{graph.name}{SUFFIX[fmt]}"
+        (_write_onnx if fmt == "onnx" else _write_torchscript)(graph, out, name)
+        file = out.file(name)
         written.append(file)
         log(f"written: {file}")
         if checkable:
@@ -480,9 +489,10 @@ def export_run(path: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLik
             f"{run.path}: the exported graph differs from the PyTorch model by {parity['max_abs_diff']:.3g} "
             f"(more than {TOLERANCE:g}); please report it"
         )
-    files = _shipped_files(run)
+    files = _shipped_files(run, source)
     for name in files.values():
-        written.append(_copy(run.path / name, out / name))
+        data = read_bytes_nofollow(source.file(name), "file of the run")
+        written.append(atomic_write(out.output(name), lambda tmp, data=data: Path(tmp).write_bytes(data)))
     manifest: dict[str, Any] = {
         "format": fmt,
         **({"opset": OPSET} if fmt == "onnx" else {}),
@@ -497,5 +507,9 @@ def export_run(path: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLik
         **({"decoding": _decoding(run)} if kind == "translate" else {}),
         "parity": parity,
     }
-    written.append(write_json(out / "manifest.json", manifest))
-    return ExportResult(out, written, manifest)
+    written.append(out.write_json(EXPORT_MANIFEST, manifest))
+    now = {str(path.relative_to(out.path)) for path in written}
+    for name in [n for n in out.files if n not in now and n != LOCK]:
+        out.remove(name)  # written by an earlier export of this run (its manifest says so), not by this one
+    out.save_manifest()
+    return ExportResult(out.path, written, manifest)

@@ -13,19 +13,24 @@ The special tokens have the same ids in every vocabulary, model, batch and decod
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import re
+import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from dnn.errors import CheckpointError, DataError, DnnError
+from dnn.errors import CheckpointError, ConfigError, DataError, DnnError
 
 __all__ = [
     "EOS",
     "EOS_ID",
     "FORMAT_VERSION",
+    "FolderLock",
     "PAD",
     "PAD_ID",
     "SOS",
@@ -35,12 +40,21 @@ __all__ = [
     "UNK_ID",
     "atomic_write",
     "check_file",
+    "commit",
+    "fingerprint",
+    "is_temporary_of",
     "load_json",
+    "open_append",
+    "open_nofollow",
+    "read_bytes_nofollow",
     "read_json",
     "read_small_text",
     "remove_stale_temporaries",
+    "resource_error",
     "save_json",
+    "sha256_file",
     "write_json",
+    "write_temporary",
     "write_text",
 ]
 
@@ -74,6 +88,73 @@ def _sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def resource_error(path: str | os.PathLike, err: OSError, doing: str = "cannot write") -> CheckpointError:
+    """An OSError as one line naming ``path``: a full disk, a read-only folder, a name too long, no permission."""
+    reason = err.strerror or str(err) or type(err).__name__
+    hint = {
+        errno.ENOSPC: "; free some space",
+        errno.EDQUOT: "; free some space",
+        errno.EROFS: "; choose a writable folder",
+        errno.EACCES: "; choose a folder you may write to",
+        errno.ENAMETOOLONG: "; choose a shorter name",
+    }.get(err.errno or 0, "")
+    return CheckpointError(f"{path}: {doing} ({reason}){hint}")
+
+
+def _as_oserror(err: BaseException) -> OSError | None:
+    """The OSError behind a writer's failure (torch and safetensors wrap the one of a full disk in their own)."""
+    if isinstance(err, OSError):
+        return err
+    found = re.search(r"os error (\d+)", str(err))
+    if found:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code))
+    if isinstance(err, RuntimeError) and ("unexpected pos" in str(err) or "write failed" in str(err)):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
+
+
+def write_temporary(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` for a new temporary file beside ``path``, flush it to disk and give it the mode the
+    umask gives a new file; return the temporary path (:func:`commit` renames it). A failure removes it and is a
+    one-line DnnError naming ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as err:
+        raise resource_error(path, err) from None
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+    except Exception as err:  # noqa: BLE001 — a writer's own wrapping of a full disk is still a full disk
+        Path(tmp).unlink(missing_ok=True)
+        cause = _as_oserror(err)
+        if cause is None:
+            raise
+        raise resource_error(path, cause) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Rename the temporary file ``tmp`` (from :func:`write_temporary`) over ``path`` and make the rename durable.
+    The rename replaces the name itself: a symbolic or hard link that stood there is not written through."""
+    path = Path(path)
+    try:
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise resource_error(path, err) from None
+    _sync_dir(path.parent)
+    return path
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)``, then rename the temporary file to ``path`` (same folder, so the rename is atomic).
 
@@ -81,27 +162,51 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     A failure (a full disk, a read-only folder) removes the temporary file and is a one-line DnnError naming
     ``path``; the old file, if any, is left as it was.
     """
+    return commit(write_temporary(path, write), path)
+
+
+def open_nofollow(path: str | os.PathLike, flags: int = os.O_RDONLY, what: str = "file") -> int:
+    """A descriptor of the regular file ``path``, opened without following a symbolic link (``O_NOFOLLOW``); one
+    that is written in place (``flags`` not read-only) must have no other hard link. Otherwise a one-line
+    CheckpointError naming the file."""
     path = Path(path)
+    writing = flags & (os.O_WRONLY | os.O_RDWR)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+        fd = os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0), 0o666)
     except OSError as err:
-        raise CheckpointError(f"{path}: cannot write ({err.strerror or err})") from None
-    os.close(fd)
+        if err.errno == errno.ELOOP or (err.errno == errno.EMLINK and os.path.islink(path)):
+            raise CheckpointError(f"{path}: is a symbolic link; dnn opens no {what} through a link (replace it by "
+                                  "the file itself, or choose another folder)") from None  # fmt: skip
+        raise resource_error(path, err, "cannot write" if writing else "cannot read") from None
     try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(f"{path}: cannot write ({err.strerror or err})") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"{path}: not a regular file, expected a {what}")
+        if writing and info.st_nlink > 1:
+            raise CheckpointError(f"{path}: has {info.st_nlink} hard links; dnn writes nothing through a hard link "
+                                  "(another name of the file would change too): copy it with `cp`")  # fmt: skip
+        if getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        os.close(fd)
         raise
-    _sync_dir(path.parent)
-    return path
+    return fd
+
+
+def open_append(path: str | os.PathLike, what: str = "log") -> TextIO:
+    """``path`` opened to append UTF-8 text (created if absent), never through a symbolic or hard link."""
+    fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, what)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def read_bytes_nofollow(path: str | os.PathLike, what: str = "file") -> bytes:
+    """The bytes of the regular file ``path``, never read through a symbolic link."""
+    fd = open_nofollow(path, os.O_RDONLY, what)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return f.read()
+        except OSError as err:
+            raise resource_error(path, err, "cannot read") from None
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -119,14 +224,95 @@ def save_json(path: str | os.PathLike, data: dict[str, Any]) -> Path:
     return write_json(path, data, indent=1)
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Remove the ``.<name>.*.tmp`` files a killed writer left in ``folder``; return them."""
+def is_temporary_of(entry: str, name: str) -> bool:
+    """Whether ``entry`` is a temporary file :func:`write_temporary` made for a file called ``name``."""
+    return entry.startswith(f".{name}.") and entry.endswith(TMP_SUFFIX) and len(entry) > len(name) + 2 + 4
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Remove the ``.<name>.*.tmp`` files a killed writer left in ``folder`` for the files ``names`` (regular
+    files only, never through a link); return them. Nothing else is touched."""
+    names = set(names)
     removed = []
-    for tmp in Path(folder).glob(f".*{TMP_SUFFIX}"):
-        if tmp.is_file() and not tmp.is_symlink():
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return removed
+    for entry in entries:
+        if not any(is_temporary_of(entry, name) for name in names):
+            continue
+        tmp = Path(folder) / entry
+        info = tmp.lstat()
+        if stat.S_ISREG(info.st_mode):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a regular file (read in 1 MiB pieces, never through a symbolic link)."""
+    digest = hashlib.sha256()
+    with os.fdopen(open_nofollow(path, os.O_RDONLY), "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def fingerprint(path: str | os.PathLike, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """What a run read from ``path`` (a file, or every file under a folder; ``names``: only these files of it):
+    ``{"path", "files", "size", "sha256"}``; a path that is not there is ``{"path", "missing": True}``."""
+    path = Path(path)
+    if not path.exists():
+        return {"path": str(path), "missing": True}
+    if path.is_file():
+        files = [(path.name, path)]
+    elif names is not None:
+        files = [(n, path / n) for n in sorted(names) if (path / n).is_file()]
+    else:
+        files = sorted((str(p.relative_to(path)), p) for p in path.rglob("*") if p.is_file())
+    digest, size = hashlib.sha256(), 0
+    for name, file in files:
+        with open(file, "rb") as f:
+            inner = hashlib.file_digest(f, "sha256").hexdigest()
+        size += file.stat().st_size
+        digest.update(f"{name}\0{file.stat().st_size}\0{inner}\n".encode())
+    return {"path": str(path), "files": len(files), "size": size, "sha256": digest.hexdigest()}
+
+
+class FolderLock:
+    """One writer per folder: an exclusive ``flock`` on the file ``path``, opened without following a link.
+
+    The kernel drops the lock when its process dies, however it dies, so a crashed writer's lock is stale at once:
+    the next writer takes it. The file holds the writer's pid and command, for the message.
+    """
+
+    def __init__(self, path: str | os.PathLike, command: str = "train"):
+        self.path, self.command, self.fd = Path(path), command, None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, "lock file")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+            os.close(fd)
+            pid, command = (holder + ["?", "train"])[:2] if holder else ("?", "train")
+            raise ConfigError(f"{self.path.parent} is being written by another dnn {command} (pid {pid}); wait for "
+                              f"it to finish, or choose another folder") from None  # fmt: skip
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {self.command}".encode(), 0)
+        except OSError as err:
+            os.close(fd)
+            raise resource_error(self.path, err) from None
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None
 
 
 # -- reading -----------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The run directory, and the one way back in: ``load_run`` (and ``evaluate_run``). :mod:`dnn.train` writes it.
 
     runs/<name>/
+      .dnn-manifest.json what dnn wrote there (with the SHA-256 of the weights and checkpoints), written first
       config.yaml        the resolved configuration (every default filled in)
       model.safetensors  the best weights (by the task's monitored validation metric)
       last.safetensors   the latest weights, with state.pt: optimiser, scheduler, counters, every RNG state
@@ -10,8 +11,8 @@
       results.json       the final validation and test metrics
       log.txt            what the run printed, and the data counts
 
-Every file is written to a temporary name and renamed, so a crash never leaves a half-written checkpoint; a run
-killed at any step and resumed with ``--resume`` continues exactly where its last checkpoint left off.
+Every file goes through :class:`dnn.rundir.RunDir`: written atomically, read back never through a symbolic link,
+the weights checked against the SHA-256 recorded when they were written.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ import torch
 from dnn.config import apply_overrides, load_yaml
 from dnn.device import resolve_device
 from dnn.errors import CheckpointError, ConfigError
-from dnn.io import read_json
 from dnn.models.cnn_base import in_memory_layout
 from dnn.models.registry import create_model
 from dnn.run_config import RunConfig, validate_model_section
+from dnn.rundir import CONFIG, MODEL, RESULTS, TASK, RunDir
 from dnn.tasks import Predictor, make_task, task_class
 from dnn.training.checkpoint import load_weights
 
@@ -61,11 +62,12 @@ def resolve_config(config: str, overrides: list[str]) -> RunConfig:
     return RunConfig.from_dict(apply_overrides(load_yaml(recipe_path(config)), overrides))
 
 
-def read_config(run_dir: Path) -> tuple[dict[str, Any], RunConfig]:
+def read_config(run_dir: Path | RunDir) -> tuple[dict[str, Any], RunConfig]:
     """A run's saved ``config.yaml``: as written, and validated; an error names the file."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir}: not a run directory (config.yaml is missing)")
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir.reader(run_dir)
+    if not run.has(CONFIG):
+        raise CheckpointError(f"{run.path}: not a run directory ({CONFIG} is missing)")
+    path = run.file(CONFIG)
     config = load_yaml(path)
     try:
         return config, RunConfig.from_dict(config)
@@ -90,17 +92,18 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> LoadedRun:
     ``device`` (``auto``: CUDA when there is one). A run trained on a GPU loads on a CPU-only machine."""
     path = Path(path)
     where = resolve_device(device, where="--device")
-    config, cfg = read_config(path)
+    run = RunDir.reader(path)
+    config, cfg = read_config(run)
     try:
         model_config = validate_model_section(cfg.model)
     except ConfigError as err:
-        raise CheckpointError(f"{path / 'config.yaml'}: {err}") from None
+        raise CheckpointError(f"{run.file(CONFIG)}: {err}") from None
     model = create_model(cfg.model["name"], model_config)
-    load_weights(model, path / "model.safetensors")
+    load_weights(model, run.verified(MODEL, "weights file"))
     model = in_memory_layout(model.to(where), where, cfg.train.channels_last, cfg.train.precision).eval()
-    info = read_json(path / "task.json", "a run's task.json", required=("task",))
-    predictor = task_class(str(info["task"])).load_predictor(path, model)
-    results = read_json(path / "results.json", "a run's results") if (path / "results.json").is_file() else None
+    info = run.read_json(TASK, "a run's task.json", required=("task",))
+    predictor = task_class(str(info["task"])).load_predictor(run, model)
+    results = run.read_json(RESULTS, "a run's results") if run.has(RESULTS) else None
     return LoadedRun(path, config, cfg, model, predictor, results)
 
 
@@ -114,5 +117,5 @@ def evaluate_run(path: str | os.PathLike, data: str | os.PathLike | None = None,
     if data is None:
         task.prepare(lambda message: None)
         return {split: task.evaluate(run.model, split) for split in ("valid", "test")}
-    task.prepare_evaluation(run.path, str(data), lambda message: None)
+    task.prepare_evaluation(RunDir.reader(run.path), str(data), lambda message: None)
     return {"data": str(data), "test": task.evaluate(run.model, "test")}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ __all__ = [
     "TrainConfig",
     "VideoData",
     "data_config",
+    "duration_seconds",
     "validate_model_section",
 ]
 
@@ -325,6 +327,10 @@ class TrainConfig:
     report: bool = True  # draw report.html and figures/ at the end (dnn.inspect)
     tensorboard: bool = True  # also write TensorBoard event files (tensorboard/) when the package is installed
     checkpoint_every: int = 0  # save the training state every N steps (and at every epoch end); 0 = epoch ends only
+    checkpoint_interval: str | float = "10m"  # and every this much training time ("30s", "10m", "1h"; 0 = off), so a
+    # long first epoch is never lost; a state is also saved before the first step
+    max_time: str | float | None = None  # stop at the first step past this much training time ("90s", "10m", "1h30m",
+    # or seconds), validation included; a resumed run continues its budget
     threads: int = 0  # torch intra-op threads; 0 = all cores (torch's choice): measured 1.4–1.8× one thread on a quiet
     # 2-core machine for recurrent and CNN batches alike (benchmarks/RESULTS.md); set 1 when another process keeps
     # a core busy
@@ -362,6 +368,45 @@ class TrainConfig:
             raise ConfigError(f"train.momentum must be below 1 (a momentum of 1 never forgets), got {self.momentum}")
         if not (math.isfinite(self.gamma) and self.gamma > 0):
             raise ConfigError(f"train.gamma (the learning rate's decay factor) must be positive, got {self.gamma}")
+        duration_seconds(self.checkpoint_interval, "train.checkpoint_interval")
+        if duration_seconds(self.max_time, "train.max_time") == 0:
+            raise ConfigError("train.max_time must be a positive duration such as 90s, 10m or 1h30m (null: no limit)")
+
+    @property
+    def max_seconds(self) -> float:
+        """``max_time`` in seconds; 0 = no limit."""
+        return duration_seconds(self.max_time, "train.max_time") or 0.0
+
+    @property
+    def checkpoint_seconds(self) -> float:
+        """``checkpoint_interval`` in seconds; 0 = off."""
+        return duration_seconds(self.checkpoint_interval, "train.checkpoint_interval") or 0.0
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def duration_seconds(value: str | float | None, key: str) -> float | None:
+    """``"90s"``, ``"10m"``, ``"1h"``, ``"1h30m"`` or a number of seconds → seconds (None stays None); anything
+    else is a one-line ConfigError naming ``key``."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        match = _DURATION.fullmatch(text)
+        try:
+            seconds = float(text)
+        except ValueError:
+            if not text or match is None or not any(match.groups()):
+                raise ConfigError(f"{key} must be a duration such as 90s, 10m, 1h or 1h30m (or seconds), got "
+                                  f"{value!r}") from None  # fmt: skip
+            h, m, s = (float(g) if g else 0.0 for g in match.groups())
+            seconds = 3600 * h + 60 * m + s
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ConfigError(f"{key} must be a duration of 0 or more seconds, got {value!r}")
+    return seconds
 
 
 @dataclass

@@ -142,12 +142,15 @@ def test_a_full_disk_during_a_save_is_one_line_and_the_last_checkpoint_resumes_e
                                                                                       monkeypatch):  # fmt: skip
     whole, run_dir = tmp_path / "whole", tmp_path / "run"
     args = [*TINY, "train.epochs=1", "train.max_steps=12"]
-    assert main(["train", *args, "--run-dir", str(whole), "--quiet"]) == 0
     real_fsync, calls = os.fsync, []
+    monkeypatch.setattr(dnn.io.os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
+    assert main(["train", *args, "--run-dir", str(whole), "--quiet"]) == 0
+    every = len(calls)  # the files a whole run flushes to disk (checkpoints, manifest, logs)
+    calls.clear()
 
     def fills_up(fd):
         calls.append(fd)
-        if len(calls) > 15:  # the disk fills up in the middle of the run, during a checkpoint
+        if len(calls) > every // 2:  # the disk fills up in the middle of the run, during a checkpoint
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
@@ -156,6 +159,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_the_last_checkpoint_resumes_e
     assert main(["train", *args, "--run-dir", str(run_dir), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err, err
+    assert "state.pt at step" in err and "is kept: continue from it with `dnn train --resume" in err, err
     assert not list(run_dir.glob(".*.tmp"))
     saved = torch.load(run_dir / "state.pt", weights_only=True)["stats"]["step"]
     assert 0 < saved < 12

@@ -46,15 +46,13 @@ from dnn.inspect.plots import (
     gradient_flow_plot,
 )
 from dnn.inspect.speech import plot_alignment, plot_voice_errors
-from dnn.io import atomic_write
+from dnn.io import read_bytes_nofollow
 from dnn.run import LoadedRun, load_run
+from dnn.rundir import FIGURES, METRICS, REPORT, RunDir
 from dnn.tasks import Task, make_task
 from dnn.tasks.base import AttentionOverImage, ErrorsByGroup, Figure, SpectrogramAlignment
 
 __all__ = ["write_report"]
-
-REPORT = "report.html"
-FIGURES = "figures"
 
 
 @dataclass
@@ -69,11 +67,16 @@ class _Report:
     """What the page will show, gathered picture by picture; a picture that fails becomes a note."""
 
     run: Any
-    figures: Path
+    target: RunDir  # where the page and its figures go
     log: Callable[[str], None]
     pictures: list[Picture] = field(default_factory=list)
     tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def figure(self, stem: str) -> Path:
+        """The path of ``figures/<stem>.png`` in the target folder (listed in its manifest before it is drawn)."""
+        self.target.folder(FIGURES)
+        return self.target.output(f"{FIGURES}/{stem}.png")
 
     def attempt(self, what: str, draw: Callable[[], Any]) -> Any:
         try:
@@ -92,7 +95,7 @@ class _Report:
 def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None,
                  out_dir: str | os.PathLike | None = None, *, task: Task | None = None,
                  log: Callable[[str], None] | None = None, run: LoadedRun | None = None,
-                 device: str = "cpu") -> Path:  # fmt: skip
+                 device: str = "cpu", into: RunDir | None = None) -> Path:  # fmt: skip
     """Draw every picture that applies to the run into ``figures/`` and write ``report.html``; return its path.
 
     Args:
@@ -105,22 +108,38 @@ def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None
             left out and the page says why.
         log: receives one line per picture that could not be drawn ("report: could not draw X: reason").
         run: the run already loaded (``dnn train`` passes the model it trained); by default :func:`load_run`.
+        into: the run's folder, already open for writing (``dnn train`` holds it).
 
-    The figures the task offers as data (:meth:`dnn.tasks.base.Task.figures`) join the page.
-    Every file is written atomically; PNGs in ``figures/`` that this report did not draw are removed.
+    The figures the task offers as data (:meth:`dnn.tasks.base.Task.figures`) join the page. ``out_dir`` is a new
+    or empty folder, or one holding a report of the same run (:meth:`dnn.rundir.RunDir.open_output`); in the run
+    itself the run's lock is held. Every file is written atomically; the PNGs of an earlier report that this one
+    did not draw again are removed, and no other file.
     """
-    run_dir = Path(run_dir)
     run = run if run is not None else load_run(run_dir, device)
-    out = Path(out_dir) if out_dir is not None else run_dir
-    report = _Report(run, out / FIGURES, log or (lambda message: None))
-    images, texts = _read_inputs(run, list(inputs or []))
+    images, texts = _read_inputs(run, list(inputs or []))  # a bad input: one line before any folder is touched
+    source = into if into is not None else RunDir.reader(run_dir)
+    if into is not None:
+        target = into
+    elif out_dir is None or Path(out_dir).resolve() == source.path.resolve():
+        target = RunDir.open_run(source.path, command="inspect")
+    else:
+        target = RunDir.open_output(out_dir, "report", of=source, detail={})
+    try:
+        return _write(run, source, target, task, images, texts, log or (lambda message: None))
+    finally:
+        if target is not into:
+            target.close()
+
+
+def _write(run: LoadedRun, source: RunDir, target: RunDir, task: Task | None, images: list, texts: list[str],
+           log: Callable[[str], None]) -> Path:  # fmt: skip
+    report = _Report(run, target, log)
     if task is None:
         task = report.attempt("the pictures that need the run's data", lambda: _prepared_task(run))
 
-    path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        title = "Training curves"
-        report.add(title, report.attempt(title, lambda: training_curves(path, report.figures / "curves.png")))
+    if source.has(METRICS):
+        path, title = source.file(METRICS), "Training curves"
+        report.add(title, report.attempt(title, lambda: training_curves(path, report.figure("curves"))))
     kind = run.predictor.kind
     if kind == "image":
         _cnn_pictures(report, task, images)
@@ -133,12 +152,11 @@ def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None
     if task is not None:
         _task_figures(report, task)
 
-    page = _page(run, report)
-    written = atomic_write(out / REPORT, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
-    drawn = {p.path.resolve() for p in report.pictures}
-    for stale in report.figures.glob("*.png"):
-        if stale.resolve() not in drawn:
-            stale.unlink(missing_ok=True)
+    written = target.write_text(REPORT, _page(run, report))
+    drawn = {f"{FIGURES}/{p.path.name}" for p in report.pictures}
+    for name in [n for n in target.files if n.startswith(f"{FIGURES}/") and n[-1] != "/" and n not in drawn]:
+        target.remove(name)  # drawn by an earlier report (the manifest says so), not by this one
+    target.save_manifest()
     return written
 
 
@@ -176,7 +194,7 @@ def _cnn_pictures(report: _Report, task: Any, images: list[tuple[str, Any]]) -> 
     if weights is not None:
         title = "Filters of the first convolution"
         caption = "Each kernel as an image (RGB for colour input, else grey), scaled to its own range."
-        report.add(title, report.attempt(title, lambda: filters_plot(weights, report.figures / "filters.png")), caption)
+        report.add(title, report.attempt(title, lambda: filters_plot(weights, report.figure("filters"))), caption)
     shown = []
     for image, truth in task.sample_inputs("test", 1) if task is not None else []:
         shown.append(("feature_maps", "the first test image", image, truth))
@@ -188,7 +206,7 @@ def _cnn_pictures(report: _Report, task: Any, images: list[tuple[str, Any]]) -> 
             top = int(probs.argmax())
             said = f"predicted {predictor.classes[top]} ({float(probs[top]):.2f})"
             title = f"Feature maps per stage; {said}" + (f", true class {truth}" if truth is not None else "")
-            return feature_maps_plot(maps, report.figures / f"{stem}.png", image=image, title=title)
+            return feature_maps_plot(maps, report.figure(stem), image=image, title=title)
 
         title = f"Feature maps: {name}"
         report.add(title, report.attempt(title, draw), "The most active channels of each stage's output.")
@@ -200,7 +218,7 @@ def _confusion_picture(report: _Report, task: Task) -> None:
         return
     matrix, classes = result
     path = report.attempt("the confusion matrix", lambda: confusion_matrix_plot(
-        matrix, classes, report.figures / "confusion.png", "Confusion matrix, test split"))  # fmt: skip
+        matrix, classes, report.figure("confusion"), "Confusion matrix, test split"))  # fmt: skip
     report.add("Confusion matrix", path, "Rows: true class; columns: predicted.")
 
 
@@ -220,11 +238,11 @@ def _seq2seq_pictures(report: _Report, task: Any, texts: list[str]) -> None:
 
         def draw(stem=stem, text=text):
             if not text.strip():  # nothing to translate: an empty heatmap that says so
-                return attention_heatmap([], [], [], report.figures / f"{stem}.png", title="(empty input)")
+                return attention_heatmap([], [], [], report.figure(stem), title="(empty input)")
             row = collect.attention_examples(run.predictor, [text])[0]
             title = f"{row['source']!r} → {row['output']!r}"
             return attention_heatmap(row["source_tokens"], row["output_tokens"], row["attention"],
-                                     report.figures / f"{stem}.png", title=title)  # fmt: skip
+                                     report.figure(stem), title=title)  # fmt: skip
 
         title = f"Attention: {what} {text!r}"
         report.add(title, report.attempt(title, draw), "Row t: the weights a_{t,s} of output token t over the source.")
@@ -234,7 +252,7 @@ def _seq2seq_pictures(report: _Report, task: Any, texts: list[str]) -> None:
             by_length = task.accuracy_by_length(run.model, "test", collect.MAX_EXAMPLES)
             if by_length is None:
                 return None
-            path = report.figures / "accuracy_by_length.png"
+            path = report.figure("accuracy_by_length")
             title = "Exact match by source length, test split"
             return accuracy_by_length_plot(by_length.accuracy, path, by_length.counts, title)
 
@@ -251,7 +269,7 @@ def _gradient_flow_picture(report: _Report, task: Any) -> None:
         flow = collect.task_gradient_flow(report.run.model, task)
         _gradient_table(report, flow)
         title = f"Gradient flow through time (trained model, one training batch, loss {flow.loss:.3g})"
-        return gradient_flow_plot(flow.norms, report.figures / "gradient_flow.png", title)
+        return gradient_flow_plot(flow.norms, report.figure("gradient_flow"), title)
 
     caption = (
         "‖∂L/∂h_t‖ per recurrent layer against the distance from each sequence's last step (in the direction the "
@@ -266,9 +284,9 @@ def _gradient_table(report: _Report, flow: GradientFlow) -> None:
     report.tables.append(("Gradient flow through time: ‖∂L/∂h_t‖ by distance", header, rows))
 
 
-def _draw_figure(figure: Figure, folder: Path) -> Path:
-    """A task's figure (data) as a PNG in ``folder``."""
-    path = folder / f"{figure.stem}.png"
+def _draw_figure(figure: Figure, report: _Report) -> Path:
+    """A task's figure (data) as a PNG in the report's folder."""
+    path = report.figure(figure.stem)
     if isinstance(figure, SpectrogramAlignment):
         return plot_alignment(figure.features, figure.chars, figure.frames, path, figure.heading, figure.hop_ms)
     if isinstance(figure, ErrorsByGroup):
@@ -281,7 +299,7 @@ def _draw_figure(figure: Figure, folder: Path) -> Path:
 def _task_figures(report: _Report, task: Task) -> None:
     figures = report.attempt("the task's own figures", lambda: task.figures(report.run.model, report.run.predictor))
     for figure in figures or []:
-        report.add(figure.title, report.attempt(figure.title, lambda f=figure: _draw_figure(f, report.figures)))
+        report.add(figure.title, report.attempt(figure.title, lambda f=figure: _draw_figure(f, report)))
 
 
 # -- the page --------------------------------------------------------------------------------------------------
@@ -323,7 +341,7 @@ def _results(results: dict[str, Any] | None) -> str:
 
 
 def _image(picture: Picture) -> str:
-    data = base64.b64encode(picture.path.read_bytes()).decode("ascii")
+    data = base64.b64encode(read_bytes_nofollow(picture.path, "figure")).decode("ascii")
     title = html.escape(picture.title)
     caption = f"<figcaption>{html.escape(picture.caption)}</figcaption>" if picture.caption else ""
     return f'<figure>\n<img src="data:image/png;base64,{data}" alt="{title}">\n{caption}\n</figure>\n'

@@ -23,6 +23,7 @@ from typing import Any
 
 from dnn.errors import CheckpointError, ConfigError, DnnError
 from dnn.run import LoadedRun, load_run
+from dnn.rundir import CONFIG, METRICS, REPORT, as_run
 from dnn.tasks import Predictor, make_task
 
 __all__ = ["ENDPOINT", "ServedRun", "load_served", "run_names"]
@@ -45,8 +46,8 @@ def run_names(paths: Sequence[str | os.PathLike]) -> dict[str, Path]:
     names: dict[str, Path] = {}
     for p in paths:
         path = Path(p)
-        if not (path / "config.yaml").is_file():
-            raise CheckpointError(f"{path}: not a run directory (config.yaml is missing)")
+        if not (path.is_dir() and as_run(path).has(CONFIG)):
+            raise CheckpointError(f"{path}: not a run directory ({CONFIG} is missing)")
         name = path.resolve().name
         if name in names:
             raise ConfigError(
@@ -91,8 +92,8 @@ class ServedRun:
             "steps": results.get("steps"),
             "headline": headline,
             "metrics": metrics,
-            "has_report": (self.path / "report.html").is_file(),
-            "has_curves": (self.path / "metrics.jsonl").is_file(),
+            "has_report": as_run(self.path).has(REPORT),
+            "has_curves": as_run(self.path).has(METRICS),
         }
         predictor = self.predictor
         if self.panel == "image":

@@ -35,12 +35,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from dnn.errors import ConfigError
+from dnn.rundir import RunDir
 
 __all__ = [
     "PREDICTOR_KINDS",
@@ -190,12 +190,13 @@ class Task(abc.ABC):
         """The metrics of ``model`` on ``split``; ``{}`` when the split is empty."""
 
     @abc.abstractmethod
-    def save_artifacts(self, run_dir: Path) -> None:
-        """``task.json`` (naming the class in ``"task"``) and whatever prediction needs besides the weights."""
+    def save_artifacts(self, run_dir: RunDir) -> None:
+        """``task.json`` (naming the class in ``"task"``) and whatever prediction needs besides the weights, written
+        through the run's folder: ``run_dir.write_json(TASK, info)``, ``vocab.save(run_dir.output(VOCAB))``."""
 
     @classmethod
     @abc.abstractmethod
-    def load_predictor(cls, run_dir: Path, model: nn.Module) -> Predictor:
+    def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> Predictor:
         """The predictor of a trained run, from its artefacts and its model (best weights, eval mode)."""
 
     # -- optional hooks, with defaults that do nothing ------------------------------------------------------
@@ -212,7 +213,7 @@ class Task(abc.ABC):
         """Put a :meth:`checkpoint_context` back into ``trainer.context`` (by default there is nothing to restore)."""
         return None
 
-    def prepare_evaluation(self, run_dir: Path, path: str, log: Log) -> None:
+    def prepare_evaluation(self, run_dir: RunDir, path: str, log: Log) -> None:
         """``dnn eval RUN --data PATH``: the run's own vocabularies / classes, and ``path`` as the test split."""
         raise ConfigError(
             f"{run_dir} is a {self.cfg.data.task} run on built-in data; --data applies to runs that read files"

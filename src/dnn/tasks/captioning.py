@@ -32,7 +32,8 @@ from dnn.data.splits import derive_seed
 from dnn.data.vocab import Vocab
 from dnn.decoding import beam_search, greedy
 from dnn.errors import CheckpointError, ConfigError, DataError
-from dnn.io import EOS_ID, SOS_ID, read_json, write_json
+from dnn.io import EOS_ID, SOS_ID
+from dnn.rundir import TASK, VOCAB, RunDir
 from dnn.tasks.base import AttentionOverImage, Figure, LengthAccuracy, Predictor, Task
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
@@ -42,7 +43,7 @@ __all__ = ["CaptionBatch", "CaptionPredictor", "CaptionSplit", "CaptioningTask",
 SPLITS = ("train", "valid", "test")
 EVAL_BATCH = 256
 MARGIN = 2  # decoding may run this many words past the longest caption before it is cut
-VOCAB_FILE = "vocab.json"
+VOCAB_FILE = VOCAB
 
 
 @dataclass
@@ -224,22 +225,21 @@ class CaptioningTask(Task):
 
     # -- artefacts saved with the run, and prediction ----------------------------------------------------------
 
-    def save_artifacts(self, run_dir: Path) -> None:
-        run_dir = Path(run_dir)
-        self.vocab.save(run_dir / VOCAB_FILE)
+    def save_artifacts(self, run_dir: RunDir) -> None:
+        self.vocab.save(run_dir.output(VOCAB_FILE))
         data = self.cfg.data
-        write_json(run_dir / "task.json", {
+        run_dir.write_json(TASK, {
             "task": "CaptioningTask", "vocab": VOCAB_FILE, "height": data.height, "width": data.width, "channels": 1,
             "max_words": data.max_digits, "normalize": self.normalize.to_dict(),
         })  # fmt: skip
 
     @classmethod
-    def load_predictor(cls, run_dir: Path, model: nn.Module) -> CaptionPredictor:
-        path = Path(run_dir) / "task.json"
-        info = read_json(path, "a captioning run's task.json",
-                         required=("vocab", "height", "width", "channels", "max_words", "normalize"))  # fmt: skip
+    def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> CaptionPredictor:
+        path = run_dir.file(TASK)
+        info = run_dir.read_json(TASK, "a captioning run's task.json",
+                             required=("vocab", "height", "width", "channels", "max_words", "normalize"))  # fmt: skip
         try:
-            vocab = Vocab.load(Path(run_dir) / info["vocab"], expected_size=model.config.vocab_size)
+            vocab = Vocab.load(run_dir.file(str(info["vocab"])), expected_size=model.config.vocab_size)
             normalize = Normalize.from_dict(info["normalize"])
             size = (int(info["height"]), int(info["width"]))
             channels, max_words = int(info["channels"]), int(info["max_words"])

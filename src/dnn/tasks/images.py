@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from dnn.data.images import (
 from dnn.data.splits import derive_seed, split_indices
 from dnn.device import model_device
 from dnn.errors import CheckpointError, ConfigError, DataError
-from dnn.io import read_json, write_json
+from dnn.rundir import TASK, RunDir
 from dnn.tasks.base import ClassPredictions, Predictor, Task
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
@@ -124,7 +123,7 @@ class ImageClassification(Task):
                 f"{data.canvas_train}, test at the {data.canvas_test}")  # fmt: skip
             self.image_size = data.canvas_size
 
-    def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
+    def prepare_evaluation(self, run_dir: RunDir, path: str, log) -> None:
         """A trained run's classes, image size and normalisation, and the image folder ``path`` (one sub-folder per
         class, names as in training) as the test split (``dnn eval RUN --data FOLDER``)."""
         info = _read_info(run_dir)
@@ -205,7 +204,7 @@ class ImageClassification(Task):
 
     # -- artefacts saved with the run, and prediction ----------------------------------------------------------
 
-    def save_artifacts(self, run_dir: Path) -> None:
+    def save_artifacts(self, run_dir: RunDir) -> None:
         info = {
             "task": "ImageClassification",
             "classes": self.classes,
@@ -213,10 +212,10 @@ class ImageClassification(Task):
             "channels": int(self.splits["train"][0].shape[1]),
             "normalize": self.normalize.to_dict(),
         }
-        write_json(run_dir / "task.json", info)
+        run_dir.write_json(TASK, info)
 
     @classmethod
-    def load_predictor(cls, run_dir: Path, model: nn.Module) -> ImagePredictor:
+    def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> ImagePredictor:
         info = _read_info(run_dir)
         normalize = Normalize.from_dict(info["normalize"])
         return ImagePredictor(model, info["classes"], info["image_size"], info["channels"], normalize)
@@ -269,10 +268,11 @@ def place_on_canvas(x: Tensor, size: int, placement: str, generator: torch.Gener
     return canvas
 
 
-def _read_info(run_dir: Path) -> dict[str, Any]:
+def _read_info(run_dir: RunDir) -> dict[str, Any]:
     """An image run's task.json, checked for what prediction needs."""
-    path = Path(run_dir) / "task.json"
-    info = read_json(path, "an image run's task.json", required=("classes", "image_size", "channels", "normalize"))
+    path = run_dir.file(TASK)
+    required = ("classes", "image_size", "channels", "normalize")
+    info = run_dir.read_json(TASK, "an image run's task.json", required=required)
     try:
         Normalize.from_dict(info["normalize"])
     except (ValueError, KeyError, TypeError) as err:

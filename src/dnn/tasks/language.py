@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,10 +50,10 @@ from dnn.data.vocab import EOS_ID, SOS_ID, SPECIALS, UNK_ID, Vocab
 from dnn.decoding import beam_search, sample
 from dnn.device import model_device
 from dnn.errors import ConfigError, DataError
-from dnn.io import read_json, write_json
 from dnn.models.language import LMState
 from dnn.models.regression import SequenceRegressor, SequenceRegressorConfig
 from dnn.models.sequence import check_positive, token_cross_entropy
+from dnn.rundir import TASK, TOKENIZER, VOCAB, RunDir
 from dnn.tasks.base import Predictor, Task
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
@@ -230,11 +229,11 @@ class LanguageModelling(Task):
             f"{len(self.stream)} chunks per epoch"
         )
 
-    def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
+    def prepare_evaluation(self, run_dir: RunDir, path: str, log) -> None:
         """A trained run's tokenizer and vocabulary, and the plain text file ``path`` as the test split
         (``dnn eval RUN --data FILE``): its perplexity under the model."""
-        self.tokenizer = Tokenizer.load(Path(run_dir) / "tokenizer.json")
-        self.vocab = Vocab.load(Path(run_dir) / "vocab.json")
+        self.tokenizer = Tokenizer.load(run_dir.file(TOKENIZER))
+        self.vocab = Vocab.load(run_dir.file(VOCAB))
         text = read_text(path)
         ids = torch.tensor(encode_text(text, self.tokenizer, self.vocab), dtype=torch.int64)  # (N,)
         if len(ids) < 2:
@@ -300,10 +299,9 @@ class LanguageModelling(Task):
 
     # -- artefacts saved with the run, and generation ----------------------------------------------------------
 
-    def save_artifacts(self, run_dir: Path) -> None:
-        run_dir = Path(run_dir)
-        self.vocab.save(run_dir / "vocab.json")
-        self.tokenizer.save(run_dir / "tokenizer.json")
+    def save_artifacts(self, run_dir: RunDir) -> None:
+        self.vocab.save(run_dir.output(VOCAB))
+        self.tokenizer.save(run_dir.output(TOKENIZER))
         train = self.ids["train"]
         present = torch.bincount(train[1:], minlength=len(SPECIALS))[: len(SPECIALS)] > 0
         start = encode_text("\n", self.tokenizer, self.vocab)
@@ -316,15 +314,14 @@ class LanguageModelling(Task):
             # special tokens that never were a training target are never generated
             "banned": [i for i in range(len(SPECIALS)) if not present[i]],
         }
-        write_json(run_dir / "task.json", info)
+        run_dir.write_json(TASK, info)
 
     @classmethod
-    def load_predictor(cls, run_dir: Path, model: nn.Module) -> TextGenerator:
-        run_dir = Path(run_dir)
-        info = read_json(run_dir / "task.json", "a language model run's task.json", required=("start", "banned"))
+    def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> TextGenerator:
+        info = run_dir.read_json(TASK, "a language model run's task.json", required=("start", "banned"))
         start, banned = list(info["start"]), list(info["banned"])
-        vocab = Vocab.load(run_dir / "vocab.json", expected_size=model.config.vocab_size)
-        return TextGenerator(model, Tokenizer.load(run_dir / "tokenizer.json"), vocab, start, banned)
+        vocab = Vocab.load(run_dir.file(VOCAB), expected_size=model.config.vocab_size)
+        return TextGenerator(model, Tokenizer.load(run_dir.file(TOKENIZER)), vocab, start, banned)
 
 
 class _Banned:
@@ -456,12 +453,12 @@ class AddingProblem(Task):
             pred = torch.cat([model(x[i : i + 500].to(device)).float().cpu() for i in range(0, len(y), 500)])
         return {"mse": metrics.mse(pred, y), "baseline_mse": metrics.mse(torch.ones_like(y), y)}
 
-    def save_artifacts(self, run_dir: Path) -> None:
+    def save_artifacts(self, run_dir: RunDir) -> None:
         info = {"task": "AddingProblem", "length": self.cfg.data.length, "input_size": 2}
-        write_json(Path(run_dir) / "task.json", info)
+        run_dir.write_json(TASK, info)
 
     @classmethod
-    def load_predictor(cls, run_dir: Path, model: nn.Module) -> AddingPredictor:
+    def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> AddingPredictor:
         return AddingPredictor(model)
 
 

@@ -26,7 +26,6 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,7 +40,7 @@ from dnn.data.vocab import Vocab
 from dnn.decoding import beam_search, greedy
 from dnn.device import model_device, to_device
 from dnn.errors import CheckpointError, ConfigError, DataError
-from dnn.io import read_json, write_json
+from dnn.rundir import SOURCE_TOKENIZER, SOURCE_VOCAB, TARGET_TOKENIZER, TARGET_VOCAB, TASK, RunDir
 from dnn.tasks.base import LengthAccuracy, Predictor, Task
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
@@ -52,10 +51,10 @@ SPLITS = ("train", "valid", "test")
 MARGIN = 10  # decoding may run this many tokens past the longest target before it is cut
 EVAL_BATCH = 256
 FILES = {
-    "source_vocab": "source_vocab.json",
-    "target_vocab": "target_vocab.json",
-    "source_tokenizer": "source_tokenizer.json",
-    "target_tokenizer": "target_tokenizer.json",
+    "source_vocab": SOURCE_VOCAB,
+    "target_vocab": TARGET_VOCAB,
+    "source_tokenizer": SOURCE_TOKENIZER,
+    "target_tokenizer": TARGET_TOKENIZER,
 }
 
 
@@ -220,10 +219,10 @@ class Seq2SeqTask(Task):
             "chrf": metrics.chrf(["a"], ["a"])[1],
         }
 
-    def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
+    def prepare_evaluation(self, run_dir: RunDir, path: str, log) -> None:
         """A trained run's own tokenizers and vocabularies, and the parallel file ``path`` as the test split
         (``dnn eval RUN --data FILE``); over-long pairs follow the policy of a test file the user gave."""
-        self.src_tokenizer, self.tgt_tokenizer, self.src_vocab, self.tgt_vocab, _, _ = _load_artifacts(Path(run_dir))
+        self.src_tokenizer, self.tgt_tokenizer, self.src_vocab, self.tgt_vocab, _, _ = _load_artifacts(run_dir)
         records = read_parallel_tsv(path)
         pairs = list(records)
         log(f"data: {records.stats.summary()}")
@@ -342,12 +341,11 @@ class Seq2SeqTask(Task):
 
     # -- artefacts saved with the run, and prediction ----------------------------------------------------------
 
-    def save_artifacts(self, run_dir: Path) -> None:
-        run_dir = Path(run_dir)
-        self.src_vocab.save(run_dir / FILES["source_vocab"])
-        self.tgt_vocab.save(run_dir / FILES["target_vocab"])
-        self.src_tokenizer.save(run_dir / FILES["source_tokenizer"])
-        self.tgt_tokenizer.save(run_dir / FILES["target_tokenizer"])
+    def save_artifacts(self, run_dir: RunDir) -> None:
+        self.src_vocab.save(run_dir.output(FILES["source_vocab"]))
+        self.tgt_vocab.save(run_dir.output(FILES["target_vocab"]))
+        self.src_tokenizer.save(run_dir.output(FILES["source_tokenizer"]))
+        self.tgt_tokenizer.save(run_dir.output(FILES["target_tokenizer"]))
         info = {
             "task": "Seq2SeqTask",
             "source": self.cfg.data.source or self.cfg.data.train,
@@ -356,33 +354,33 @@ class Seq2SeqTask(Task):
             "files": FILES,
             "signatures": self.signatures,
         }
-        write_json(run_dir / "task.json", info)
+        run_dir.write_json(TASK, info)
 
     @classmethod
-    def load_predictor(cls, run_dir: Path, model: nn.Module) -> Seq2SeqPredictor:
+    def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> Seq2SeqPredictor:
         config = model.config
         src_tok, tgt_tok, src_vocab, tgt_vocab, max_target, max_source = _load_artifacts(
-            Path(run_dir), config.src_vocab_size, config.tgt_vocab_size
+            run_dir, config.src_vocab_size, config.tgt_vocab_size
         )
         return Seq2SeqPredictor(model, src_tok, tgt_tok, src_vocab, tgt_vocab, max_target, max_source)
 
 
-def _load_artifacts(run_dir: Path, src_size: int | None = None, tgt_size: int | None = None):
+def _load_artifacts(run_dir: RunDir, src_size: int | None = None, tgt_size: int | None = None):
     """(source tokenizer, target tokenizer, source vocab, target vocab, longest training target) of a run."""
-    info = read_json(run_dir / "task.json", "a seq2seq run's task.json", required=("files", "max_target_length"))
+    info = run_dir.read_json(TASK, "a seq2seq run's task.json", required=("files", "max_target_length"))
     try:
         files, max_target = dict(info["files"]), int(info["max_target_length"])
         # inputs up to 4× the longest training source (runs saved before this was recorded: 1000 tokens)
         max_source = 4 * int(info["max_source_length"]) if "max_source_length" in info else 1000
     except (ValueError, TypeError) as err:
-        raise CheckpointError(f"{run_dir / 'task.json'}: unreadable ({err})") from None
+        raise CheckpointError(f"{run_dir.file(TASK)}: unreadable ({err})") from None
     try:
-        src_vocab = Vocab.load(run_dir / files["source_vocab"], expected_size=src_size)
-        tgt_vocab = Vocab.load(run_dir / files["target_vocab"], expected_size=tgt_size)
-        src_tok = Tokenizer.load(run_dir / files["source_tokenizer"])
-        tgt_tok = Tokenizer.load(run_dir / files["target_tokenizer"])
+        src_vocab = Vocab.load(run_dir.file(str(files["source_vocab"])), expected_size=src_size)
+        tgt_vocab = Vocab.load(run_dir.file(str(files["target_vocab"])), expected_size=tgt_size)
+        src_tok = Tokenizer.load(run_dir.file(str(files["source_tokenizer"])))
+        tgt_tok = Tokenizer.load(run_dir.file(str(files["target_tokenizer"])))
     except (DataError, KeyError) as err:
-        raise CheckpointError(f"{run_dir}: {err}") from None
+        raise CheckpointError(f"{run_dir.path}: {err}") from None
     return src_tok, tgt_tok, src_vocab, tgt_vocab, max_target, max_source
 
 

@@ -47,8 +47,8 @@ from dnn.data.splits import SPLIT_NAMES, carve_missing_splits, derive_seed
 from dnn.decoding_ctc import greedy_ctc, greedy_path, prefix_beam_search
 from dnn.device import model_device, to_device
 from dnn.errors import CheckpointError, ConfigError, DataError
-from dnn.io import read_json, write_json
 from dnn.models.speech import ctc_loss
+from dnn.rundir import TASK, RunDir
 from dnn.tasks.base import ErrorsByGroup, Figure, Predictor, SpectrogramAlignment, Task
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
@@ -253,7 +253,7 @@ class SpeechRecognition(Task):
 
     # -- artefacts saved with the run, prediction, report ------------------------------------------------------
 
-    def save_artifacts(self, run_dir: Path) -> None:
+    def save_artifacts(self, run_dir: RunDir) -> None:
         f = self.features
         info = {
             "task": "SpeechRecognition",
@@ -263,12 +263,12 @@ class SpeechRecognition(Task):
             "lowercase": self.cfg.data.lowercase,
             "features": {k: getattr(f, k) for k in ("sample_rate", "n_mels", "window_ms", "hop_ms", "n_fft")},
         }
-        write_json(Path(run_dir) / "task.json", info)
+        run_dir.write_json(TASK, info)
 
     @classmethod
-    def load_predictor(cls, run_dir: Path, model: nn.Module) -> SpeechPredictor:
-        path = Path(run_dir) / "task.json"
-        info = read_json(path, "a speech run's task.json", required=("alphabet", "features"))
+    def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> SpeechPredictor:
+        path = run_dir.file(TASK)
+        info = run_dir.read_json(TASK, "a speech run's task.json", required=("alphabet", "features"))
         try:
             alphabet, features = list(info["alphabet"]), FeatureConfig(**info["features"])
         except (ValueError, TypeError) as err:

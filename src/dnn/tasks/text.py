@@ -49,7 +49,7 @@ from dnn.data.tokenizers import Tokenizer, make_tokenizer
 from dnn.data.vocab import LabelVocab, Vocab
 from dnn.device import model_device, to_device
 from dnn.errors import ConfigError, DataError
-from dnn.io import read_json, write_json
+from dnn.rundir import CONFIG, LABELS, TASK, TOKENIZER, VOCAB, RunDir, as_run
 from dnn.tasks.base import ClassPredictions, Predictor, Task
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
@@ -58,7 +58,7 @@ __all__ = ["Tagging", "TaggingPredictor", "TextClassification", "TextClassifierP
 
 EVAL_BATCH = 256
 MIN_PER_LABEL = 2  # fewer training examples per label (on average) is not a classification task
-FILES = {"vocab": "vocab.json", "labels": "labels.json", "tokenizer": "tokenizer.json", "task": "task.json"}
+FILES = {"vocab": VOCAB, "labels": LABELS, "tokenizer": TOKENIZER, "task": TASK}
 Key = tuple[str, int]  # (file, line): where an example starts
 
 
@@ -93,7 +93,7 @@ def _check_data_options(data) -> None:
 
 
 def _read_task_json(run_dir: Path) -> dict[str, Any]:
-    return read_json(run_dir / FILES["task"], "a text run's task.json")
+    return as_run(run_dir).read_json(FILES["task"], "a text run's task.json")
 
 
 def _language_model_run(init_from: str | None) -> Path | None:
@@ -102,7 +102,7 @@ def _language_model_run(init_from: str | None) -> Path | None:
     if not init_from:
         return None
     run = Path(init_from)
-    kind = _read_task_json(run).get("task") if (run / FILES["task"]).is_file() else None
+    kind = _read_task_json(run).get("task") if run.is_dir() and as_run(run).has(FILES["task"]) else None
     if kind != "LanguageModelling":
         raise ConfigError(
             f"train.init_from={init_from}: a text classifier starts from a language model run (task.json "
@@ -281,7 +281,7 @@ class TextClassification(_TextTask):
             keys = [(ex.path, ex.line) for ex in plain]
             assignment = _assign_splits(keys, [ex.label for ex in plain], fractions, self.cfg.seed)
         if self.pretrained is not None:
-            self.tokenizer = Tokenizer.load(self.pretrained / FILES["tokenizer"])
+            self.tokenizer = Tokenizer.load(as_run(self.pretrained).file(FILES["tokenizer"]))
         else:
             self.tokenizer = self._make_tokenizer(
                 lambda: [ex.text for ex in plain if assignment.get((ex.path, ex.line), "train") == "train"]
@@ -301,7 +301,7 @@ class TextClassification(_TextTask):
             )
         max_size = None if data.tokenizer == "bpe" else data.vocab_size  # BPE: its merges bound the vocabulary
         if self.pretrained is not None:
-            self.vocab = Vocab.load(self.pretrained / FILES["vocab"])
+            self.vocab = Vocab.load(as_run(self.pretrained).file(FILES["vocab"]))
             log(f"data: tokenizer and vocabulary of the language model {self.pretrained}")
         else:
             self.vocab = Vocab.build((ex.tokens for ex in read["train"]), data.min_freq, max_size)
@@ -321,16 +321,16 @@ class TextClassification(_TextTask):
         """The data's sizes; from a language model also its shape (model.* keys given by the user still win)."""
         options = super().model_options()
         if self.pretrained is not None:
-            lm = load_yaml(self.pretrained / "config.yaml").get("model", {})
+            lm = load_yaml(as_run(self.pretrained).file(CONFIG)).get("model", {})
             shape = ("embedding_size", "hidden_size", "num_layers", "cell", "residual", "dense")  # what must match
             options.update({key: lm[key] for key in shape if key in lm})
         return options
 
-    def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
+    def prepare_evaluation(self, run_dir: RunDir, path: str, log) -> None:
         """A trained run's tokenizer, vocabulary and labels, and ``path`` (a CSV/TSV, or an aclImdb folder's test
         part) as the test split (``dnn eval RUN --data FILE``); a label the run never saw is a DataError."""
-        self.vocab, self.labels = Vocab.load(run_dir / FILES["vocab"]), LabelVocab.load(run_dir / FILES["labels"])
-        self.tokenizer = Tokenizer.load(run_dir / FILES["tokenizer"])
+        self.vocab, self.labels = Vocab.load(run_dir.file(VOCAB)), LabelVocab.load(run_dir.file(LABELS))
+        self.tokenizer = Tokenizer.load(run_dir.file(FILES["tokenizer"]))
         records = self._read(path, "test", self.tokenizer, labels=self.labels)
         examples = [
             (self.vocab.encode(ex.tokens), self.labels.encode(ex.label, path=ex.path, line=ex.line)) for ex in records
@@ -359,20 +359,20 @@ class TextClassification(_TextTask):
             "loss": total / len(target),
         }
 
-    def save_artifacts(self, run_dir: Path) -> None:
-        self.vocab.save(run_dir / FILES["vocab"])
-        self.labels.save(run_dir / FILES["labels"])
-        self.tokenizer.save(run_dir / FILES["tokenizer"])
+    def save_artifacts(self, run_dir: RunDir) -> None:
+        self.vocab.save(run_dir.output(FILES["vocab"]))
+        self.labels.save(run_dir.output(FILES["labels"]))
+        self.tokenizer.save(run_dir.output(FILES["tokenizer"]))
         data = self.cfg.data
         info = {"task": "TextClassification", "max_length": data.max_length, "truncate": data.truncate}
-        write_json(run_dir / FILES["task"], info)
+        run_dir.write_json(FILES["task"], info)
 
     @classmethod
-    def load_predictor(cls, run_dir: Path, model: nn.Module) -> TextClassifierPredictor:
+    def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> TextClassifierPredictor:
         info = _read_task_json(run_dir)
-        vocab = Vocab.load(run_dir / FILES["vocab"], expected_size=_model_size(model, "vocab_size"))
-        labels = LabelVocab.load(run_dir / FILES["labels"], expected_size=_model_size(model, "num_classes"))
-        tokenizer = Tokenizer.load(run_dir / FILES["tokenizer"])
+        vocab = Vocab.load(run_dir.file(FILES["vocab"]), expected_size=_model_size(model, "vocab_size"))
+        labels = LabelVocab.load(run_dir.file(FILES["labels"]), expected_size=_model_size(model, "num_classes"))
+        tokenizer = Tokenizer.load(run_dir.file(FILES["tokenizer"]))
         max_length = info.get("max_length") if info.get("truncate") else None
         return TextClassifierPredictor(model, tokenizer, vocab, labels, max_length)
 
@@ -474,9 +474,9 @@ class Tagging(_TextTask):
             ]
         self._finish(log)
 
-    def prepare_evaluation(self, run_dir: Path, path: str, log) -> None:
+    def prepare_evaluation(self, run_dir: RunDir, path: str, log) -> None:
         """A trained run's vocabulary and tags, and the CoNLL file ``path`` as the test split (``dnn eval --data``)."""
-        self.vocab, self.labels = Vocab.load(run_dir / FILES["vocab"]), LabelVocab.load(run_dir / FILES["labels"])
+        self.vocab, self.labels = Vocab.load(run_dir.file(VOCAB)), LabelVocab.load(run_dir.file(LABELS))
         records = self._read(path, "test", labels=self.labels)
         examples = [
             (
@@ -514,16 +514,16 @@ class Tagging(_TextTask):
             "loss": total / len(target),
         }
 
-    def save_artifacts(self, run_dir: Path) -> None:
-        self.vocab.save(run_dir / FILES["vocab"])
-        self.labels.save(run_dir / FILES["labels"])
-        write_json(run_dir / FILES["task"], {"task": "Tagging", "lowercase": self.cfg.data.lowercase})
+    def save_artifacts(self, run_dir: RunDir) -> None:
+        self.vocab.save(run_dir.output(FILES["vocab"]))
+        self.labels.save(run_dir.output(FILES["labels"]))
+        run_dir.write_json(FILES["task"], {"task": "Tagging", "lowercase": self.cfg.data.lowercase})
 
     @classmethod
-    def load_predictor(cls, run_dir: Path, model: nn.Module) -> TaggingPredictor:
+    def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> TaggingPredictor:
         info = _read_task_json(run_dir)
-        vocab = Vocab.load(run_dir / FILES["vocab"], expected_size=_model_size(model, "vocab_size"))
-        labels = LabelVocab.load(run_dir / FILES["labels"], expected_size=_model_size(model, "num_classes"))
+        vocab = Vocab.load(run_dir.file(FILES["vocab"]), expected_size=_model_size(model, "vocab_size"))
+        labels = LabelVocab.load(run_dir.file(FILES["labels"]), expected_size=_model_size(model, "num_classes"))
         return TaggingPredictor(model, vocab, labels, lowercase=bool(info.get("lowercase", False)))
 
 

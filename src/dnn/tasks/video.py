@@ -22,7 +22,7 @@ from dnn.data.digit_scenes import DIRECTIONS, moving_digit_clips
 from dnn.data.images import Normalize, channel_stats, digits_split_indices, load_digits_dataset
 from dnn.data.splits import derive_seed
 from dnn.errors import CheckpointError, ConfigError, DataError
-from dnn.io import read_json, write_json
+from dnn.rundir import TASK, RunDir
 from dnn.tasks.base import ClassPredictions, Predictor, Task
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
@@ -118,17 +118,18 @@ class VideoClassification(Task):
         x, y = self.splits.get(split, (None, torch.zeros(0)))
         return [(x[i], self.classes[int(y[i])]) for i in range(min(n, len(y)))]
 
-    def save_artifacts(self, run_dir: Path) -> None:
+    def save_artifacts(self, run_dir: RunDir) -> None:
         data = self.cfg.data
-        write_json(Path(run_dir) / "task.json", {
+        run_dir.write_json(TASK, {
             "task": "VideoClassification", "classes": self.classes, "frames": data.frames,
             "frame_size": data.frame_size, "channels": 1, "normalize": self.normalize.to_dict(),
         })  # fmt: skip
 
     @classmethod
-    def load_predictor(cls, run_dir: Path, model: nn.Module) -> VideoPredictor:
-        path = Path(run_dir) / "task.json"
-        info = read_json(path, "a video run's task.json", required=("classes", "frames", "frame_size", "normalize"))
+    def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> VideoPredictor:
+        path = run_dir.file(TASK)
+        required = ("classes", "frames", "frame_size", "normalize")
+        info = run_dir.read_json(TASK, "a video run's task.json", required=required)
         try:
             normalize = Normalize.from_dict(info["normalize"])
             frames, size = int(info["frames"]), int(info["frame_size"])

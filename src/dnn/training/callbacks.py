@@ -19,11 +19,22 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 
-__all__ = ["EarlyStopping", "Evaluate", "MetricsLog", "ProgressBar", "TruncatedBPTT", "detach_state"]
+from dnn.io import open_append
+
+__all__ = [
+    "EarlyStopping",
+    "Evaluate",
+    "FirstStep",
+    "MetricsLog",
+    "ProgressBar",
+    "TimeLimit",
+    "TruncatedBPTT",
+    "detach_state",
+]
 
 
 class TensorBoardMirror:
@@ -52,13 +63,23 @@ class TensorBoardMirror:
 
 class MetricsLog:
     """Append a JSON line every ``every`` steps (averages over the interval) and after every evaluation; each
-    record also goes to the ``mirrors`` (e.g. :class:`TensorBoardMirror`)."""
+    record also goes to the ``mirrors`` (e.g. :class:`TensorBoardMirror`). ``opener`` opens the file to append
+    (default: ``path``, never through a symbolic or hard link); the interval's sums are part of a checkpoint
+    (:meth:`state_dict`), so that a resumed run logs the same lines."""
 
-    def __init__(self, path: str | os.PathLike, every: int = 10, mirrors: tuple = ()):
+    def __init__(self, path: str | os.PathLike, every: int = 10, mirrors: tuple = (),
+                 opener: Callable[[], TextIO] | None = None):  # fmt: skip
         self.path = Path(path)
         self.every = max(1, every)
         self.mirrors = mirrors
+        self.opener = opener or (lambda: open_append(self.path, "metrics log"))
         self._reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "sums": dict(self.sums), "max_grad_norm": self.max_grad_norm}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.n, self.sums, self.max_grad_norm = state["n"], dict(state["sums"]), state["max_grad_norm"]
 
     def _reset(self) -> None:
         self.n = 0
@@ -67,8 +88,7 @@ class MetricsLog:
         self.start = time.perf_counter()
 
     def write(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:  # one complete line per write
+        with self.opener() as f:  # one complete line per write
             f.write(json.dumps(record) + "\n")
         for mirror in self.mirrors:
             mirror.write(record)
@@ -213,6 +233,12 @@ class EarlyStopping:
         self.best: float | None = None
         self.bad = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad = state["best"], state["bad"]
+
     def improved(self, value: float) -> bool:
         return self.best is None or (value > self.best if self.mode == "max" else value < self.best)
 
@@ -251,3 +277,37 @@ class TruncatedBPTT:
 
     def on_step_end(self, trainer, **_):
         trainer.context["state"] = detach_state(trainer.context.get("state"))
+
+
+class FirstStep:
+    """How long the first optimiser step of a :meth:`Trainer.fit` took (with torch.compile: its cold start)."""
+
+    def __init__(self):
+        self.start: float | None = None
+        self.seconds: float | None = None
+
+    def on_fit_start(self, trainer, **_):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, trainer, **_):
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self.start
+
+
+class TimeLimit:
+    """``train.max_time``: stop at the first step that ends past ``seconds`` of training (``trainer.stats.elapsed``,
+    evaluation included, continued by a resumed run). ``agree(over)`` makes one decision for every process of a
+    distributed run."""
+
+    def __init__(self, seconds: float, agree: Callable[[bool], bool] = lambda over: over):
+        self.seconds, self.agree = seconds, agree
+
+    def _check(self, trainer) -> None:
+        if self.agree(trainer.tick() >= self.seconds):
+            trainer.should_stop = True
+
+    def on_fit_start(self, trainer, **_):
+        self._check(trainer)  # a run resumed past its budget takes no step more
+
+    def on_step_end(self, trainer, **_):
+        self._check(trainer)

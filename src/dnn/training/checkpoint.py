@@ -11,8 +11,10 @@ file or the new one, never half of one.
 
 from __future__ import annotations
 
+import io
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +23,30 @@ import torch
 from torch import nn
 
 from dnn.errors import CheckpointError
-from dnn.io import atomic_write
+from dnn.io import atomic_write, read_bytes_nofollow
 
-__all__ = ["load_state", "load_weights", "rng_state", "save_state", "save_weights", "set_rng_state"]
+__all__ = [
+    "atomic_write",
+    "load_state",
+    "load_weights",
+    "rng_state",
+    "save_state",
+    "save_weights",
+    "set_rng_state",
+    "state_writer",
+    "weights_writer",
+]
+
+
+def weights_writer(model: nn.Module) -> Callable[[str], None]:
+    """``write(path)`` of the model's weights as safetensors (for :func:`dnn.io.atomic_write` and its kin)."""
+    from safetensors.torch import save_model
+
+    return lambda tmp: save_model(model, tmp)
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
-    from safetensors.torch import save_model
-
-    return atomic_write(path, lambda tmp: save_model(model, tmp))
+    return atomic_write(path, weights_writer(model))
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> None:
@@ -42,9 +59,11 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     try:
         missing, unexpected = load_model(model, path, strict=False)
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0]})") from None
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{path}: not a readable safetensors file ({reason})") from None
     except RuntimeError as err:  # shape mismatch
-        raise CheckpointError(f"{path}: does not fit this model: {str(err).splitlines()[-1].strip()}") from None
+        reason = (str(err).splitlines() or [type(err).__name__])[-1].strip()
+        raise CheckpointError(f"{path}: does not fit this model: {reason}") from None
     if strict and (missing or unexpected):
         parts = []
         if missing:
@@ -84,15 +103,40 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def state_writer(state: dict[str, Any]) -> Callable[[str], None]:
+    """``write(path)`` of a training state with ``torch.save``, through a Python file object: a full disk is then
+    the OSError it is, not torch's "unexpected pos"."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+
+    return write
+
+
 def save_state(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return atomic_write(path, state_writer(state))
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    """A training state, read with ``weights_only=True`` (tensors and plain values only: nothing runs); a missing,
+    empty, cut-off or damaged file is a one-line CheckpointError naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such training state file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        raw = read_bytes_nofollow(path, "training state")
+    except CheckpointError as err:
+        if not path.exists() and not path.is_symlink():
+            raise CheckpointError(f"{path}: no such training state file") from None
+        raise err from None
+    if not raw:
+        raise CheckpointError(f"{path}: empty (0 bytes), not a training state: it was cut off (a full disk, or a "
+                              "copy that stopped); restore it from a copy, or train the run again")  # fmt: skip
+    try:
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 — any failure to read is the same user-facing problem
-        raise CheckpointError(f"{path}: not a readable training state ({str(err).splitlines()[0][:200]})") from None
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise CheckpointError(f"{path}: not a readable training state, cut off or damaged ({reason}); restore it "
+                              "from a copy, or train the run again") from None  # fmt: skip
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a training state (it holds a {type(state).__name__})")
+    return state

@@ -54,6 +54,7 @@ class StepStats:
     clipped: int = 0  # steps where the gradient norm exceeded clip_norm
     skipped: int = 0  # batches dropped because of a non-finite loss or gradient (on_nonfinite="skip")
     items: int = 0  # training items seen
+    elapsed: float = 0.0  # seconds of training so far, evaluation and checkpoints included, over every resume
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -103,6 +104,7 @@ class Trainer:
         self.stats = StepStats()
         self.context: dict[str, Any] = {}
         self.should_stop = False  # a callback (early stopping, max_steps) sets it
+        self._clock: tuple[float, float] | None = None  # (stats.elapsed, perf_counter()) when fit began
         self.device, self.precision = device, precision
         self.scaler = torch.amp.GradScaler(device.type if device else "cpu") if precision == "fp16" else None
 
@@ -171,16 +173,28 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------------------
 
+    def tick(self) -> float:
+        """Bring ``stats.elapsed`` up to now (during :meth:`fit`); return it."""
+        if self._clock is not None:
+            base, start = self._clock
+            self.stats.elapsed = base + (time.perf_counter() - start)
+        return self.stats.elapsed
+
     def fit(self, batches: Callable[[int], Iterable[Any]], epochs: int, max_steps: int = 0) -> StepStats:
-        """Train for ``epochs`` epochs (or until ``max_steps`` optimiser steps, 0 = no limit).
+        """Train for ``epochs`` epochs (or until ``max_steps`` optimiser steps, 0 = no limit). ``stats.elapsed``
+        counts the seconds of training, evaluation and checkpoints included, on from where a resumed trainer's
+        stats left it (a time limit is a callback: :class:`dnn.training.callbacks.TimeLimit`).
 
         ``batches(epoch)`` returns the epoch's batches (so that a sampler can be re-seeded per epoch). A resumed
         trainer (``stats`` loaded) skips the batches of the current epoch it has already consumed.
         """
         self.model.train()
         self.should_stop = False
+        self._clock = (self.stats.elapsed, time.perf_counter())
         self.emit("fit_start")
         while self.stats.epoch < epochs and not self.should_stop:
+            if max_steps and self.stats.step >= max_steps:
+                break  # a trainer resumed at its limit takes no step more
             epoch = self.stats.epoch
             self.emit("epoch_start", epoch=epoch)
             start = time.perf_counter()
@@ -189,6 +203,7 @@ class Trainer:
                     continue  # consumed before a resume
                 result = self.train_step(batch)
                 self.stats.batch_in_epoch = index + 1
+                self.tick()
                 if result is not None:
                     self.emit("step_end", epoch=epoch, seconds=time.perf_counter() - start, **result)
                 if max_steps and self.stats.step >= max_steps:
@@ -199,6 +214,9 @@ class Trainer:
             else:  # the epoch ran to its end
                 self.stats.epoch += 1
                 self.stats.batch_in_epoch = 0
+                self.tick()
                 self.emit("epoch_end", epoch=epoch, complete=True)
+        self.tick()
+        self._clock = None
         self.emit("fit_end")
         return self.stats

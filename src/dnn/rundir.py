@@ -1,0 +1,545 @@
+"""The folders dnn writes — a run, a report drawn elsewhere (``inspect --out``), an export (``export --out``) — and
+the one module that touches their files: the names, the manifest, the lock, atomic writes, reading back.
+
+    runs/<name>/
+      .dnn-manifest.json written first: what kind of folder this is and every file dnn wrote in it (SHA-256 of the
+                         checkpoints and weights), the config the run was started with, a fingerprint of its data
+      .lock              one writer at a time (flock; the kernel drops it when the writer dies)
+      config.yaml  task.json  vocab.json …  state.pt  last.safetensors  model.safetensors  metrics.jsonl
+      log.txt  results.json  report.html  figures/  tensorboard/  export/<format>/
+
+Rules, for every folder dnn writes:
+
+- A folder is taken when it is new or empty, or when its manifest says it holds the same kind of output (of the same
+  run); anything else is refused before anything is created or deleted in it.
+- Nothing is opened through a symbolic link (``lstat``, ``O_NOFOLLOW``); nothing is written in place through a hard
+  link; a file with a name dnn writes that its manifest does not list is the user's, and refused.
+- Whole files are written to a temporary name, flushed and renamed (:func:`dnn.io.atomic_write`); a checkpoint's
+  SHA-256 goes into the manifest as *pending* before the rename and as *current* after it, so a kill at any instant
+  leaves a file the manifest vouches for, and a changed byte is caught when the file is read back.
+- dnn deletes only files its manifest lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from dnn.errors import CheckpointError, ConfigError
+from dnn.io import (
+    FolderLock,
+    commit,
+    fingerprint,
+    is_temporary_of,
+    open_append,
+    open_nofollow,
+    read_bytes_nofollow,
+    read_json,
+    remove_stale_temporaries,
+    resource_error,
+    sha256_file,
+    write_json,
+    write_temporary,
+    write_text,
+)
+
+__all__ = ["RunDir", "RunLock", "as_run", "fingerprint"]
+
+MANIFEST = ".dnn-manifest.json"
+LOCK = ".lock"
+CONFIG = "config.yaml"
+STATE = "state.pt"
+LAST = "last.safetensors"
+MODEL = "model.safetensors"
+TASK = "task.json"
+RESULTS = "results.json"
+METRICS = "metrics.jsonl"
+LOG = "log.txt"
+REPORT = "report.html"
+FIGURES = "figures"
+TENSORBOARD = "tensorboard"
+EXPORT = "export"
+VOCAB, LABELS, TOKENIZER = "vocab.json", "labels.json", "tokenizer.json"
+SOURCE_VOCAB, TARGET_VOCAB = "source_vocab.json", "target_vocab.json"
+SOURCE_TOKENIZER, TARGET_TOKENIZER = "source_tokenizer.json", "target_tokenizer.json"
+EXPORT_MANIFEST = "manifest.json"  # an export's description for a deployment (dnn.export)
+
+# names dnn may write at the top of a folder: one of these that the manifest does not list is the user's
+KNOWN = {LOCK, CONFIG, STATE, LAST, MODEL, TASK, RESULTS, METRICS, LOG, REPORT, VOCAB, LABELS, TOKENIZER,
+         SOURCE_VOCAB, TARGET_VOCAB, SOURCE_TOKENIZER, TARGET_TOKENIZER, EXPORT_MANIFEST}  # fmt: skip
+KEEP_ON_RESTART = {LOCK, LOG}  # what a restart of a run that trained nothing keeps
+KINDS = {"run": "a dnn run", "report": "a dnn report", "export": "a dnn export"}
+FORMAT = "dnn.folder"
+
+
+class RunLock(FolderLock):
+    """One writer per folder: an exclusive ``flock`` on ``<folder>/.lock`` (:class:`dnn.io.FolderLock`)."""
+
+    NAME = LOCK
+
+    def __init__(self, folder: str | os.PathLike, command: str = "train"):
+        super().__init__(Path(folder) / LOCK, command)
+
+
+def _link_error(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path}: is a symbolic link; dnn opens nothing in its folders through a link: remove it, "
+                           "or choose another folder")  # fmt: skip
+
+
+def _foreign_error(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path}: not written by dnn (its manifest does not list it); dnn never writes over a file "
+                           "it did not make: move it away, or choose another folder")  # fmt: skip
+
+
+def _parts(name: str) -> list[str]:
+    parts = name.split("/")
+    if not name or any(p in ("", ".", "..") or "\0" in p or "\\" in p for p in parts):
+        raise CheckpointError(f"{name!r}: not a file name inside a dnn folder")
+    return parts
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        raise resource_error(path, err, "cannot read") from None
+
+
+class RunDir:
+    """A folder dnn reads or writes, with its manifest (None: a folder from before manifests, read only).
+
+    Open one with :meth:`reader` (read back, no lock), :meth:`create_run` / :meth:`open_run` (a run to train or to
+    draw into) or :meth:`open_output` (``--out``); the writing ones hold the folder's lock until :meth:`close`.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any] | None, persist: bool = False):
+        self.path, self.manifest, self.persist = Path(path), manifest, persist
+        self.lock: RunLock | None = None
+        self.created = False  # this process made the folder (a failed start removes what it wrote)
+
+    # -- opening ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def reader(cls, path: str | os.PathLike) -> RunDir:
+        """A folder to read back: its manifest if it has one (to verify what is read against it)."""
+        path = Path(path)
+        info = _lstat(path)
+        if info is None or not path.is_dir():
+            raise CheckpointError(f"{path}: not a run directory ({'no such folder' if info is None else 'a file'})")
+        return cls(path, _read_manifest(path))
+
+    @classmethod
+    def create_run(cls, path: str | os.PathLike, source: dict[str, Any]) -> RunDir:
+        """A folder for a new run (``source``: its config): new, empty, or a run of dnn's that trained no step
+        (restarted in place). Anything else is refused before anything is written."""
+        path = Path(path)
+        manifest = _claimable(path, "run", None)
+        if manifest is not None and _lstat(path / STATE) is not None:
+            raise ConfigError(f"{path} already holds a run; continue it with `dnn train --resume --run-dir {path}` "
+                              "or choose another --run-dir")  # fmt: skip
+        run = cls(path, manifest or _new_manifest("run", None, {"source": source, "data": {}}), persist=True)
+        if manifest is None:
+            run.created = _lstat(path) is None
+            run._create_folder()
+        run._take_lock("train")
+        if manifest is not None:  # a run that trained nothing: started again, with this config
+            run.remove_listed(keep=KEEP_ON_RESTART)
+            run.manifest["source"], run.manifest["data"] = source, {}
+            run.save_manifest()
+        return run
+
+    @classmethod
+    def open_run(cls, path: str | os.PathLike, command: str = "train") -> RunDir:
+        """A run of dnn's to continue (``--resume``) or to draw into (``dnn inspect``), locked."""
+        path = Path(path)
+        if _lstat(path) is None:
+            raise CheckpointError(f"{path}: no such run; start one with `dnn train RECIPE --run-dir {path}`")
+        manifest = _claimable(path, "run", None, resume=True)
+        run = cls(path, manifest, persist=True)
+        run._take_lock(command)
+        return run
+
+    @classmethod
+    def open_output(cls, path: str | os.PathLike, kind: str, of: RunDir, detail: dict[str, Any]) -> RunDir:
+        """An ``--out`` folder for ``kind`` ("report", "export") of the run ``of``: new, empty, or one holding the
+        same kind of output of the same run (and ``detail``, e.g. the export format)."""
+        path = Path(path)
+        manifest = _claimable(path, kind, of.identity(), detail=detail)
+        out = cls(path, manifest or _new_manifest(kind, of.identity(), {"detail": detail}), persist=True)
+        if manifest is None:
+            out._create_folder()
+        out._take_lock(kind)
+        return out
+
+    @classmethod
+    def scratch(cls, path: str | os.PathLike) -> RunDir:
+        """A throw-away folder whose manifest stays in memory (to compare what would be written)."""
+        return cls(Path(path), {**_new_manifest("run", None, {}), "files": {}})
+
+    def _create_folder(self) -> None:
+        """The folder (and its parents), then the manifest — written first, exclusively: of two dnn processes
+        starting in one empty folder at once, one goes on and the other is refused."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise resource_error(self.path, err, "cannot create the folder") from None
+        remove_stale_temporaries(self.path, [MANIFEST])  # a start killed while it wrote the manifest
+        target = self.path / MANIFEST
+        tmp = write_temporary(target, lambda t: Path(t).write_text(_dump(self.manifest), encoding="utf-8"))
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise ConfigError(f"{self.path} is being set up by another dnn process; choose another folder") from None
+        except OSError as err:
+            raise resource_error(target, err) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _take_lock(self, command: str) -> None:
+        self.record(LOCK)
+        self.lock = RunLock(self.path, command)
+        self.lock.acquire()
+        self.manifest = _read_manifest(self.path) or self.manifest  # as the last writer left it
+        self._settle()
+        remove_stale_temporaries(self.path, {*KNOWN, MANIFEST, *self.files})  # what a writer killed mid-save left
+        if (self.path / FIGURES).is_dir() and not (self.path / FIGURES).is_symlink():
+            remove_stale_temporaries(self.path / FIGURES, [n.split("/", 1)[1] for n in self.files if "/" in n])
+
+    def _settle(self) -> None:
+        """A writer killed between a rename and the manifest's update left a *pending* hash: the file on disk is
+        the old one or the new one; whichever it is becomes the current hash (anything else stays for
+        :meth:`verified` to report)."""
+        changed = False
+        for name, entry in self.files.items():
+            if "pending" not in entry:
+                continue
+            digest = sha256_file(self.path / name) if self.has(name) else None
+            if digest in (entry.get("pending"), entry.get("sha256")):
+                entry["sha256"] = digest
+                del entry["pending"]
+                changed = True
+        if changed:
+            self.save_manifest()
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def discard(self) -> None:
+        """Remove everything this process wrote in a folder it created (a start that failed before any step)."""
+        self.remove_listed(keep=set())
+        (self.path / MANIFEST).unlink(missing_ok=True)
+        self.close()
+        try:
+            self.path.rmdir()  # only if nothing else is there
+        except OSError:
+            pass
+
+    # -- what the folder is -------------------------------------------------------------------------------------
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        return self.manifest.setdefault("files", {}) if self.manifest is not None else {}
+
+    @property
+    def source(self) -> dict[str, Any] | None:
+        """The config a run was started with (before its data was read), for a run killed before config.yaml."""
+        return self.manifest.get("source") if self.manifest is not None else None
+
+    def identity(self) -> str:
+        """The run's id (from its manifest; a run from before manifests: its resolved path)."""
+        return str(self.manifest["id"]) if self.manifest is not None else str(self.path.resolve())
+
+    def save_manifest(self) -> None:
+        if self.persist:
+            write_text(self.path / MANIFEST, _dump(self.manifest))
+
+    # -- names --------------------------------------------------------------------------------------------------
+
+    def file(self, name: str) -> Path:
+        """The path of ``name`` for reading: never a symbolic link, never outside the folder."""
+        path = self._inside(name)
+        info = _lstat(path)
+        if info is not None and stat.S_ISLNK(info.st_mode):
+            raise _link_error(path)
+        return path
+
+    def read_json(self, name: str, expected: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The JSON object ``name`` (never through a link); a one-line CheckpointError naming it otherwise."""
+        return read_json(self.file(name), expected, required)
+
+    def has(self, name: str) -> bool:
+        info = _lstat(self._inside(name))
+        return info is not None and stat.S_ISREG(info.st_mode)
+
+    def record(self, name: str, **entry: Any) -> None:
+        """List ``name`` in the manifest as dnn's (before it is written, so a kill never leaves an unlisted file)."""
+        if name not in self.files or entry:
+            self.files.setdefault(name, {}).update(entry)
+            self.save_manifest()
+
+    def output(self, name: str) -> Path:
+        """The path for a whole file that another writer puts there atomically (``vocab.save(run.output(...))``):
+        checked (no link, not the user's) and listed in the manifest first."""
+        path = self._inside(name)
+        self._writable(name, path)
+        self.record(name)
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        return write_text(self.output(name), text)
+
+    def write_json(self, name: str, data: Any) -> Path:
+        return write_json(self.output(name), data)
+
+    def write_hashed(self, writers: dict[str, Callable[[str], None]]) -> None:
+        """Write several files (``name -> write(tmp_path)``) whose SHA-256 the manifest keeps: each to a temporary
+        file, the hashes into the manifest as pending, the renames, the hashes as current."""
+        tmps: dict[str, Path] = {}
+        try:
+            for name, write in writers.items():
+                path = self._inside(name)
+                self._writable(name, path)
+                tmps[name] = write_temporary(path, write)
+            for name, tmp in tmps.items():
+                self.files.setdefault(name, {})["pending"] = sha256_file(tmp)
+            self.save_manifest()
+            for name in list(tmps):
+                commit(tmps.pop(name), self._inside(name))
+        finally:
+            for tmp in tmps.values():
+                tmp.unlink(missing_ok=True)
+        for name in writers:
+            entry = self.files[name]
+            entry["sha256"] = entry.pop("pending")
+        self.save_manifest()
+
+    def verified(self, name: str, what: str = "file") -> Path:
+        """``name``, checked against the SHA-256 the manifest recorded when dnn wrote it (a run without a record of
+        it: as it is); a 0-byte or changed file is a one-line CheckpointError naming it."""
+        path = self.file(name)
+        info = _lstat(path)
+        if info is None:
+            raise CheckpointError(f"{path}: no such {what}")
+        if info.st_size == 0:
+            raise CheckpointError(f"{path}: empty (0 bytes), not a {what}: it was cut off (a full disk, or a copy "
+                                  "that stopped); restore it from a copy, or train the run again")  # fmt: skip
+        for attempt in range(2):
+            entry = self.files.get(name) or {}
+            expected = {entry.get("sha256"), entry.get("pending")} - {None}
+            if not expected:
+                return path
+            digest = sha256_file(path)
+            if digest in expected:
+                return path
+            if attempt == 0 and self.lock is None:  # a writer may have renamed it after the manifest was read
+                self.manifest = _read_manifest(self.path) or self.manifest
+        shown = entry.get("sha256") or entry.get("pending")
+        raise CheckpointError(f"{path}: its SHA-256 ({digest[:12]}…) is not the one dnn recorded when it wrote the "
+                              f"{what} ({shown[:12]}…): the file was changed or damaged since; restore it from a "
+                              "copy, or train the run again")  # fmt: skip
+
+    def append(self, name: str, what: str = "log") -> TextIO:
+        """``name`` opened to append text (listed first; never through a symbolic or hard link)."""
+        path = self._inside(name)
+        self._writable(name, path)
+        self.record(name)
+        return open_append(path, what)
+
+    def truncate(self, name: str, size: int) -> None:
+        """Cut the append-only file ``name`` (dnn's) back to ``size`` bytes: what was logged after a checkpoint."""
+        if name not in self.files or not self.has(name):
+            return
+        fd = open_nofollow(self._inside(name), os.O_WRONLY, "log")
+        try:
+            if os.fstat(fd).st_size > size:
+                os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+
+    def folder(self, name: str) -> Path:
+        """A sub-folder dnn writes into (``figures``, ``tensorboard``): a real folder, never a link; listed."""
+        path = self._inside(name)
+        info = _lstat(path)
+        if info is not None and stat.S_ISLNK(info.st_mode):
+            raise _link_error(path)
+        if info is not None and not stat.S_ISDIR(info.st_mode):
+            raise _foreign_error(path)
+        self.record(name + "/")
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError as err:
+            raise resource_error(path, err, "cannot create the folder") from None
+        return path
+
+    def remove(self, name: str) -> None:
+        """Delete ``name`` if the manifest lists it (dnn wrote it) and it is a regular file; unlist it."""
+        if name not in self.files:
+            return
+        path = self._inside(name)
+        info = _lstat(path)
+        if info is not None and stat.S_ISREG(info.st_mode):
+            path.unlink(missing_ok=True)
+        del self.files[name]
+
+    def remove_listed(self, keep: set[str]) -> None:
+        """Delete the files the manifest lists, except ``keep``."""
+        for name in sorted(self.files, key=len, reverse=True):
+            if name in keep:
+                continue
+            if name.endswith("/"):  # a folder dnn made: the files it wrote there by their pattern, then the folder
+                folder = self._inside(name[:-1])
+                if name[:-1] == TENSORBOARD and folder.is_dir() and not folder.is_symlink():
+                    for entry in os.scandir(folder):
+                        if entry.name.startswith("events.out.tfevents.") and entry.is_file(follow_symlinks=False):
+                            os.unlink(entry.path)
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass  # something of the user's is in it: it stays
+                del self.files[name]
+            else:
+                self.remove(name)
+        self.save_manifest()
+
+    # -- data the run read --------------------------------------------------------------------------------------
+
+    @property
+    def data(self) -> dict[str, dict[str, Any]]:
+        """The fingerprint of every data file the run read (``key -> {"path", "size", "sha256"}``)."""
+        return (self.manifest or {}).get("data") or {}
+
+    def record_data(self, fingerprints: dict[str, dict[str, Any]]) -> None:
+        if self.manifest is not None and self.manifest.get("data") != fingerprints:
+            self.manifest["data"] = fingerprints
+            self.save_manifest()
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _inside(self, name: str) -> Path:
+        parts = _parts(name)
+        for i in range(1, len(parts)):  # every folder on the way is a real folder of the run, never a link
+            info = _lstat(self.path.joinpath(*parts[:i]))
+            if info is not None and stat.S_ISLNK(info.st_mode):
+                raise _link_error(self.path.joinpath(*parts[:i]))
+            if info is not None and not stat.S_ISDIR(info.st_mode):
+                raise _foreign_error(self.path.joinpath(*parts[:i]))
+        return self.path.joinpath(*parts)
+
+    def _writable(self, name: str, path: Path) -> None:
+        info = _lstat(path)
+        if info is None:
+            return
+        if stat.S_ISLNK(info.st_mode):
+            raise _link_error(path)
+        if name not in self.files and self.persist:
+            raise _foreign_error(path)
+
+
+def _new_manifest(kind: str, of: str | None, extra: dict[str, Any]) -> dict[str, Any]:
+    files = {LOCK: {}, LOG: {}} if kind == "run" else {LOCK: {}}  # listed before they are made
+    manifest = {"format": FORMAT, "version": 1, "kind": kind, "id": uuid.uuid4().hex, "files": files, **extra}
+    if of is not None:
+        manifest["of"] = of
+    return manifest
+
+
+def _dump(manifest: dict[str, Any]) -> str:
+    return json.dumps(manifest, indent=1, ensure_ascii=False) + "\n"
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest of the folder ``path``; None if it has none. Never read through a link."""
+    target = path / MANIFEST
+    info = _lstat(target)
+    if info is None:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        raise _link_error(target)
+    read_bytes_nofollow(target, "manifest")  # refuses a link swapped in since the lstat
+    data = read_json(target, "a dnn folder's manifest", required=("format", "kind", "id", "files"))
+    if data.get("format") != FORMAT or data.get("kind") not in KINDS or not isinstance(data.get("files"), dict):
+        raise CheckpointError(f"{target}: not a dnn manifest (format {data.get('format')!r:.40})")
+    return data
+
+
+def _claimable(path: Path, kind: str, of: str | None, resume: bool = False,
+               detail: dict[str, Any] | None = None) -> dict[str, Any] | None:  # fmt: skip
+    """The manifest of ``path`` if dnn may write ``kind`` there (None: the folder is new or empty); otherwise a
+    one-line error that says what to do. Nothing is created or deleted here."""
+    info = _lstat(path)
+    if info is None:
+        return None
+    if not path.is_dir():
+        raise ConfigError(f"{path} is a file, not a folder; choose a folder")
+    manifest = _read_manifest(path)
+    try:
+        entries = sorted(os.listdir(path))
+    except OSError as err:
+        raise resource_error(path, err, "cannot read") from None
+    if manifest is None:
+        others = [e for e in entries if not is_temporary_of(e, MANIFEST)]
+        if resume and CONFIG in others:
+            raise CheckpointError(f"{path} has no {MANIFEST}: not a dnn run, or one made by an older dnn or copied "
+                                  "without its hidden files; dnn continues only runs whose files it can vouch for: "
+                                  "copy the run with `cp -r`, or start a new one with `dnn train RECIPE --run-dir "
+                                  "NEW`")  # fmt: skip
+        if resume:
+            raise CheckpointError(f"{path} is not a dnn run; start one with `dnn train RECIPE --run-dir {path}`")
+        if others:
+            shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+            raise ConfigError(f"{path} is not empty and not {KINDS[kind]} (it holds {shown}); choose a new or empty "
+                              "folder: dnn never writes over files it did not make")  # fmt: skip
+        return None
+    if manifest["kind"] != kind:
+        raise ConfigError(f"{path} holds {KINDS[manifest['kind']]}, not {KINDS[kind]}; choose a new or empty folder")
+    if of is not None and manifest.get("of") != of:
+        raise ConfigError(f"{path} holds {KINDS[kind]} of another run; choose a new or empty folder for this one")
+    if detail is not None and manifest.get("detail") != detail:
+        shown = ", ".join(f"{k} {v}" for k, v in (manifest.get("detail") or {}).items())
+        raise ConfigError(f"{path} holds {KINDS[kind]} of this run with {shown}; choose another folder")
+    _check_entries(path, manifest, entries)
+    return manifest
+
+
+def _check_entries(path: Path, manifest: dict[str, Any], entries: list[str]) -> None:
+    """Refuse a folder where dnn would write through a link or over a file that is not its own. A name dnn never
+    writes is the user's and left alone."""
+    listed = manifest["files"]
+    for entry in entries:
+        target = path / entry
+        info = target.lstat()
+        if entry in (FIGURES, TENSORBOARD) or entry + "/" in listed:
+            if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+                _check_file(target, entry, {})
+            for inner in sorted(os.listdir(target)):
+                # a folder dnn made for another writer (TensorBoard's event files): dnn's as a whole
+                name = entry + "/" if entry == TENSORBOARD and entry + "/" in listed else f"{entry}/{inner}"
+                if not (target / inner).is_dir() or (target / inner).is_symlink():
+                    _check_file(target / inner, name, listed)
+        elif entry in KNOWN or entry in listed:
+            _check_file(target, entry, listed)
+
+
+def _check_file(target: Path, name: str, listed: dict[str, Any]) -> None:
+    info = target.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        raise _link_error(target)
+    if name not in listed and not (target.name.startswith(".") and target.name.endswith(".tmp")):
+        raise _foreign_error(target)
+    if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+        raise CheckpointError(f"{target}: has {info.st_nlink} hard links; dnn writes nothing through a hard link "
+                              "(another name of the file would change too): copy the folder with `cp -r`")  # fmt: skip
+
+
+def as_run(run_dir: RunDir | str | os.PathLike) -> RunDir:
+    """``run_dir`` as a :class:`RunDir` (a path: read back, as :meth:`RunDir.reader`)."""
+    return run_dir if isinstance(run_dir, RunDir) else RunDir.reader(run_dir)
