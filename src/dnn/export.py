@@ -51,7 +51,7 @@ from torch import Tensor, nn
 import dnn.layers.attention as attention_module
 from dnn import __version__
 from dnn.errors import ConfigError, DnnError
-from dnn.io import EOS_ID, PAD_ID, SOS_ID, atomic_write, read_bytes_nofollow
+from dnn.io import EOS_ID, PAD_ID, SOS_ID, read_bytes_nofollow
 from dnn.models.seq2seq import DecoderState, Seq2Seq
 from dnn.run import LoadedRun, load_run
 from dnn.rundir import EXPORT, EXPORT_MANIFEST, LOCK, TASK, RunDir
@@ -409,14 +409,11 @@ def _shipped_files(run: LoadedRun, source: RunDir) -> dict[str, str]:
 def _preprocessing(run: LoadedRun) -> dict[str, Any]:
     p = run.predictor
     if p.kind == "image":
-        return {
-            "image_size": p.image_size,
-            "channels": p.channels,
-            "input": "images (B, C, image_size, image_size), float32 in [0, 1]; the normalisation is inside the graph",
-            "normalize": p.normalize.to_dict(),
-            "classes": list(p.classes),
-            "output": "logits (B, K); softmax gives the class probabilities, columns in the order of classes",
-        }
+        return {"image_size": p.image_size, "channels": p.channels,
+                "input": "images (B, C, image_size, image_size), float32 in [0, 1]; the normalisation is inside the "
+                         "graph", "normalize": p.normalize.to_dict(), "classes": list(p.classes),
+                "output": "logits (B, K); softmax gives the class probabilities, columns in the order of classes"
+                }  # fmt: skip
     tokens = {"pad_id": PAD_ID, "input": "ids of the vocabulary file (<unk> = 1), padded with <pad> = 0 at the end"}
     if p.kind == "classify":
         return {**tokens, "max_length": p.max_length, "output": "logits (B, K), columns in the order of labels.json"}
@@ -427,25 +424,18 @@ def _preprocessing(run: LoadedRun) -> dict[str, Any]:
 
 def _decoding(run: LoadedRun) -> dict[str, Any]:
     model, p = run.model, run.predictor
-    return {
-        "sos_id": SOS_ID,
-        "eos_id": EOS_ID,
-        "pad_id": PAD_ID,
-        "state": state_names(model),
-        "context": context_names(model),
-        "step_outputs": "logits, then next_<name> for each name of state, then attention (models with attention)",
-        "max_len": f"max(max_target_length, 2·S) + {MARGIN} tokens for a batch of source length S",
-        "max_target_length": p.max_target_length,
-        "max_source_length": p.max_source_length,
-    }
+    return {"sos_id": SOS_ID, "eos_id": EOS_ID, "pad_id": PAD_ID, "state": state_names(model),
+            "context": context_names(model),
+            "step_outputs": "logits, then next_<name> for each name of state, then attention (models with attention)",
+            "max_len": f"max(max_target_length, 2·S) + {MARGIN} tokens for a batch of source length S",
+            "max_target_length": p.max_target_length, "max_source_length": p.max_source_length}  # fmt: skip
 
 
 def export_run(path: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLike | None = None,
                log: Log = lambda line: None) -> ExportResult:  # fmt: skip
     """Export the run at ``path`` as ``fmt`` (``"onnx"`` or ``"torchscript"``) into ``out`` (default
-    ``<run>/export/<fmt>``): the graphs, ``manifest.json`` and the files prediction needs; see the module docstring.
-    ``out`` is a new or empty folder, or one holding an export of the same run in the same format; nothing else
-    is written over (:meth:`dnn.rundir.RunDir.open_output`)."""
+    ``<run>/export/<fmt>``; a new or empty folder, or one that holds this run's export in this format): the graphs,
+    ``manifest.json`` and the files prediction needs; see the module docstring."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     if fmt == "onnx" and not _installed("onnx"):  # torch.onnx writes the model through it
@@ -459,12 +449,9 @@ def export_run(path: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLik
     if fmt == "onnx":
         _check_onnx_stack(run)
     source = RunDir.reader(run.path)
-    target = RunDir.open_output(source.file(f"{EXPORT}/{fmt}") if out is None else out, "export", source,
-                                {"format": fmt})  # fmt: skip
-    try:
-        return _export(run, source, target, fmt, kind, graphs, log)
-    finally:
-        target.close()
+    with RunDir.open_output(source.file(f"{EXPORT}/{fmt}") if out is None else out, "export", source,
+                            {"format": fmt}) as out:  # fmt: skip
+        return _export(run, source, out, fmt, kind, graphs, log)
 
 
 def _export(run: LoadedRun, source: RunDir, out: RunDir, fmt: str, kind: str, graphs: list[Graph],
@@ -491,8 +478,7 @@ def _export(run: LoadedRun, source: RunDir, out: RunDir, fmt: str, kind: str, gr
         )
     files = _shipped_files(run, source)
     for name in files.values():
-        data = read_bytes_nofollow(source.file(name), "file of the run")
-        written.append(atomic_write(out.output(name), lambda tmp, data=data: Path(tmp).write_bytes(data)))
+        written.append(out.write_bytes(name, read_bytes_nofollow(source.file(name), "file of the run")))
     manifest: dict[str, Any] = {
         "format": fmt,
         **({"opset": OPSET} if fmt == "onnx" else {}),
@@ -508,8 +494,6 @@ def _export(run: LoadedRun, source: RunDir, out: RunDir, fmt: str, kind: str, gr
         "parity": parity,
     }
     written.append(out.write_json(EXPORT_MANIFEST, manifest))
-    now = {str(path.relative_to(out.path)) for path in written}
-    for name in [n for n in out.files if n not in now and n != LOCK]:
-        out.remove(name)  # written by an earlier export of this run (its manifest says so), not by this one
-    out.save_manifest()
+    # what an earlier export of this run wrote (its manifest says so) and this one did not: removed
+    out.remove_listed(keep={LOCK, *(str(path.relative_to(out.path)) for path in written)})
     return ExportResult(out.path, written, manifest)

@@ -20,7 +20,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,10 +39,13 @@ __all__ = [
     "UNK",
     "UNK_ID",
     "atomic_write",
+    "check_entries",
     "check_file",
     "commit",
     "fingerprint",
+    "foreign_error",
     "is_temporary_of",
+    "link_error",
     "load_json",
     "open_append",
     "open_nofollow",
@@ -313,6 +316,46 @@ class FolderLock:
         if self.fd is not None:
             os.close(self.fd)  # closing the descriptor drops the lock
             self.fd = None
+
+
+def link_error(path: str | os.PathLike) -> CheckpointError:
+    return CheckpointError(f"{path}: is a symbolic link; dnn opens nothing in its folders through a link: remove it, "
+                           "or choose another folder")  # fmt: skip
+
+
+def foreign_error(path: str | os.PathLike) -> CheckpointError:
+    return CheckpointError(f"{path}: not written by dnn (its manifest does not list it); dnn never writes over a file "
+                           "it did not make: move it away, or choose another folder")  # fmt: skip
+
+
+def check_entries(folder: Path, entries: Iterable[str], listed: Collection[str], known: Collection[str],
+                  folders: Collection[str], whole: Collection[str]) -> None:  # fmt: skip
+    """Refuse ``folder`` where dnn would write through a link or over a file not its own: every entry named in
+    ``known`` (what dnn may write) or ``listed`` (what it wrote), and every file in the sub-folders ``folders``, must
+    be a regular file with one link, and listed — as itself, or, in a sub-folder of ``whole`` listed as ``name/``,
+    by its folder (TensorBoard's event files). Names dnn never writes are the user's and left alone."""
+    for entry in entries:
+        target = folder / entry
+        if entry in folders or entry + "/" in listed:
+            if target.is_symlink() or not target.is_dir():
+                _check_entry(target, entry, ())  # a link, or a file where dnn keeps a folder
+            owned = entry in whole and entry + "/" in listed
+            for inner in sorted(os.listdir(target)):
+                if (target / inner).is_symlink() or not (target / inner).is_dir():
+                    _check_entry(target / inner, entry + "/" if owned else f"{entry}/{inner}", listed)
+        elif entry in known or entry in listed:
+            _check_entry(target, entry, listed)
+
+
+def _check_entry(target: Path, name: str, listed: Collection[str]) -> None:
+    info = target.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        raise link_error(target)
+    if name not in listed and not (target.name.startswith(".") and target.name.endswith(TMP_SUFFIX)):
+        raise foreign_error(target)
+    if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+        raise CheckpointError(f"{target}: has {info.st_nlink} hard links; dnn writes nothing through a hard link "
+                              "(another name of the file would change too): copy the folder with `cp -r`")  # fmt: skip
 
 
 # -- reading -----------------------------------------------------------------------------------------------------

@@ -1,23 +1,17 @@
 """The folders dnn writes — a run, a report drawn elsewhere (``inspect --out``), an export (``export --out``) — and
 the one module that touches their files: the names, the manifest, the lock, atomic writes, reading back.
 
-    runs/<name>/
-      .dnn-manifest.json written first: what kind of folder this is and every file dnn wrote in it (SHA-256 of the
-                         checkpoints and weights), the config the run was started with, a fingerprint of its data
-      .lock              one writer at a time (flock; the kernel drops it when the writer dies)
-      config.yaml  task.json  vocab.json …  state.pt  last.safetensors  model.safetensors  metrics.jsonl
-      log.txt  results.json  report.html  figures/  tensorboard/  export/<format>/
+    runs/<name>/   .dnn-manifest.json (written first: the kind of folder, every file dnn wrote with the SHA-256 of
+                   checkpoints and weights, the config the run started with, its data's fingerprint)   .lock
+                   config.yaml task.json vocab.json … state.pt last.safetensors model.safetensors metrics.jsonl
+                   log.txt results.json report.html figures/ tensorboard/ export/<format>/
 
-Rules, for every folder dnn writes:
-
-- A folder is taken when it is new or empty, or when its manifest says it holds the same kind of output (of the same
-  run); anything else is refused before anything is created or deleted in it.
-- Nothing is opened through a symbolic link (``lstat``, ``O_NOFOLLOW``); nothing is written in place through a hard
-  link; a file with a name dnn writes that its manifest does not list is the user's, and refused.
-- Whole files are written to a temporary name, flushed and renamed (:func:`dnn.io.atomic_write`); a checkpoint's
-  SHA-256 goes into the manifest as *pending* before the rename and as *current* after it, so a kill at any instant
-  leaves a file the manifest vouches for, and a changed byte is caught when the file is read back.
-- dnn deletes only files its manifest lists.
+A folder is taken when it is new or empty, or its manifest says it holds the same kind of output (of the same run);
+anything else is refused before anything is created or deleted in it. Nothing is opened through a symbolic link
+(``lstat``, ``O_NOFOLLOW``), nothing written in place through a hard link; a file with a name dnn writes that the
+manifest does not list is the user's, and refused. A checkpoint's SHA-256 goes into the manifest as *pending*
+before its rename and as *current* after it, so a kill at any instant leaves a file the manifest vouches for, and
+a changed byte is caught when it is read back. dnn deletes only files its manifest lists.
 """
 
 from __future__ import annotations
@@ -33,9 +27,13 @@ from typing import Any, TextIO
 from dnn.errors import CheckpointError, ConfigError
 from dnn.io import (
     FolderLock,
+    atomic_write,
+    check_entries,
     commit,
     fingerprint,
+    foreign_error,
     is_temporary_of,
+    link_error,
     open_append,
     open_nofollow,
     read_bytes_nofollow,
@@ -80,27 +78,8 @@ FORMAT = "dnn.folder"
 class RunLock(FolderLock):
     """One writer per folder: an exclusive ``flock`` on ``<folder>/.lock`` (:class:`dnn.io.FolderLock`)."""
 
-    NAME = LOCK
-
     def __init__(self, folder: str | os.PathLike, command: str = "train"):
         super().__init__(Path(folder) / LOCK, command)
-
-
-def _link_error(path: Path) -> CheckpointError:
-    return CheckpointError(f"{path}: is a symbolic link; dnn opens nothing in its folders through a link: remove it, "
-                           "or choose another folder")  # fmt: skip
-
-
-def _foreign_error(path: Path) -> CheckpointError:
-    return CheckpointError(f"{path}: not written by dnn (its manifest does not list it); dnn never writes over a file "
-                           "it did not make: move it away, or choose another folder")  # fmt: skip
-
-
-def _parts(name: str) -> list[str]:
-    parts = name.split("/")
-    if not name or any(p in ("", ".", "..") or "\0" in p or "\\" in p for p in parts):
-        raise CheckpointError(f"{name!r}: not a file name inside a dnn folder")
-    return parts
 
 
 def _lstat(path: Path) -> os.stat_result | None:
@@ -233,6 +212,12 @@ class RunDir:
             self.lock.release()
             self.lock = None
 
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def discard(self) -> None:
         """Remove everything this process wrote in a folder it created (a start that failed before any step)."""
         self.remove_listed(keep=set())
@@ -269,7 +254,7 @@ class RunDir:
         path = self._inside(name)
         info = _lstat(path)
         if info is not None and stat.S_ISLNK(info.st_mode):
-            raise _link_error(path)
+            raise link_error(path)
         return path
 
     def read_json(self, name: str, expected: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -280,17 +265,16 @@ class RunDir:
         info = _lstat(self._inside(name))
         return info is not None and stat.S_ISREG(info.st_mode)
 
-    def record(self, name: str, **entry: Any) -> None:
+    def record(self, name: str) -> None:
         """List ``name`` in the manifest as dnn's (before it is written, so a kill never leaves an unlisted file)."""
-        if name not in self.files or entry:
-            self.files.setdefault(name, {}).update(entry)
+        if name not in self.files:
+            self.files[name] = {}
             self.save_manifest()
 
     def output(self, name: str) -> Path:
         """The path for a whole file that another writer puts there atomically (``vocab.save(run.output(...))``):
         checked (no link, not the user's) and listed in the manifest first."""
-        path = self._inside(name)
-        self._writable(name, path)
+        path = self._writable(name)
         self.record(name)
         return path
 
@@ -300,15 +284,16 @@ class RunDir:
     def write_json(self, name: str, data: Any) -> Path:
         return write_json(self.output(name), data)
 
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        return atomic_write(self.output(name), lambda tmp: Path(tmp).write_bytes(data))
+
     def write_hashed(self, writers: dict[str, Callable[[str], None]]) -> None:
         """Write several files (``name -> write(tmp_path)``) whose SHA-256 the manifest keeps: each to a temporary
         file, the hashes into the manifest as pending, the renames, the hashes as current."""
         tmps: dict[str, Path] = {}
         try:
             for name, write in writers.items():
-                path = self._inside(name)
-                self._writable(name, path)
-                tmps[name] = write_temporary(path, write)
+                tmps[name] = write_temporary(self._writable(name), write)
             for name, tmp in tmps.items():
                 self.files.setdefault(name, {})["pending"] = sha256_file(tmp)
             self.save_manifest()
@@ -349,8 +334,7 @@ class RunDir:
 
     def append(self, name: str, what: str = "log") -> TextIO:
         """``name`` opened to append text (listed first; never through a symbolic or hard link)."""
-        path = self._inside(name)
-        self._writable(name, path)
+        path = self._writable(name)
         self.record(name)
         return open_append(path, what)
 
@@ -367,12 +351,7 @@ class RunDir:
 
     def folder(self, name: str) -> Path:
         """A sub-folder dnn writes into (``figures``, ``tensorboard``): a real folder, never a link; listed."""
-        path = self._inside(name)
-        info = _lstat(path)
-        if info is not None and stat.S_ISLNK(info.st_mode):
-            raise _link_error(path)
-        if info is not None and not stat.S_ISDIR(info.st_mode):
-            raise _foreign_error(path)
+        path = self._inside(name + "/")  # a real folder if it is there
         self.record(name + "/")
         try:
             path.mkdir(exist_ok=True)
@@ -396,11 +375,10 @@ class RunDir:
             if name in keep:
                 continue
             if name.endswith("/"):  # a folder dnn made: the files it wrote there by their pattern, then the folder
-                folder = self._inside(name[:-1])
-                if name[:-1] == TENSORBOARD and folder.is_dir() and not folder.is_symlink():
-                    for entry in os.scandir(folder):
-                        if entry.name.startswith("events.out.tfevents.") and entry.is_file(follow_symlinks=False):
-                            os.unlink(entry.path)
+                folder = self._inside(name)
+                for entry in os.scandir(folder) if name == TENSORBOARD + "/" and folder.is_dir() else ():
+                    if entry.name.startswith("events.out.tfevents.") and entry.is_file(follow_symlinks=False):
+                        os.unlink(entry.path)
                 try:
                     folder.rmdir()
                 except OSError:
@@ -425,23 +403,27 @@ class RunDir:
     # -- helpers ------------------------------------------------------------------------------------------------
 
     def _inside(self, name: str) -> Path:
-        parts = _parts(name)
-        for i in range(1, len(parts)):  # every folder on the way is a real folder of the run, never a link
+        """``name`` (``a``, ``a/b``; ``a/``: the folder ``a``) in the folder; every folder on the way a real one."""
+        parts = name.rstrip("/").split("/")
+        if not name or any(p in ("", ".", "..") or "\0" in p or "\\" in p for p in parts):
+            raise CheckpointError(f"{name!r}: not a file name inside a dnn folder")
+        for i in range(1, len(parts) + name.endswith("/")):
             info = _lstat(self.path.joinpath(*parts[:i]))
             if info is not None and stat.S_ISLNK(info.st_mode):
-                raise _link_error(self.path.joinpath(*parts[:i]))
+                raise link_error(self.path.joinpath(*parts[:i]))
             if info is not None and not stat.S_ISDIR(info.st_mode):
-                raise _foreign_error(self.path.joinpath(*parts[:i]))
+                raise foreign_error(self.path.joinpath(*parts[:i]))
         return self.path.joinpath(*parts)
 
-    def _writable(self, name: str, path: Path) -> None:
+    def _writable(self, name: str) -> Path:
+        """The path of ``name`` to write: never a link, never the user's file."""
+        path = self._inside(name)
         info = _lstat(path)
-        if info is None:
-            return
-        if stat.S_ISLNK(info.st_mode):
-            raise _link_error(path)
-        if name not in self.files and self.persist:
-            raise _foreign_error(path)
+        if info is not None and stat.S_ISLNK(info.st_mode):
+            raise link_error(path)
+        if info is not None and name not in self.files and self.persist:
+            raise foreign_error(path)
+        return path
 
 
 def _new_manifest(kind: str, of: str | None, extra: dict[str, Any]) -> dict[str, Any]:
@@ -462,12 +444,13 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
     info = _lstat(target)
     if info is None:
         return None
-    if not stat.S_ISREG(info.st_mode):
-        raise _link_error(target)
-    read_bytes_nofollow(target, "manifest")  # refuses a link swapped in since the lstat
-    data = read_json(target, "a dnn folder's manifest", required=("format", "kind", "id", "files"))
-    if data.get("format") != FORMAT or data.get("kind") not in KINDS or not isinstance(data.get("files"), dict):
-        raise CheckpointError(f"{target}: not a dnn manifest (format {data.get('format')!r:.40})")
+    try:
+        data = json.loads(read_bytes_nofollow(target, "manifest"))  # never through a link
+    except (ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("kind") not in KINDS \
+            or not isinstance(data.get("files"), dict) or "id" not in data:  # fmt: skip
+        raise CheckpointError(f"{target}: not a dnn manifest (damaged?); restore it from a copy of the folder")
     return data
 
 
@@ -506,38 +489,8 @@ def _claimable(path: Path, kind: str, of: str | None, resume: bool = False,
     if detail is not None and manifest.get("detail") != detail:
         shown = ", ".join(f"{k} {v}" for k, v in (manifest.get("detail") or {}).items())
         raise ConfigError(f"{path} holds {KINDS[kind]} of this run with {shown}; choose another folder")
-    _check_entries(path, manifest, entries)
+    check_entries(path, entries, manifest["files"], KNOWN, folders=(FIGURES, TENSORBOARD), whole=(TENSORBOARD,))
     return manifest
-
-
-def _check_entries(path: Path, manifest: dict[str, Any], entries: list[str]) -> None:
-    """Refuse a folder where dnn would write through a link or over a file that is not its own. A name dnn never
-    writes is the user's and left alone."""
-    listed = manifest["files"]
-    for entry in entries:
-        target = path / entry
-        info = target.lstat()
-        if entry in (FIGURES, TENSORBOARD) or entry + "/" in listed:
-            if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-                _check_file(target, entry, {})
-            for inner in sorted(os.listdir(target)):
-                # a folder dnn made for another writer (TensorBoard's event files): dnn's as a whole
-                name = entry + "/" if entry == TENSORBOARD and entry + "/" in listed else f"{entry}/{inner}"
-                if not (target / inner).is_dir() or (target / inner).is_symlink():
-                    _check_file(target / inner, name, listed)
-        elif entry in KNOWN or entry in listed:
-            _check_file(target, entry, listed)
-
-
-def _check_file(target: Path, name: str, listed: dict[str, Any]) -> None:
-    info = target.lstat()
-    if stat.S_ISLNK(info.st_mode):
-        raise _link_error(target)
-    if name not in listed and not (target.name.startswith(".") and target.name.endswith(".tmp")):
-        raise _foreign_error(target)
-    if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
-        raise CheckpointError(f"{target}: has {info.st_nlink} hard links; dnn writes nothing through a hard link "
-                              "(another name of the file would change too): copy the folder with `cp -r`")  # fmt: skip
 
 
 def as_run(run_dir: RunDir | str | os.PathLike) -> RunDir:
