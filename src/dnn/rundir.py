@@ -101,7 +101,7 @@ class RunDir:
     def __init__(self, path: Path, manifest: dict[str, Any] | None, persist: bool = False):
         self.path, self.manifest, self.persist = Path(path), manifest, persist
         self.lock: RunLock | None = None
-        self.created = False  # this process made the folder (a failed start removes what it wrote)
+        self.created: bool | None = None  # this process made the run (True: the folder too); a failed start undoes it
 
     # -- opening ---------------------------------------------------------------------------------------------
 
@@ -125,7 +125,7 @@ class RunDir:
                               "or choose another --run-dir")  # fmt: skip
         run = cls(path, manifest or _new_manifest("run", None, {"source": source, "data": {}}), persist=True)
         if manifest is None:
-            run.created = _lstat(path) is None
+            run.created = _lstat(path) is None  # False: an empty folder of the user's, which stays
             run._create_folder()
         run._take_lock("train")
         if manifest is not None:  # a run that trained nothing: started again, with this config
@@ -219,12 +219,13 @@ class RunDir:
         self.close()
 
     def discard(self) -> None:
-        """Remove everything this process wrote in a folder it created (a start that failed before any step)."""
+        """Undo a run this process made (a start that failed before any checkpoint): its files, its folder if new."""
         self.remove_listed(keep=set())
         (self.path / MANIFEST).unlink(missing_ok=True)
         self.close()
         try:
-            self.path.rmdir()  # only if nothing else is there
+            if self.created:
+                self.path.rmdir()  # only if nothing else is there
         except OSError:
             pass
 

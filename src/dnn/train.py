@@ -90,7 +90,7 @@ def train(config: str | None, overrides: list[str], run_dir: str | os.PathLike |
             error = resource_error(getattr(err, "filename", None) or run_dir, err)
             raise CheckpointError(f"{error}{resumed.kept_checkpoint(run)}") from None
     except BaseException:
-        if run is not None and run.created and not run.has(STATE):  # no checkpoint to continue from
+        if run is not None and run.created is not None and not run.has(STATE):  # no checkpoint to continue from
             if log_file is not None:
                 log_file.close()
                 log_file = None

@@ -96,6 +96,14 @@ def test_a_folder_holding_only_someone_elses_file_is_not_taken_for_a_new_run(tmp
     assert _snapshot(folder) == {foreign: b"12345"}
 
 
+def test_a_start_that_fails_in_an_empty_folder_of_the_users_leaves_it_as_it_was(tmp_path, capsys):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    assert main(["train", *TINY, "train.threads=100000", "--run-dir", str(folder)]) == 2
+    _one_line(capsys, "train.threads=100000")
+    assert folder.is_dir() and not list(folder.iterdir())
+
+
 def test_resuming_a_folder_that_is_not_a_run_creates_and_deletes_nothing(tmp_path, capsys):
     folder = tmp_path / "u"
     folder.mkdir()
@@ -179,6 +187,18 @@ def test_export_out_never_writes_over_another_run_or_a_users_files(lenet, finish
     _one_line(capsys, "of another run")
     assert main(["export", str(run), "--format", "onnx", "--out", str(exported)]) == 2
     _one_line(capsys, "format torchscript")
+
+
+def test_a_run_that_trained_no_step_starts_again_in_place_and_one_that_did_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    killed = subprocess.run(KILLER + ["written", "state.pt", "1", "--", "train", *TINY, "--run-dir", str(run),
+                                      "--quiet"], capture_output=True)  # fmt: skip
+    assert killed.returncode == -9 and not (run / "state.pt").exists()  # killed before its first checkpoint
+    assert main(["train", *TINY, "train.lr=0.01", "--run-dir", str(run), "--quiet"]) == 0  # again, in place
+    assert "lr: 0.01" in (run / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main(["train", *TINY, "--run-dir", str(run)]) == 2
+    _one_line(capsys, "already holds a run", f"dnn train --resume --run-dir {run}")
 
 
 # -- integrity --------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from dnn.errors import ConfigError
+from dnn.errors import CheckpointError, ConfigError
 from dnn.inspect import collect
 from dnn.inspect.captioning import attention_over_image
 from dnn.inspect.curves import training_curves
@@ -48,7 +48,7 @@ from dnn.inspect.plots import (
 from dnn.inspect.speech import plot_alignment, plot_voice_errors
 from dnn.io import read_bytes_nofollow
 from dnn.run import LoadedRun, load_run
-from dnn.rundir import FIGURES, METRICS, REPORT, RunDir
+from dnn.rundir import FIGURES, MANIFEST, METRICS, REPORT, RunDir
 from dnn.tasks import Task, make_task
 from dnn.tasks.base import AttentionOverImage, ErrorsByGroup, Figure, SpectrogramAlignment
 
@@ -121,6 +121,10 @@ def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None
     if into is not None:
         target = into
     elif out_dir is None or Path(out_dir).resolve() == source.path.resolve():
+        if source.manifest is None:
+            raise CheckpointError(f"{source.path} has no {MANIFEST} (made by an older dnn, or copied without its "
+                                  "hidden files): dnn draws into a run only when it can tell its own files from "
+                                  "yours; draw the report elsewhere with --out DIR")  # fmt: skip
         target = RunDir.open_run(source.path, command="inspect")
     else:
         target = RunDir.open_output(out_dir, "report", of=source, detail={})
