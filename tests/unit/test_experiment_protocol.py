@@ -25,6 +25,12 @@ def test_every_experiment_declares_a_complete_protocol(name):
         assert spec.protocol.remaining != "none"
 
 
+def test_make_experiments_is_planned_under_three_hours_on_this_machine():
+    estimates = {spec.name: spec.estimate_s for spec in list_experiments()}
+    assert all(seconds > 0 for seconds in estimates.values()), estimates
+    assert sum(estimates.values()) < 3 * 3600
+
+
 def protocol(**changes):
     row = Row("the paper's", "ours", "none")
     base = Protocol("A & B 2020", *(row for _ in ASPECTS), remaining="none")

@@ -145,8 +145,13 @@ LENGTH_PROTOCOL = Protocol(
 )
 
 
-@experiment("attention-vs-length", "without attention seq2seq quality falls with input length; with attention it "
-            "holds; reversing the source helps the model without it", LENGTH_PROTOCOL)  # fmt: skip
+@experiment(
+    "attention-vs-length",
+    "without attention seq2seq quality falls with input length; with attention it "
+    "holds; reversing the source helps the model without it",
+    LENGTH_PROTOCOL,
+    estimate_s=110,
+)  # fmt: skip — the 2026-12-05 full run
 def attention_vs_length(ctx: Context):
     hidden, _ = _size(ctx)
     seeds = _seeds(ctx)
@@ -306,6 +311,7 @@ SCORES_PROTOCOL = Protocol(
     "attention-scores",
     "dot, general and concat attention scores all learn the toy task; their cost differs",
     SCORES_PROTOCOL,
+    estimate_s=124,  # the 2026-12-05 full run
 )
 def attention_scores(ctx: Context):
     hidden, encoder = _size(ctx)

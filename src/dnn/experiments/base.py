@@ -101,6 +101,7 @@ class ExperimentResult:
     seconds: float = 0.0
     lesson: str = ""  # "What this shows", in plain words for a student: why it held, or why not and when it does
     protocol: Protocol | None = None  # the paper's protocol beside ours (rendered after the setup)
+    hardware: str = "one thread"  # what it ran on: "one thread", "2 threads", "cuda"
 
     @property
     def verdicts(self) -> list[str]:
@@ -130,7 +131,7 @@ class ExperimentResult:
             f"# `{self.name}` — {self.claim}",
             "",
             f"**Verdict: {self.verdict}** ({summary}). `dnn experiment {self.name}{' --quick' if self.quick else ''}`"
-            f", {budget}, {self.seconds:.0f} s on this machine (one thread).",
+            f", {budget}, {self.seconds:.0f} s on this machine ({self.hardware}).",
             "",
             "## Setup",
             "",
@@ -217,6 +218,7 @@ class Context:
     log: Callable[[str], None] = print
     protocol: Protocol | None = None
     device: str = "auto"  # where its models train (train.device); the measurements after training run on the CPU
+    threads: int = 1  # torch threads for its runs: 1, or every core for an experiment about parallel hardware
     commands: list[str] = field(default_factory=list)
     start: float = field(default_factory=time.perf_counter)
 
@@ -226,14 +228,14 @@ class Context:
         return [] if self.device == "auto" else [f"train.device={self.device}"]
 
     def train(self, label: str, recipe: str, overrides: list[str]) -> Run:
-        """:func:`dnn.train.train` of ``recipe`` with ``overrides`` (plus one thread, and the experiment's device)
-        into ``runs/<label>``."""
+        """:func:`dnn.train.train` of ``recipe`` with ``overrides`` (plus the experiment's threads and device) into
+        ``runs/<label>``."""
         from dnn.train import train
 
         run_dir = self.runs / label
         if run_dir.exists():  # a run of an earlier invocation of this experiment: start afresh
             shutil.rmtree(run_dir)
-        overrides = [*overrides, *self.device_overrides, "train.threads=1",
+        overrides = [*overrides, *self.device_overrides, f"train.threads={self.threads}",
                      *(["train.report=false"] if self.quick else [])]  # fmt: skip
         results = train(recipe, overrides, run_dir=run_dir, progress=False)
         command = " ".join(["dnn train", recipe, *map(shlex.quote, overrides)])
@@ -251,8 +253,17 @@ class Context:
         return ExperimentResult(
             name=self.name, claim=self.claim, quick=self.quick, setup=setup, tables=tables, checks=checks,
             references=references, commands=list(self.commands), plot=plot,
-            seconds=time.perf_counter() - self.start, lesson=lesson, protocol=self.protocol,
+            seconds=time.perf_counter() - self.start, lesson=lesson, protocol=self.protocol, hardware=self.hardware,
         )  # fmt: skip
+
+    @property
+    def hardware(self) -> str:
+        """What the runs used, in words: the threads, and the device when it is not the CPU."""
+        from dnn.device import resolve_device
+
+        device = resolve_device(self.device)
+        threads = "one thread" if self.threads == 1 else f"{self.threads} threads"
+        return threads if device.type == "cpu" else f"{device.type}, {threads} on the CPU"
 
 
 def save_figure(fig, path: Path) -> Path:

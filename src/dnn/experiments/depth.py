@@ -113,8 +113,13 @@ PROTOCOL = Protocol(
 )
 
 
-@experiment("depth-connections", "in a 6-layer LSTM stack, skip and dense connections carry the gradient down to "
-            "the first layer, and train where the plain stack stalls", PROTOCOL)  # fmt: skip
+@experiment(
+    "depth-connections",
+    "in a 6-layer LSTM stack, skip and dense connections carry the gradient down to "
+    "the first layer, and train where the plain stack stalls",
+    PROTOCOL,
+    estimate_s=150,
+)  # fmt: skip — the 2026-12-05 full run
 def depth_connections(ctx: Context):
     seeds = QUICK["seeds"] if ctx.quick else SEEDS
     steps = QUICK["steps"] if ctx.quick else STEPS

@@ -137,6 +137,7 @@ VANISHING_PROTOCOL = Protocol(
     "vanishing-gradient",
     "tanh RNN gradients vanish exponentially through time; gated cells keep them",
     VANISHING_PROTOCOL,
+    estimate_s=79,  # the 2026-12-05 full run
 )
 def vanishing_gradient(ctx: Context):
     steps = 10 if ctx.quick else TRAIN_STEPS
@@ -407,8 +408,12 @@ CLIPPING_PROTOCOL = Protocol(
 )
 
 
-@experiment("gradient-clipping", "clipping the gradient norm lets SGD train an exploding tanh RNN at learning rates "
-            "where it otherwise diverges", CLIPPING_PROTOCOL)  # fmt: skip
+@experiment(
+    "gradient-clipping",
+    "clipping the gradient norm lets SGD train an exploding tanh RNN at learning rates where it otherwise diverges",
+    CLIPPING_PROTOCOL,
+    estimate_s=58,
+)  # fmt: skip — the 2026-12-05 full run
 def gradient_clipping(ctx: Context):
     seeds = QUICK_CLIP["seeds"] if ctx.quick else CLIP_SEEDS
     lrs = QUICK_CLIP["lrs"] if ctx.quick else LRS

@@ -72,6 +72,7 @@ def adding_loop(
     optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
     *,
     clip: float | None,
+    clip_value: float | None = None,
     max_steps: int,
     eval_every: int,
     stop_below: float | None = None,
@@ -79,7 +80,9 @@ def adding_loop(
 ) -> AddingRun:
     """Train a ``sequence_regressor`` on recipe ``adding-lstm`` with ``overrides`` (its seed, T, sizes, cell, H,
     batch size), ``optimizer(parameters)``, clipping at ``clip`` (None: off, the norm is still measured), for at
-    most ``max_steps`` steps; evaluate every ``eval_every`` steps, stop at the first validation MSE below
+    most ``max_steps`` steps (``clip_value``: clip every gradient element to [−clip_value, clip_value] first, as
+    Arjovsky et al.'s code does; the norm is then measured after it); evaluate every ``eval_every`` steps, stop at
+    the first validation MSE below
     ``stop_below``, and stop at the first NaN/inf. ``radius``: rescale W_hh to this spectral radius at
     initialisation. The model trains on the recipe's ``train.device`` (``auto``: CUDA when there is one). The best
     evaluation's weights are tested."""
@@ -107,8 +110,8 @@ def adding_loop(
     device = resolve_device(cfg.train.device)
     model.to(device)
     watch = _Watch(run, lambda m: task.evaluate(m, "valid")["mse"], eval_every, stop_below)
-    trainer = Trainer(model, optimizer(model.parameters()), task.step, clip_norm=clip, on_nonfinite="stop",
-                      callbacks=[watch], device=device)  # fmt: skip
+    trainer = Trainer(model, optimizer(model.parameters()), task.step, clip_norm=clip, clip_value=clip_value,
+                      on_nonfinite="stop", callbacks=[watch], device=device)  # fmt: skip
     start = time.perf_counter()
     try:
         trainer.fit(task.train_batches, epochs=10**6, max_steps=max_steps)

@@ -104,8 +104,13 @@ GRU_PROTOCOL = Protocol(
 )
 
 
-@experiment("gru-vs-lstm", "a GRU has exactly 3/4 of an LSTM's parameters; at an equal parameter budget, trained to "
-            "convergence, GRU and LSTM match each other and beat a tanh RNN", GRU_PROTOCOL)  # fmt: skip
+@experiment(
+    "gru-vs-lstm",
+    "a GRU has exactly 3/4 of an LSTM's parameters; at an equal parameter budget, trained to "
+    "convergence, GRU and LSTM match each other and beat a tanh RNN",
+    GRU_PROTOCOL,
+    estimate_s=421,
+)  # fmt: skip — the 2026-12-05 full run
 def gru_vs_lstm(ctx: Context):
     from dnn.run import resolve_config
     from dnn.tasks import make_task
@@ -309,6 +314,7 @@ BPTT_PROTOCOL = Protocol(
     "truncated-bptt",
     "truncated BPTT: a shorter k gives cheaper updates; the carried state keeps context",
     BPTT_PROTOCOL,
+    estimate_s=73,  # the 2026-12-05 full run
 )
 def truncated_bptt(ctx: Context):
     from dnn.run import resolve_config

@@ -44,18 +44,22 @@ class Experiment:
     claim: str  # one line: what the lecture says and this experiment measures
     run: Callable[[Context], ExperimentResult]
     protocol: Protocol  # the paper's protocol beside ours, each difference named
+    threads: int = 1  # torch threads for its runs; 0: every core (an experiment about parallel hardware)
+    estimate_s: int = 0  # its full-size time on this 2-core machine when quiet: measured, or from a timed slice
 
 
 _EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def experiment(name: str, claim: str, protocol: Protocol):
-    """Register ``run(ctx) -> ExperimentResult`` as the experiment ``name``, following ``protocol``."""
+def experiment(name: str, claim: str, protocol: Protocol, threads: int = 1, estimate_s: int = 0):
+    """Register ``run(ctx) -> ExperimentResult`` as the experiment ``name``, following ``protocol``, its runs on
+    ``threads`` torch threads (0: every core); ``estimate_s``: its expected full-size seconds on a quiet machine
+    (the progress lines' first guess, and experiments/README.md's plan)."""
 
     def decorator(run: Callable[[Context], ExperimentResult]):
         if name in _EXPERIMENTS:
             raise ValueError(f"experiment {name!r} is registered twice")
-        _EXPERIMENTS[name] = Experiment(name, claim, run, protocol)
+        _EXPERIMENTS[name] = Experiment(name, claim, run, protocol, threads, estimate_s)
         return run
 
     return decorator
@@ -83,21 +87,26 @@ def get_experiment(name: str) -> Experiment:
 
 def run_experiment(name: str, quick: bool = False, out: str | Path = "experiments", runs: str | Path | None = None,
                    log: Callable[[str], None] = print, device: str = "auto") -> ExperimentResult:  # fmt: skip
-    """Run one experiment on one thread; write its results.md (quick: results-quick.md) and plot into
-    ``out/<name>/``, its run directories into ``runs/<name>`` (default ``runs/experiments/<name>[-quick]``), and
-    refresh ``out/README.md``. Its models train on ``device`` (``auto``: CUDA when there is one)."""
+    """Run one experiment on one thread (every core for one about parallel hardware); write its results.md
+    (quick: results-quick.md) and plot into ``out/<name>/``, its run directories into ``runs/<name>`` (default
+    ``runs/experiments/<name>[-quick]``), and refresh ``out/README.md``. Its models train on ``device`` (``auto``:
+    CUDA when there is one)."""
+    import os
+
     import torch
 
     from dnn.device import resolve_device
 
     spec = get_experiment(name)
     resolve_device(device, where="--device")  # a device that is not there: one line before anything runs
-    torch.set_num_threads(1)  # small recurrent batches: a second intra-op thread only waits on a busy core
+    # small recurrent batches: a second intra-op thread only waits on a busy core — unless parallelism is the claim;
+    # a quick version checks the machinery, on one thread so that the test suite stays fast on a busy machine
+    threads = 1 if quick else spec.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
     out = Path(out)
     runs = Path(runs) if runs is not None else Path("runs") / "experiments"
-    ctx = Context(
-        name, spec.claim, quick, out / name, runs / f"{name}{'-quick' if quick else ''}", log, spec.protocol, device
-    )
+    ctx = Context(name, spec.claim, quick, out / name, runs / f"{name}{'-quick' if quick else ''}", log,
+                  spec.protocol, device, threads)  # fmt: skip
     ctx.out.mkdir(parents=True, exist_ok=True)
     log(f"experiment {name}{' (quick)' if quick else ''}: {spec.claim}")
     result = spec.run(ctx)
@@ -138,10 +147,11 @@ def _write_index(out: Path) -> None:
         "experiment whose protocol or expectations changed since its last full run says so; its verdict is that",
         "of the earlier protocol until it is rerun.",
         "",
-        "| experiment | claim | verdict of the last full run | remaining difference from the paper | seconds |",
-        "|---|---|---|---|---|",
+        "| experiment | claim | verdict of the last full run | remaining difference from the paper | seconds "
+        "(last full run) | estimated seconds (full size, now) |",
+        "|---|---|---|---|---|---|",
     ]
-    total, missing = 0.0, 0
+    total, missing, planned = 0.0, 0, 0
     for spec in list_experiments():
         last = last_full_run(out, spec)
         verdict, seconds = "not run yet", "–"
@@ -154,12 +164,20 @@ def _write_index(out: Path) -> None:
                 total += last["seconds"]
         if seconds == "–":
             missing += 1
+        planned += spec.estimate_s
         remaining = spec.protocol.remaining if spec.protocol.remaining != NONE else "none"
-        lines.append(f"| `{spec.name}` | {spec.claim} | {verdict} | {remaining} | {seconds} |")
+        lines.append(f"| `{spec.name}` | {spec.claim} | {verdict} | {remaining} | {seconds} | {spec.estimate_s:,} |")
     minutes = f"{total / 60:.0f} minutes" + (f", {missing} not run" if missing else "")
     lines += [
         "",
-        f"Total: {total:,.0f} s ({minutes}), the sum of the experiments' own times in their last full runs.",
+        f"Last full runs: {total:,.0f} s ({minutes}), the sum of the experiments' own times.",
+        "",
+        f"Estimated for `make experiments` with the protocols now in the code: {planned:,} s (about "
+        f"{planned / 3600:.1f} hours) on this 2-core machine when it is quiet — each experiment's own time in its "
+        "last full run where its budget did not change, else a timed slice of its budget scaled to a quiet "
+        "machine (the numbers and how they were measured are beside each `@experiment` in the code). "
+        "`rnn-vs-transformer` uses every core, so it needs the machine to "
+        "itself: on a busy one its second thread waits for a core (11× slower under a load average of 4.7).",
         "",
         "Transfer learning for text (a language model pretrained on unlabelled text, fine-tuned to classify,",
         "ULMFiT) is `text-transfer`; `transfer-learning` covers images.",

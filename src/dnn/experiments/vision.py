@@ -107,7 +107,10 @@ CNN_PROTOCOL = Protocol(
 
 
 @experiment(
-    "cnn-vs-fc", "convolution shares weights across positions: a CNN keeps its accuracy on shifted digits", CNN_PROTOCOL
+    "cnn-vs-fc",
+    "convolution shares weights across positions: a CNN keeps its accuracy on shifted digits",
+    CNN_PROTOCOL,
+    estimate_s=38,  # the 2026-12-05 full run
 )
 def cnn_vs_fc(ctx: Context):
     seeds = (0,) if ctx.quick else (0, 1, 2)
@@ -310,7 +313,10 @@ TRANSFER_PROTOCOL = Protocol(
 
 
 @experiment(
-    "transfer-learning", "features pretrained on digits 0–4 help learn 5–9 from 10 labels per class", TRANSFER_PROTOCOL
+    "transfer-learning",
+    "features pretrained on digits 0–4 help learn 5–9 from 10 labels per class",
+    TRANSFER_PROTOCOL,
+    estimate_s=14,  # the 2026-12-05 full run
 )
 def transfer_learning(ctx: Context):
     seeds = (0,) if ctx.quick else (0, 1, 2)
