@@ -159,11 +159,15 @@ class Seq2SeqData(_LengthData, _TokenData, _BuiltinData, DataConfig):
     """A built-in text task (``source``: dates, addition, reverse, sort) or a user's parallel corpus."""
 
     target: str | None = None  # two line-aligned files: data.train is the source side, this the target
+    valid_subset: int = 0  # validation during training on this many pairs (0: all); the final figures use all
 
     def __post_init__(self):
         super().__post_init__()
         self._check_tokens()
         self._check_length()
+        if isinstance(self.valid_subset, bool) or not isinstance(self.valid_subset, int) or self.valid_subset < 0:
+            raise ConfigError(f"data.valid_subset must be 0 (the whole validation split) or a positive number of "
+                              f"pairs, got {self.valid_subset!r}")  # fmt: skip
 
 
 @dataclass

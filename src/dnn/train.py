@@ -186,7 +186,7 @@ def _trainer(cfg: RunConfig, task: Task, model: torch.nn.Module, run: RunDir | N
                                 model=model, ddp=ddp, config=resolved, context=task.checkpoint_context,
                                 stateful=stateful)  # fmt: skip
     # a step's metrics line is written before its checkpoint; early stopping counts before it is saved
-    callbacks = [cb.Evaluate(task.evaluate, t.eval_every), *stateful.values(), checkpointer]
+    callbacks = [cb.Evaluate(task.validate, t.eval_every), *stateful.values(), checkpointer]
     callbacks += task.callbacks() + transfer_callbacks(model, t, log)  # e.g. truncated BPTT for language models
     if t.max_time:
         callbacks.append(cb.TimeLimit(t.max_seconds, lambda over: agree(ddp, over)))

@@ -15,14 +15,15 @@ from resume_check import check_sigkill_resume
 
 from dnn.cli import main
 from dnn.data.batching import IGNORE_INDEX
-from dnn.errors import DataError
+from dnn.errors import ConfigError, DataError
 from dnn.models.registry import create_model
 from dnn.run import load_run, resolve_config
 from dnn.tasks import make_task
-from dnn.tasks.seq2seq import Seq2SeqTask
+from dnn.tasks.seq2seq import Seq2SeqSplit, Seq2SeqTask
 from dnn.train import train
 
 DNN = [sys.executable, "-m", "dnn.cli"]
+SPLIT_FIELDS = ("sources", "src_ids", "tgt_ids", "references", "reference_texts")
 TINY_DATA = ["data.sizes=[64,16,16]", "train.max_steps=3", "train.batch_size=16", "train.threads=1"]
 TINY_MODEL = ["model.hidden_size=16", "model.embedding_size=8"]
 RUN_FILES = ("config.yaml", "model.safetensors", "last.safetensors", "state.pt", "metrics.jsonl", "task.json")
@@ -223,6 +224,21 @@ def tiny_task(**data):
     task = make_task(resolve_config("dates-attention", overrides))
     task.prepare(lambda message: None)
     return task
+
+
+def test_validation_during_training_can_use_an_even_subset_and_the_final_figures_use_all():
+    whole, part = tiny_task(), tiny_task(valid_subset=3)
+    torch.manual_seed(0)
+    model = create_model("seq2seq", **whole.model_options(), hidden_size=8, embedding_size=4).eval()
+    assert whole.validate(model) == whole.evaluate(model, "valid") == part.evaluate(model, "valid")
+    valid = part.splits["valid"]
+    picks = [0, 2, 5]  # 3 of 8, spread evenly
+    part.splits["valid"] = Seq2SeqSplit(*([getattr(valid, f)[i] for i in picks] for f in SPLIT_FIELDS))
+    subset = part.evaluate(model, "valid")
+    part.splits["valid"] = valid
+    assert part.validate(model) == subset
+    with pytest.raises(ConfigError, match=r"^data.valid_subset must be 0 \(the whole validation split\) or a "):
+        tiny_task(valid_subset=-1)
 
 
 def test_batches_are_a_function_of_seed_and_epoch_and_padding_never_counts():

@@ -201,6 +201,11 @@ class Task(abc.ABC):
 
     # -- optional hooks, with defaults that do nothing ------------------------------------------------------
 
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """The validation run during training, which selects the best weights: by default :meth:`evaluate` on the
+        whole validation split (a task may use a cheaper subset; the final figures always use the whole split)."""
+        return self.evaluate(model, "valid")
+
     def callbacks(self) -> list[Any]:
         """Training callbacks of this task (e.g. truncated BPTT's carried state)."""
         return []

@@ -288,6 +288,20 @@ class Seq2SeqTask(Task):
         data = self.splits.get(split)
         if data is None or len(data) == 0:
             return {}
+        return self._evaluate(model, data)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """During training: ``data.valid_subset`` pairs spread evenly over the validation split (0: all of it),
+        greedy-decoded; the final figures and ``dnn eval`` use the whole split."""
+        data, n = self.splits.get("valid"), self.cfg.data.valid_subset
+        if data is None or len(data) == 0:
+            return {}
+        if n and n < len(data):
+            picks = [i * len(data) // n for i in range(n)]  # evenly spaced: every part of the file is seen
+            data = Seq2SeqSplit(*([getattr(data, f.name)[i] for i in picks] for f in dataclasses.fields(data)))
+        return self._evaluate(model, data)
+
+    def _evaluate(self, model: nn.Module, data: Seq2SeqSplit) -> dict[str, float]:
         was_training = model.training
         model.eval()
         try:
