@@ -115,8 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     translate.add_argument("run", help="a run directory")
     translate.add_argument("texts", nargs="*", help="texts to translate; none or - reads lines from standard input")
-    translate.add_argument("--beam-size", type=_int_in(1, MAX_BEAM_SIZE), default=5,
-                           help=f"beam width (1 = greedy; default 5; at most {MAX_BEAM_SIZE})")
+    translate.add_argument(
+        "--beam-size",
+        type=_int_in(1, MAX_BEAM_SIZE),
+        default=5,
+        help=f"beam width (1 = greedy; default 5; at most {MAX_BEAM_SIZE})",
+    )
     translate.add_argument("--attention", action="store_true", help="also print the attention of every output token")
     translate.add_argument("--n-best", type=_int_in(1, MAX_BEAM_SIZE), default=1, help="print the N best "
                            "translations of each text, with their scores (at most --beam-size; default 1)")  # fmt: skip
@@ -133,8 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
     generate.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     generate.add_argument("--top-p", type=float, default=None, help="sample among the most likely tokens up to mass p")
-    generate.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0,
-                          help="random seed of the sampling (default 0; at most 2**63 - 1)")
+    generate.add_argument(
+        "--seed",
+        type=_int_in(0, MAX_SEED),
+        default=0,
+        help="random seed of the sampling (default 0; at most 2**63 - 1)",
+    )
     generate.add_argument("--beam-size", type=int, default=1, help="> 1: the most likely continuation by beam "
                           "search instead of sampling (default 1: sample)")  # fmt: skip
     _device_flag(generate)
@@ -145,8 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     transcribe.add_argument("run", help="a run directory (dnn train speech-digits ...)")
     transcribe.add_argument("files", nargs="+", help="audio files; other sample rates are resampled")
-    transcribe.add_argument("--beam-size", type=_int_in(1, MAX_BEAM_SIZE), default=1,
-                            help=f"CTC prefix beam width (1 = greedy; default 1; at most {MAX_BEAM_SIZE})")
+    transcribe.add_argument(
+        "--beam-size",
+        type=_int_in(1, MAX_BEAM_SIZE),
+        default=1,
+        help=f"CTC prefix beam width (1 = greedy; default 1; at most {MAX_BEAM_SIZE})",
+    )
     _device_flag(transcribe)
 
     caption = _sub(
@@ -155,8 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     caption.add_argument("run", help="a run directory (dnn train caption-digits ...)")
     caption.add_argument("images", nargs="+", help="image files (PNG/JPEG), resized to the run's canvas")
-    caption.add_argument("--beam-size", type=_int_in(1, MAX_BEAM_SIZE), default=1,
-                         help=f"beam width (1 = greedy; default 1; at most {MAX_BEAM_SIZE})")
+    caption.add_argument(
+        "--beam-size",
+        type=_int_in(1, MAX_BEAM_SIZE),
+        default=1,
+        help=f"beam width (1 = greedy; default 1; at most {MAX_BEAM_SIZE})",
+    )
     caption.add_argument("--attention", action="store_true", help="also print where in the image each word looked")
     _device_flag(caption)
 
@@ -167,11 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("runs", nargs="+", metavar="RUN", help="run directories (each served under its folder name)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME", help="also answer requests "
-                       "addressed to NAME (its Host header); by default only this server's address and localhost")
-    serve.add_argument("--token", default=os.environ.get("DNN_SERVE_TOKEN"), help="require this token (at least 16 "
-                       "characters) as 'Authorization: Bearer TOKEN'; bound beyond 127.0.0.1, dnn serve makes one if "
-                       "none is given (default: $DNN_SERVE_TOKEN; a --token is visible to the machine's other users)")
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests "
+        "addressed to NAME (its Host header); by default only this server's address and localhost",
+    )
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("DNN_SERVE_TOKEN"),
+        help="require this token (at least 16 "
+        "characters) as 'Authorization: Bearer TOKEN'; bound beyond 127.0.0.1, dnn serve makes one if "
+        "none is given (default: $DNN_SERVE_TOKEN; a --token is visible to the machine's other users)",
+    )
     _device_flag(serve)
     from dnn.serve.limits import ServeLimits
 
@@ -210,11 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = _sub(
         sub, "data", "download a public dataset (MNIST, CIFAR-10, IMDB, UD English-EWT, Multi30k, Speech Commands, "
-        "tiny Shakespeare) once, SHA-256 verified, laid out for its recipe",
-        "dnn data list\n  dnn data get mnist && dnn train mnist-lenet5\n  dnn data path mnist",
+        "tiny Shakespeare) once, SHA-256 verified, laid out for its recipe; or build a parallel corpus from this "
+        "machine's gettext catalogues (no download)",
+        "dnn data list\n  dnn data get mnist && dnn train mnist-lenet5\n  dnn data path mnist\n"
+        "  dnn data gettext fr --out corpus-fr    # English-French pairs translated by people, split 1,000/1,000",
     )  # fmt: skip
-    data.add_argument("action", choices=("list", "get", "path"), help="list the datasets, get one, or print its folder")
-    data.add_argument("name", nargs="?", help="a dataset (see `dnn data list`)")
+    data.add_argument("action", choices=("list", "get", "path", "gettext"),
+                      help="list the datasets, get one, print its folder, or build a gettext corpus")  # fmt: skip
+    data.add_argument("name", nargs="?", help="a dataset (see `dnn data list`); for gettext, a language (fr, de, …)")
+    data.add_argument("--out", metavar="DIR", help="gettext: the folder for train.tsv, valid.tsv and test.tsv")
     data.add_argument("--cache", help="the folder datasets go in (default: $DNN_CACHE or ~/.cache/dnn/datasets)")
     data.add_argument("--mirror", metavar="URL", help="download every file from URL/<file name> instead")
     data.add_argument("--force", action="store_true", help="prepare the dataset again even if it is there")
@@ -388,6 +418,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         print(f"max |Δ| against the PyTorch model: {diff} ({parity['checked_with']})")
     elif args.command == "list":
         _list()
+    elif args.command == "data" and args.action == "gettext":
+        _gettext_corpus(args.name, args.out)
     elif args.command == "data":
         from dnn.data.download import data_command
 
@@ -396,6 +428,18 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         _experiment(args)
     else:
         parser.print_help()
+
+
+def _gettext_corpus(language: str | None, out: str | None) -> None:
+    from dnn.data.gettext_pairs import write_corpus
+    from dnn.errors import ConfigError
+
+    if not language or not out:
+        raise ConfigError("dnn data gettext needs a language and --out DIR: dnn data gettext fr --out corpus-fr")
+    paths = write_corpus(language, out)
+    n = {k: len(p.read_text(encoding="utf-8").splitlines()) for k, p in paths.items()}
+    print(f"{n['train']:,} training, {n['valid']:,} validation and {n['test']:,} test pairs in {out}")
+    print(f"dnn train translate-tsv data.train={paths['train']} data.valid={paths['valid']} data.test={paths['test']}")
 
 
 def main(argv: list[str] | None = None) -> int:

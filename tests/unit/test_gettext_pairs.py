@@ -76,3 +76,17 @@ def test_no_catalogue_or_a_bad_language_is_one_line(tmp_path):
         catalogue_pairs("fr", roots=(str(tmp_path),))
     with pytest.raises(DataError, match=r"^language '../etc': expected a gettext language code"):
         catalogue_pairs("../etc")
+
+
+def test_the_corpus_goes_only_into_a_new_empty_or_own_folder(tmp_path):
+    root = tmp_path / "locale"
+    messages = {"": "Content-Type: text/plain; charset=UTF-8\n"}
+    messages.update({f"message number {i} is here": f"Meldung Nummer {i} ist da" for i in range(300)})
+    write_mo(root / "de/LC_MESSAGES/x.mo", messages)
+    out = tmp_path / "corpus"
+    write_corpus("de", out, valid=50, test=50, roots=(str(root),))
+    write_corpus("de", out, valid=50, test=50, roots=(str(root),))  # its own files: written again
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"holds notes.txt, which a gettext corpus does not write"):
+        write_corpus("de", out, valid=50, test=50, roots=(str(root),))
+    assert (out / "notes.txt").read_text() == "mine"

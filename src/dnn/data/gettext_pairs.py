@@ -86,9 +86,17 @@ def write_corpus(lang: str, out_dir: str | Path, valid: int = 1000, test: int = 
     if len(pairs) < valid + test + 100:
         raise DataError(f"only {len(pairs)} {lang} pairs in this machine's catalogues; need more than "
                         f"{valid + test + 100} for {valid} validation, {test} test and 100 training pairs")  # fmt: skip
+    out = Path(out_dir)
+    ours = {"train.tsv", "valid.tsv", "test.tsv"}
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise DataError(f"--out {out}: not a folder; choose a new or empty folder for the corpus")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in ours or p.is_symlink() or not p.is_file())
+        if foreign:
+            raise DataError(f"--out {out} holds {', '.join(foreign[:3])}, which a gettext corpus does not write; "
+                            f"choose a new or empty folder")  # fmt: skip
     random.Random(seed).shuffle(pairs)
     splits = {"valid": pairs[:valid], "test": pairs[valid : valid + test], "train": pairs[valid + test :]}
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, rows in splits.items():
