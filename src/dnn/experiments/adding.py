@@ -117,10 +117,9 @@ PROTOCOL = Protocol(
 def adding_problem(ctx: Context):
     seeds = QUICK["seeds"] if ctx.quick else SEEDS
     cap = QUICK["steps"] if ctx.quick else MAX_STEPS
-    runs: dict[tuple[str, int], AddingRun] = {}
-    for seed in seeds:
-        for cell in ("rnn", "lstm", "gru"):
-            runs[cell, seed] = _run(ctx, cell, seed)
+    # each seed: the three cells on the same sequences, kept as one record once all three have finished
+    records = ctx.each_seed(seeds, lambda seed: {cell: _run(ctx, cell, seed).record() for cell in CELL_NAMES})
+    runs = {(cell, seed): AddingRun.from_record(records[seed][cell]) for seed in seeds for cell in CELL_NAMES}
 
     per_run = Table(
         f"Every run: T = {QUICK['T'] if ctx.quick else T}, RMSProp {LR:g} (decay {DECAY:g}), elements clipped at "

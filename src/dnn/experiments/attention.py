@@ -78,6 +78,11 @@ def _accuracy_by_length(run: Run, test: list[tuple[str, str]]) -> tuple[dict[int
     return by_length, metrics.token_accuracy(outputs, references), exact
 
 
+def _by_length(record: dict) -> dict[int, float]:
+    """A seed record's accuracy by length, keyed by the length again."""
+    return {int(n): acc for n, acc in record["by_length"]}
+
+
 def _plot_by_length(ctx: Context, curves: dict[str, list[dict[int, float]]], title: str) -> Path:
     """Mean token accuracy against length, one line per model, the band spanning its seeds."""
     fig, axes = figure(1, width=6.5)
@@ -159,17 +164,21 @@ def attention_vs_length(ctx: Context):
     flipped, test_flipped = _copy_corpus(ctx, reverse_source=True)
     variants = (("no attention", "none", plain, test), ("no attention, source reversed", "none", flipped,
                 test_flipped), ("attention (concat)", "concat", plain, test))  # fmt: skip
-    curves: dict[str, list[dict[int, float]]] = {label: [] for label, *_ in variants}
-    overall: dict[str, list[float]] = {label: [] for label, *_ in variants}
-    params: dict[str, int] = {}
-    for seed in seeds:
+
+    def one_seed(seed: int) -> dict:
+        """The three models of one seed: accuracy by length ([length, accuracy] pairs), overall, parameters."""
+        data = {}
         for label, attention, paths, pairs in variants:
             name = label.replace(", source ", "-").replace(" (concat)", "").replace(" ", "-")
             run = _seq2seq(ctx, name, paths, attention, hidden, hidden, seed, bidirectional=False)
             by_length, acc, _ = _accuracy_by_length(run, pairs)
-            curves[label].append(by_length)
-            overall[label].append(acc)
-            params[label] = run.parameters()
+            data[label] = {"by_length": list(by_length.items()), "accuracy": acc, "parameters": run.parameters()}
+        return data
+
+    records = ctx.each_seed(seeds, one_seed)
+    curves = {label: [_by_length(records[seed][label]) for seed in seeds] for label, *_ in variants}
+    overall = {label: [records[seed][label]["accuracy"] for seed in seeds] for label, *_ in variants}
+    params = {label: records[seeds[0]][label]["parameters"] for label, *_ in variants}
     lengths = sorted(curves["attention (concat)"][0])
     shown = [n for n in (5, 8, 10, 12, 15, 17, 20) if n in lengths]
     table = Table(
@@ -324,22 +333,30 @@ def attention_scores(ctx: Context):
          "test exact match", "lowest accuracy over lengths", "seconds"],
     )  # fmt: skip
     formulas = {"dot": "qᵀk", "general": "qᵀWk", "concat": "vᵀtanh(W_q q + W_k k + b)"}
-    curves: dict[str, list[dict[int, float]]] = {}
-    accuracy: dict[str, list[float]] = {}
-    for score in ("dot", "general", "concat"):
-        exact, lowest, seconds = [], [], []
-        for seed in seeds:
+    scores = ("dot", "general", "concat")
+
+    def one_seed(seed: int) -> dict:
+        """The three scores of one seed: accuracy by length, overall and exact, seconds, parameters."""
+        data = {}
+        for score in scores:
             run = _seq2seq(ctx, score, paths, score, hidden, encoder, seed, bidirectional=True)
             by_length, acc, ex = _accuracy_by_length(run, test)
-            curves.setdefault(score, []).append(by_length)
-            accuracy.setdefault(score, []).append(acc)
-            exact.append(ex)
-            lowest.append(min(by_length.values()))
-            seconds.append(run.seconds)
+            data[score] = {"by_length": list(by_length.items()), "accuracy": acc, "exact": ex,
+                           "seconds": run.seconds, "attention_parameters": run.parameters("decoder.attention"),
+                           "parameters": run.parameters()}  # fmt: skip
+        return data
+
+    records = ctx.each_seed(seeds, one_seed)
+    curves = {score: [_by_length(records[seed][score]) for seed in seeds] for score in scores}
+    accuracy = {score: [records[seed][score]["accuracy"] for seed in seeds] for score in scores}
+    for score in scores:
+        first = records[seeds[0]][score]
         table.add(**{"score": score, "score(q, k)": formulas[score],
-                     "attention parameters": run.parameters("decoder.attention"), "model parameters": run.parameters(),
-                     "test token accuracy": spread(accuracy[score], 4), "test exact match": spread(exact),
-                     "lowest accuracy over lengths": spread(lowest), "seconds": spread(seconds)})  # fmt: skip
+                     "attention parameters": first["attention_parameters"], "model parameters": first["parameters"],
+                     "test token accuracy": spread(accuracy[score], 4),
+                     "test exact match": spread([records[seed][score]["exact"] for seed in seeds]),
+                     "lowest accuracy over lengths": spread([min(c.values()) for c in curves[score]]),
+                     "seconds": spread([records[seed][score]["seconds"] for seed in seeds])})  # fmt: skip
     mean = {score: _mean(v) for score, v in accuracy.items()}
     ranking = sorted(mean, key=mean.get, reverse=True)
     checks = [

@@ -14,13 +14,14 @@ import math
 import shlex
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dnn.experiments.protocol import Protocol
 from dnn.experiments.protocol import markdown as protocol_markdown
+from dnn.experiments.resume import Progress, Records
 from dnn.io import atomic_write
 
 __all__ = ["Check", "Context", "ExperimentResult", "Run", "Table", "figure", "fmt", "mean_sd", "save_figure", "spread"]
@@ -166,6 +167,19 @@ class Run:
     path: Path
     results: dict[str, Any]
     command: str
+    lines: list[dict[str, Any]] | None = None  # its metrics.jsonl when read back from a seed record
+
+    def record(self) -> dict[str, Any]:
+        """The run as JSON data for a seed record: its results, its evaluation lines and its training throughput
+        (what the tables read; the weights stay in its directory)."""
+        rates = [{"kind": "train", "step": r["step"], "items_per_s": r["items_per_s"]} for r in self.metrics("train")
+                 if r.get("items_per_s")]  # fmt: skip
+        return {"label": self.label, "path": str(self.path), "results": self.results, "command": self.command,
+                "lines": self.metrics("eval") + rates}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> Run:
+        return cls(data["label"], Path(data["path"]), data["results"], data["command"], data["lines"])
 
     @property
     def steps(self) -> int:
@@ -199,8 +213,11 @@ class Run:
 
     def metrics(self, kind: str | None = None) -> list[dict[str, Any]]:
         """The lines of metrics.jsonl (``kind``: "train" or "eval" only)."""
-        lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
+        if self.lines is not None:
+            records = self.lines
+        else:
+            lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+            records = [json.loads(line) for line in lines if line.strip()]
         return [r for r in records if kind is None or r.get("kind") == kind]
 
 
@@ -208,7 +225,8 @@ class Run:
 class Context:
     """Where an experiment writes (``out``: results.md and the plot; ``runs``: its run directories), its budget
     (``quick``) and its log. Every run it trains is recorded in ``commands`` as the `dnn train` line that
-    repeats it."""
+    repeats it. Its seeds run through :meth:`each_seed`, which keeps each finished one in ``records`` (a rerun
+    after a kill resumes) and logs the progress with the time left."""
 
     name: str
     claim: str
@@ -219,8 +237,36 @@ class Context:
     protocol: Protocol | None = None
     device: str = "auto"  # where its models train (train.device); the measurements after training run on the CPU
     threads: int = 1  # torch threads for its runs: 1, or every core for an experiment about parallel hardware
+    records: Records | None = None  # where finished seeds are kept (None: nowhere; nothing resumes)
+    estimate_s: float = 0.0  # its expected seconds, for the time-left lines until a seed has been timed
+    after_s: float = 0.0  # the expected seconds of the experiments that run after it in the same command
     commands: list[str] = field(default_factory=list)
     start: float = field(default_factory=time.perf_counter)
+
+    def stage(self, key: str, compute: Callable[[], Any], what: str,
+              usable: Callable[[Any], bool] = lambda data: True) -> Any:  # fmt: skip
+        """``compute()``'s JSON data, kept in ``records`` under ``key``: a rerun reads it back instead of computing
+        it (unless ``usable(data)`` says its files are gone). The data is always the record read back."""
+        if self.records is None:
+            return json.loads(json.dumps(compute()))
+        return self.records.stage(key, compute, what, self.commands, usable)[0]
+
+    def each_seed(self, seeds: Sequence[int], compute: Callable[[int], Any]) -> dict[int, Any]:
+        """``{seed: compute(seed)}``, each seed's data kept in ``records`` once it has finished (a rerun after a
+        kill takes the finished ones from there and says so); a progress line after each seed with the time left."""
+        progress = Progress(self.name, seeds, self.estimate_s, self.after_s, self.log)
+        progress.start()
+        results: dict[int, Any] = {}
+        for index, seed in enumerate(seeds):
+            start = time.perf_counter()
+            if self.records is None:
+                results[seed], kept = json.loads(json.dumps(compute(seed))), False
+            else:
+                results[seed], kept = self.records.stage(
+                    f"seed-{seed}", lambda seed=seed: compute(seed), f"seed {seed}", self.commands
+                )
+            progress.done(index, seed, time.perf_counter() - start, kept)
+        return results
 
     @property
     def device_overrides(self) -> list[str]:
@@ -253,7 +299,8 @@ class Context:
         return ExperimentResult(
             name=self.name, claim=self.claim, quick=self.quick, setup=setup, tables=tables, checks=checks,
             references=references, commands=list(self.commands), plot=plot,
-            seconds=time.perf_counter() - self.start, lesson=lesson, protocol=self.protocol, hardware=self.hardware,
+            seconds=time.perf_counter() - self.start + (self.records.kept_seconds if self.records else 0.0),
+            lesson=lesson, protocol=self.protocol, hardware=self.hardware,
         )  # fmt: skip
 
     @property

@@ -123,15 +123,23 @@ PROTOCOL = Protocol(
 def depth_connections(ctx: Context):
     seeds = QUICK["seeds"] if ctx.quick else SEEDS
     steps = QUICK["steps"] if ctx.quick else STEPS
-    runs: dict[tuple[str, int], Run] = {}
-    initial: dict[tuple[str, int], list[float]] = {}
-    trained: dict[tuple[str, int], list[float]] = {}
-    for seed in seeds:
+
+    def one_seed(seed: int) -> dict:
+        """Each stack: the gradient per layer at initialisation, the run, the gradient per layer trained."""
         probe = _probe(ctx, seed)
+        data = {}
         for variant in VARIANTS:
-            initial[variant, seed] = _per_layer(_initial_model(ctx, variant, seed), probe)
-            run = runs[variant, seed] = ctx.train(f"{variant}-s{seed}", "adding-lstm", _overrides(ctx, variant, seed))
-            trained[variant, seed] = _per_layer(run.model(), probe)
+            initial = _per_layer(_initial_model(ctx, variant, seed), probe)
+            run = ctx.train(f"{variant}-s{seed}", "adding-lstm", _overrides(ctx, variant, seed))
+            data[variant] = {"initial": initial, "trained": _per_layer(run.model(), probe), "run": run.record(),
+                             "parameters": run.parameters("rnn")}  # fmt: skip
+        return data
+
+    records = ctx.each_seed(seeds, one_seed)
+    keys = [(variant, seed) for seed in seeds for variant in VARIANTS]
+    runs = {(v, s): Run.from_record(records[s][v]["run"]) for v, s in keys}
+    initial = {(v, s): records[s][v]["initial"] for v, s in keys}
+    trained = {(v, s): records[s][v]["trained"] for v, s in keys}
 
     def ratio(norms: list[float]) -> float:
         return norms[0] / norms[-1] if norms[-1] else math.nan
@@ -152,7 +160,7 @@ def depth_connections(ctx: Context):
     for variant, label in VARIANTS.items():
         for seed in seeds:
             run = runs[variant, seed]
-            per_run.add(**{"stack": label, "seed": seed, "parameters": run.parameters("rnn"),
+            per_run.add(**{"stack": label, "seed": seed, "parameters": records[seed][variant]["parameters"],
                            "layer 1 ÷ layer 6 at init": ratio(initial[variant, seed]),
                            "layer 1 ÷ layer 6 trained": ratio(trained[variant, seed]),
                            f"first update with valid MSE < {BEAT:g}": run.first_step("mse", BEAT) or "never",

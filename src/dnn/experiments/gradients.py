@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from dnn.data.synthetic import adding_problem
 from dnn.experiments.base import Check, Context, Table, figure, save_figure, spread
+from dnn.experiments.loops import AddingRun, adding_loop
 from dnn.experiments.protocol import Protocol, Row
 from dnn.experiments.registry import experiment
 from dnn.inspect.gradient_flow import gradient_norms_through_time
@@ -144,21 +145,27 @@ def vanishing_gradient(ctx: Context):
     sizes = "[200,50,50]" if ctx.quick else "[10000,1000,1000]"
     train_seeds = (0,) if ctx.quick else TRAIN_SEEDS
     # init[label][seed] = {"h": [...], "c": [...]}: a fresh cell per seed, measured on 5 input batches of its own
-    init: dict[str, dict[int, dict[str, list[float]]]] = {label: {} for label, _, _ in CELLS}
     init_seeds, batches = (INIT_SEEDS[:3], 2) if ctx.quick else (INIT_SEEDS, 5)
-    radius_init: list[float] = []  # a fresh tanh RNN's W_hh spectral radius, per seed
-    for seed in init_seeds:
-        for label, kind, bias in CELLS:
-            torch.manual_seed(seed)
-            cell = _cell(kind, bias)
-            init[label][seed] = _ratios(cell, batches, first=100 * seed)
-            if kind == "rnn":
-                radius_init.append(_radius(cell))
+
+    def measure_init() -> dict:
+        """Every cell fresh from each initialisation seed: its ratios, and the tanh RNN's spectral radius."""
+        data: dict = {"ratios": {label: {} for label, _, _ in CELLS}, "radius": []}
+        for seed in init_seeds:
+            for label, kind, bias in CELLS:
+                torch.manual_seed(seed)
+                cell = _cell(kind, bias)
+                data["ratios"][label][str(seed)] = _ratios(cell, batches, first=100 * seed)
+                if kind == "rnn":
+                    data["radius"].append(_radius(cell))
+        return data
+
+    measured = ctx.stage("init", measure_init, f"initialisation ({len(init_seeds)} seeds)")
+    init, radius_init = measured["ratios"], measured["radius"]
     ctx.log(f"  measured at initialisation ({len(init_seeds)} seeds)")
-    trained: dict[str, dict[int, dict[str, list[float]]]] = {label: {} for label in TRAINED}
-    radius_after: list[float] = []  # the trained tanh RNN's W_hh spectral radius, per seed
-    mse: dict[str, list[float]] = {label: [] for label in TRAINED}
-    for seed in train_seeds:
+
+    def train_seed(seed: int) -> dict:
+        """The tanh RNN, the LSTM (forget bias 1) and the GRU trained on the adding problem, then measured."""
+        data: dict = {}
         for label, kind, bias in CELLS:
             if label not in TRAINED:
                 continue
@@ -168,12 +175,16 @@ def vanishing_gradient(ctx: Context):
                          f"train.max_steps={steps}", "train.epochs=100", "train.eval_every=250"]  # fmt: skip
             run = ctx.train(f"{label.replace(', ', '-').replace(' ', '-').lower()}-s{seed}", "adding-lstm", overrides)
             cell = _trained_cell(run.path, kind, bias)
-            trained[label][seed] = _ratios(cell, 1 if ctx.quick else 5)
-            if kind == "rnn":
-                radius_after.append(_radius(cell))
-            mse[label].append(run.results["test"]["mse"])
+            data[label] = {"ratios": _ratios(cell, 1 if ctx.quick else 5), "mse": run.results["test"]["mse"],
+                           "radius": _radius(cell) if kind == "rnn" else None}  # fmt: skip
+        return data
 
-    def at(data: dict[int, dict[str, list[float]]], key: str, d: int) -> list[float]:
+    records = ctx.each_seed(train_seeds, train_seed)
+    trained = {label: {seed: records[seed][label]["ratios"] for seed in train_seeds} for label in TRAINED}
+    radius_after = [records[seed]["tanh RNN"]["radius"] for seed in train_seeds]  # the trained tanh RNN's W_hh
+    mse = {label: [records[seed][label]["mse"] for seed in train_seeds] for label in TRAINED}
+
+    def at(data: dict, key: str, d: int) -> list[float]:
         return [r[key][d] for r in data.values() if key in r]
 
     at_init = Table(
@@ -350,8 +361,6 @@ QUICK_CLIP = {"lrs": (0.01, 1.0), "steps": 10, "seeds": (0, 1)}
 
 def _clip_run(ctx: Context, seed: int, lr: float, clip: float | None) -> dict:
     """Plain SGD at ``lr`` with ``clip`` (None: off) on the exploding tanh RNN; what happened."""
-    from dnn.experiments.loops import adding_loop
-
     steps = QUICK_CLIP["steps"] if ctx.quick else CLIP_STEPS
     overrides = [f"seed={seed}", "model.cell=rnn", f"model.hidden_size={16 if ctx.quick else 64}",
                  f"data.length={20 if ctx.quick else 100}",
@@ -418,27 +427,39 @@ def gradient_clipping(ctx: Context):
     seeds = QUICK_CLIP["seeds"] if ctx.quick else CLIP_SEEDS
     lrs = QUICK_CLIP["lrs"] if ctx.quick else LRS
     steps = QUICK_CLIP["steps"] if ctx.quick else CLIP_STEPS
-    plain: dict[tuple[int, float], dict] = {}
-    clipped: dict[tuple[int, float], dict] = {}
-    tau: dict[int, tuple[float, float, str]] = {}  # seed → (τ, the learning rate of its source run, how it trained)
-    for seed in seeds:
-        for lr in lrs:
-            plain[seed, lr] = _clip_run(ctx, seed, lr, None)
-        trained = [lr for lr in lrs if plain[seed, lr]["trains"]]
-        stable = [lr for lr in lrs if not plain[seed, lr]["diverged"]]
+
+    def one_seed(seed: int) -> dict:
+        """Every learning rate unclipped, τ from the largest that trained, every learning rate clipped at τ."""
+        plain = [_clip_run(ctx, seed, lr, None) for lr in lrs]
+        trained = [lr for lr, r in zip(lrs, plain) if r["trains"]]
+        stable = [lr for lr, r in zip(lrs, plain) if not r["diverged"]]
         source, how = (
             (max(trained), "trains") if trained else ((max(stable), "stable only") if stable else (lrs[0], "diverged"))
         )
-        tau[seed] = (statistics.fmean(plain[seed, source]["run"].grad_norms), source, how)
-        for lr in lrs:
-            clipped[seed, lr] = _clip_run(ctx, seed, lr, tau[seed][0])
-        ctx.log(f"  seed {seed}: τ = {tau[seed][0]:.3g} (unclipped run at lr {source:g}, {how}); trains unclipped / "
-                f"clipped: " + ", ".join(f"{lr:g} {'y' if plain[seed, lr]['trains'] else 'n'}/"
-                                         f"{'y' if clipped[seed, lr]['trains'] else 'n'}" for lr in lrs))  # fmt: skip
+        tau = statistics.fmean(plain[lrs.index(source)]["run"].grad_norms)
+        clipped = [_clip_run(ctx, seed, lr, tau) for lr in lrs]
+        ctx.log(f"  seed {seed}: τ = {tau:.3g} (unclipped run at lr {source:g}, {how}); trains unclipped / "
+                f"clipped: " + ", ".join(f"{lr:g} {'y' if p['trains'] else 'n'}/{'y' if c['trains'] else 'n'}"
+                                         for lr, p, c in zip(lrs, plain, clipped)))  # fmt: skip
         ctx.commands.append(f"# seed {seed}: the model and data of `dnn train adding-lstm "
-                            f"{' '.join(plain[seed, lrs[0]]['overrides'])}` with W_hh rescaled to spectral radius "
+                            f"{' '.join(plain[0]['overrides'])}` with W_hh rescaled to spectral radius "
                             f"{RADIUS:g}, torch.optim.SGD(lr, momentum=0) for {steps} updates; τ = "
-                            f"{tau[seed][0]:.4g}")  # fmt: skip
+                            f"{tau:.4g}")  # fmt: skip
+
+        def record(result: dict) -> dict:
+            return {**result, "run": result["run"].record(losses=True)}
+
+        return {"plain": [record(r) for r in plain], "clipped": [record(r) for r in clipped],
+                "tau": [tau, source, how]}  # fmt: skip
+
+    records = ctx.each_seed(seeds, one_seed)
+
+    def restored(result: dict) -> dict:
+        return {**result, "run": AddingRun.from_record(result["run"])}
+
+    plain = {(seed, lr): restored(records[seed]["plain"][i]) for seed in seeds for i, lr in enumerate(lrs)}
+    clipped = {(seed, lr): restored(records[seed]["clipped"][i]) for seed in seeds for i, lr in enumerate(lrs)}
+    tau = {seed: tuple(records[seed]["tau"]) for seed in seeds}  # seed → (τ, the lr of its source run, how)
 
     def count(runs: dict, lr: float, key: str) -> int:
         return sum(bool(runs[seed, lr][key]) for seed in seeds)

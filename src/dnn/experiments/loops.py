@@ -8,6 +8,7 @@ so a run here is the model and data of ``dnn train adding-lstm OVERRIDES``, with
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -40,6 +41,19 @@ class AddingRun:
     def first_below(self, value: float) -> int | None:
         """The first evaluation step whose validation MSE was below ``value`` (None: never)."""
         return next((step for step, mse in self.evals if mse < value), None)
+
+    def record(self, losses: bool = False) -> dict:
+        """The run as JSON data for an experiment's seed record: everything but the per-step lists, unless
+        ``losses`` (then the per-step losses too; the gradient norms never)."""
+        data = dataclasses.asdict(self)
+        data["grad_norms"] = []
+        if not losses:
+            data["losses"] = []
+        return data
+
+    @classmethod
+    def from_record(cls, data: dict) -> AddingRun:
+        return cls(**{**data, "evals": [tuple(e) for e in data["evals"]]})
 
 
 class _Watch:

@@ -134,12 +134,16 @@ def gru_vs_lstm(ctx: Context):
         same_h.add(**{"cell": CELL_NAMES[cell], "recurrent parameters": layer[cell],
                       "÷ LSTM's": layer[cell] / layer["lstm"]})  # fmt: skip
 
-    runs: dict[tuple[str, int], Run] = {}
-    for seed in seeds:
+    def one_seed(seed: int) -> dict:
+        data = {}
         for cell in ("rnn", "lstm", "gru"):
             overrides = [f"seed={seed}", *_lm_overrides(cell, LM_K, sizes[cell], 10 if quick else 0, 0, epochs,
                                                         embedding), f"train.patience={LM_PATIENCE}"]  # fmt: skip
-            runs[cell, seed] = ctx.train(f"charlm-{cell}-s{seed}", "charlm-pydoc", overrides)
+            data[cell] = ctx.train(f"charlm-{cell}-s{seed}", "charlm-pydoc", overrides).record()
+        return data
+
+    records = ctx.each_seed(seeds, one_seed)
+    runs = {(cell, seed): Run.from_record(records[seed][cell]) for seed in seeds for cell in ("rnn", "lstm", "gru")}
 
     def bits(cell: str) -> list[float]:
         return [runs[cell, seed].results["valid"]["bits_per_char"] for seed in seeds]
@@ -328,18 +332,24 @@ def truncated_bptt(ctx: Context):
         ["k", "steps", "ms per step", "seconds", "valid perplexity (state carried)",
          "valid perplexity (state reset every k)", "reset ÷ carried", "test bits/char"],
     )  # fmt: skip
-    runs: dict[tuple[int, int], Run] = {}
-    reset_ratio: dict[tuple[int, int], float] = {}
-    reset: dict[tuple[int, int], float] = {}
-    for seed in seeds:
+
+    def one_seed(seed: int) -> dict:
+        """Each k: the run, and its validation perplexity with the state reset at every chunk start."""
+        data = {}
         for k in BPTT_LENGTHS:
             eval_every = 2 if ctx.quick else max(1, STREAM_TOKENS // k // 4)
             overrides = [f"seed={seed}", *_lm_overrides("lstm", k, hidden, steps, eval_every, epochs)]
-            run = runs[k, seed] = ctx.train(f"k{k}-s{seed}", "charlm-pydoc", overrides)
+            run = ctx.train(f"k{k}-s{seed}", "charlm-pydoc", overrides)
             task = make_task(resolve_config("charlm-pydoc", overrides))
             task.prepare(lambda message: None)
-            reset[k, seed] = task.evaluate(run.model(), "valid", carry=False)["perplexity"]
-            reset_ratio[k, seed] = reset[k, seed] / run.results["valid"]["perplexity"]
+            reset = task.evaluate(run.model(), "valid", carry=False)["perplexity"]
+            data[str(k)] = {"run": run.record(), "reset": reset}
+        return data
+
+    records = ctx.each_seed(seeds, one_seed)
+    runs = {(k, seed): Run.from_record(records[seed][str(k)]["run"]) for seed in seeds for k in BPTT_LENGTHS}
+    reset = {(k, seed): records[seed][str(k)]["reset"] for seed in seeds for k in BPTT_LENGTHS}
+    reset_ratio = {key: reset[key] / runs[key].results["valid"]["perplexity"] for key in reset}
     ms: list[float] = []
     for k in BPTT_LENGTHS:
         rs = [runs[k, seed] for seed in seeds]

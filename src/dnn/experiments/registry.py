@@ -7,13 +7,14 @@ import difflib
 import importlib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dnn.errors import ConfigError
 from dnn.experiments.base import Context, ExperimentResult
 from dnn.experiments.protocol import NONE, Protocol, fingerprint
+from dnn.experiments.resume import Records
 from dnn.io import atomic_write
 
 __all__ = ["Experiment", "experiment", "get_experiment", "list_experiments", "run_experiment"]
@@ -86,11 +87,16 @@ def get_experiment(name: str) -> Experiment:
 
 
 def run_experiment(name: str, quick: bool = False, out: str | Path = "experiments", runs: str | Path | None = None,
-                   log: Callable[[str], None] = print, device: str = "auto") -> ExperimentResult:  # fmt: skip
+                   log: Callable[[str], None] = print, device: str = "auto",
+                   after: Sequence[str] = ()) -> ExperimentResult:  # fmt: skip
     """Run one experiment on one thread (every core for one about parallel hardware); write its results.md
     (quick: results-quick.md) and plot into ``out/<name>/``, its run directories into ``runs/<name>`` (default
     ``runs/experiments/<name>[-quick]``), and refresh ``out/README.md``. Its models train on ``device`` (``auto``:
-    CUDA when there is one)."""
+    CUDA when there is one).
+
+    Each finished seed is kept in ``out/<name>/seeds/`` (quick: in its run folder), so a rerun after a kill trains
+    only the seeds that had not finished; ``after`` names the experiments this command runs next, whose estimates
+    the progress lines add to the time left."""
     import os
 
     import torch
@@ -105,8 +111,12 @@ def run_experiment(name: str, quick: bool = False, out: str | Path = "experiment
     torch.set_num_threads(threads)
     out = Path(out)
     runs = Path(runs) if runs is not None else Path("runs") / "experiments"
-    ctx = Context(name, spec.claim, quick, out / name, runs / f"{name}{'-quick' if quick else ''}", log,
-                  spec.protocol, device, threads)  # fmt: skip
+    run_folder = runs / f"{name}{'-quick' if quick else ''}"
+    records = Records(run_folder / "seeds" if quick else out / name / "seeds", name, fingerprint(spec.protocol),
+                      quick, log)  # fmt: skip
+    ctx = Context(name, spec.claim, quick, out / name, run_folder, log, spec.protocol, device, threads, records,
+                  0.0 if quick else spec.estimate_s,
+                  0.0 if quick else sum(get_experiment(n).estimate_s for n in after))  # fmt: skip
     ctx.out.mkdir(parents=True, exist_ok=True)
     log(f"experiment {name}{' (quick)' if quick else ''}: {spec.claim}")
     result = spec.run(ctx)
@@ -175,7 +185,10 @@ def _write_index(out: Path) -> None:
         f"Estimated for `make experiments` with the protocols now in the code: {planned:,} s (about "
         f"{planned / 3600:.1f} hours) on this 2-core machine when it is quiet — each experiment's own time in its "
         "last full run where its budget did not change, else a timed slice of its budget scaled to a quiet "
-        "machine (the numbers and how they were measured are beside each `@experiment` in the code). "
+        "machine (the numbers and how they were measured are beside each `@experiment` in the code). Every "
+        "experiment prints a line after each seed with the time it expects to have left, and keeps each finished "
+        "seed in `<name>/seeds/` (the numbers behind its tables, stamped with its protocol): killed, a rerun "
+        "trains only the seeds that had not finished; delete the folder to run them all again. "
         "`rnn-vs-transformer` uses every core, so it needs the machine to "
         "itself: on a busy one its second thread waits for a core (11× slower under a load average of 4.7).",
         "",

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dnn.data.corpus import pydoc_text
 from dnn.data.pydoc_topics import GROUPS, pydoc_paragraphs, write_csv
-from dnn.experiments.base import Check, Context, Table, figure, save_figure, spread
+from dnn.experiments.base import Check, Context, Run, Table, figure, save_figure, spread
 from dnn.experiments.corpus import SHINGLE, build_corpus
 from dnn.experiments.protocol import Protocol, Row
 from dnn.experiments.registry import experiment
@@ -169,14 +169,25 @@ PROTOCOL = Protocol(
 )
 def text_transfer(ctx: Context):
     seeds, sizes = ((0,), (10,)) if ctx.quick else ((0, 1, 2), SIZES)
-    corpus = _corpus(ctx)
-    files = [f"data.{split}={ctx.runs / 'corpus' / f'{split}.txt'}" for split in ("train", "valid", "test")]
-    lm = ctx.train("lm", LM_RECIPE, ["data.source=null", *files, "train.report=false", "train.tensorboard=false",
-                                     *(LM_QUICK if ctx.quick else LM_FULL)])  # fmt: skip
+
+    def pretrain() -> dict:
+        """The corpus built, the language model trained on it: one for every seed."""
+        corpus = _corpus(ctx)
+        files = [f"data.{split}={ctx.runs / 'corpus' / f'{split}.txt'}" for split in ("train", "valid", "test")]
+        lm = ctx.train("lm", LM_RECIPE, ["data.source=null", *files, "train.report=false", "train.tensorboard=false",
+                                         *(LM_QUICK if ctx.quick else LM_FULL)])  # fmt: skip
+        return {"corpus": corpus, "lm": lm.record()}
+
+    # kept like a seed, but only while the language model's run directory is still there for init_from to read
+    pretrained = ctx.stage("language-model", pretrain, "the corpus and the language model",
+                           usable=lambda data: (Path(data["lm"]["path"]) / "model.safetensors").is_file())  # fmt: skip
+    corpus, lm = pretrained["corpus"], Run.from_record(pretrained["lm"])
     shape = [] if not ctx.quick else ["model.embedding_size=32", "model.hidden_size=32"]
-    acc: dict[tuple[str, int], list[float]] = {}
-    for seed in seeds:
+
+    def one_seed(seed: int) -> dict:
+        """The seed's labelled sample at each size, trained from the language model and from scratch."""
         files = _splits(ctx, seed, sizes)
+        data = {}
         for n in sizes:
             per_epoch = math.ceil(n * len(GROUPS) / BATCH)
             epochs = 1 if ctx.quick else max(MIN_EPOCHS, math.ceil(MIN_STEPS / per_epoch))
@@ -185,7 +196,12 @@ def text_transfer(ctx: Context):
                       "train.report=false", "train.tensorboard=false"]  # fmt: skip
             for variant, extra in (("pretrained", [f"train.init_from={lm.path}"]), ("scratch", [*SCRATCH, *shape])):
                 run = ctx.train(f"{variant}-{n}-s{seed}", CLF_RECIPE, [*common, *extra])
-                acc.setdefault((variant, n), []).append(run.results["test"]["accuracy"])
+                data[f"{variant}-{n}"] = run.results["test"]["accuracy"]
+        return data
+
+    records = ctx.each_seed(seeds, one_seed)
+    acc = {(variant, n): [records[seed][f"{variant}-{n}"] for seed in seeds]
+           for n in sizes for variant in ("pretrained", "scratch")}  # fmt: skip
     mean = {key: statistics.fmean(v) for key, v in acc.items()}
     table = Table(
         f"Test accuracy ({TEST} paragraphs per class, {len(GROUPS)} classes, chance {CHANCE:.2f}), mean ± sd over "

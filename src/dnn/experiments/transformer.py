@@ -61,7 +61,7 @@ def _sequential_steps(model: str, n: int) -> int:
     return 2 * n + 1 if model == "rnn" else 2 + 2
 
 
-def _time_steps(ctx: Context) -> Table:
+def _time_steps(ctx: Context) -> dict:
     """ms per training update (forward, backward, Adam) of each model on a batch of 64 strings of length n, on the
     experiment's device and threads; rounds interleave every (n, model), the median of the rounds is reported."""
     from dnn.data.batching import collate_seq2seq
@@ -106,16 +106,23 @@ def _time_steps(ctx: Context) -> Table:
                 for _ in range(steps):
                     step(name, batches[n])
                 times.setdefault((n, name), []).append((time.perf_counter() - start) / steps * 1000)
-    load = os.getloadavg()[0]
-    table = Table(f"ms per training update, batch {BATCH}, {ctx.hardware}, median of {rounds} interleaved round(s); "
-                  f"load average {load:.1f} on {os.cpu_count()} cores while measured",
-                  ["length n", "RNN ms", "Transformer ms", "RNN ÷ Transformer", "RNN sequential steps",
-                   "Transformer sequential steps"])  # fmt: skip
+    rows = []
     for n in lengths:
         rnn, tr = (statistics.median(times[n, m]) for m in MODELS)
-        table.add(**{"length n": n, "RNN ms": rnn, "Transformer ms": tr, "RNN ÷ Transformer": rnn / tr,
+        rows.append({"length n": n, "RNN ms": rnn, "Transformer ms": tr, "RNN ÷ Transformer": rnn / tr,
                      "RNN sequential steps": _sequential_steps("rnn", n),
                      "Transformer sequential steps": _sequential_steps("transformer", n)})  # fmt: skip
+    return {"rows": rows, "rounds": rounds, "load": os.getloadavg()[0], "hardware": ctx.hardware}
+
+
+def _timing_table(measured: dict) -> Table:
+    """The timing table from what :func:`_time_steps` measured (a record read back, or just measured)."""
+    table = Table(f"ms per training update, batch {BATCH}, {measured['hardware']}, median of {measured['rounds']} "
+                  f"interleaved round(s); load average {measured['load']:.1f} on {os.cpu_count()} cores while "
+                  f"measured", ["length n", "RNN ms", "Transformer ms", "RNN ÷ Transformer", "RNN sequential steps",
+                                "Transformer sequential steps"])  # fmt: skip
+    for row in measured["rows"]:
+        table.add(**row)
     return table
 
 
@@ -172,11 +179,18 @@ def rnn_vs_transformer(ctx: Context):
     seeds = QUICK["seeds"] if ctx.quick else SEEDS
     train_size = (QUICK["sizes"] if ctx.quick else SIZES)[0]
     per_epoch = _steps_per_epoch(train_size)
-    runs: dict[tuple[str, int, int], Run] = {}
-    for seed in seeds:
+
+    def one_seed(seed: int) -> dict:
+        data = {}
         for n in lengths:
             for model, (recipe, _) in MODELS.items():
-                runs[model, n, seed] = ctx.train(f"{model}-n{n}-s{seed}", recipe, _overrides(ctx, model, n, seed))
+                run = ctx.train(f"{model}-n{n}-s{seed}", recipe, _overrides(ctx, model, n, seed))
+                data[f"{model}-{n}"] = {"run": run.record(), "parameters": run.parameters()}
+        return data
+
+    records = ctx.each_seed(seeds, one_seed)
+    runs = {(model, n, seed): Run.from_record(records[seed][f"{model}-{n}"]["run"])
+            for seed in seeds for n in lengths for model in MODELS}  # fmt: skip
 
     def epoch_seconds(run: Run) -> float:
         return run.ms_per_step(BATCH) * per_epoch / 1000
@@ -198,7 +212,7 @@ def rnn_vs_transformer(ctx: Context):
             stats[model, n] = {"epoch": [epoch_seconds(r) for r in chosen],
                                "exact": [test(r, "exact_match") for r in chosen],
                                "tokens": [test(r, "token_accuracy") for r in chosen],
-                               "parameters": [chosen[0].parameters()]}  # fmt: skip
+                               "parameters": [records[seeds[0]][f"{model}-{n}"]["parameters"]]}  # fmt: skip
             summary.add(**{"model": label, "length n": n, "parameters": stats[model, n]["parameters"][0],
                            "seconds per epoch": spread(stats[model, n]["epoch"]),
                            "test exact match": spread(stats[model, n]["exact"]),
@@ -208,7 +222,7 @@ def rnn_vs_transformer(ctx: Context):
                                "seconds per epoch": epoch_seconds(run), "test exact match": test(run, "exact_match"),
                                "test token accuracy": test(run, "token_accuracy"),
                                "training seconds": run.seconds})  # fmt: skip
-    timing = _time_steps(ctx)
+    timing = _timing_table(ctx.stage("timing", lambda: _time_steps(ctx), "the timing table"))
 
     def mean(model: str, n: int, key: str) -> float:
         return mean_sd(stats[model, n][key])[0]

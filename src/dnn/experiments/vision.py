@@ -126,24 +126,28 @@ def cnn_vs_fc(ctx: Context):
         ["model", "trained", "parameters", "test centred", "test at random offsets", "drop",
          "at random offsets, mean ± sd"],
     )  # fmt: skip
-    acc: dict[str, list[float]] = {"logreg": [], "mlp": [], "convnet": []}
-    moved: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for seed in seeds:
+    grid = [(name, options, "center") for name, options in MODELS.items()] + [("mlp", MODELS["mlp"], "random")]
+
+    def one_seed(seed: int) -> dict:
+        """Centred accuracies of the three models; then, on the canvas, (centred, shifted) test accuracy pairs."""
         base = [f"seed={seed}", *split, *budget]
-        acc["logreg"].append(_logistic_regression(base)[0])
+        data: dict = {"centred": {"logreg": _logistic_regression(base)[0]}, "moved": {}}
         for name, options in MODELS.items():
-            acc[name].append(
-                ctx.train(f"{name}-s{seed}", RECIPE, [*DIGITS_8X8, *base, *options]).results["test"]["accuracy"]
-            )
+            run = ctx.train(f"{name}-s{seed}", RECIPE, [*DIGITS_8X8, *base, *options])
+            data["centred"][name] = run.results["test"]["accuracy"]
         canvas = [*base, f"data.canvas_size={CANVAS}", "data.canvas_test=random"]
         test_shifted, test_centred = _logistic_regression(canvas)
-        moved.setdefault(("logreg", "center"), []).append((test_centred, test_shifted))
-        grid = [(name, options, "center") for name, options in MODELS.items()] + [("mlp", MODELS["mlp"], "random")]
+        data["moved"]["logreg/center"] = [test_centred, test_shifted]
         for name, options, train_at in grid:
             overrides = [*canvas, f"data.canvas_train={train_at}", *options]
             run = ctx.train(f"{name}-canvas-{train_at}-s{seed}", RECIPE, [*DIGITS_8X8, *overrides])
-            pair = (_centred_accuracy(run, overrides), run.results["test"]["accuracy"])
-            moved.setdefault((name, train_at), []).append(pair)
+            data["moved"][f"{name}/{train_at}"] = [_centred_accuracy(run, overrides), run.results["test"]["accuracy"]]
+        return data
+
+    records = ctx.each_seed(seeds, one_seed)
+    acc = {name: [records[seed]["centred"][name] for seed in seeds] for name in ("logreg", "mlp", "convnet")}
+    moved = {tuple(key.split("/")): [tuple(records[seed]["moved"][key]) for seed in seeds]
+             for key in records[seeds[0]]["moved"]}  # fmt: skip
     for name, values in acc.items():
         params = _parameters(name, 8) if name != "logreg" else 8 * 8 * 10 + 10
         centred.add(**{"model": LABELS[name], "parameters": params, **{f"seed {s}": v for s, v in zip(seeds, values)},
@@ -322,12 +326,12 @@ def transfer_learning(ctx: Context):
     seeds = (0,) if ctx.quick else (0, 1, 2)
     pre_epochs, few_epochs = (1, 2) if ctx.quick else (30, 40)
     common = ["model.name=convnet"]
-    results: dict[str, list[float]] = {label: [] for label, _ in VARIANTS}
-    pretrain_acc, trainable = [], {}
-    for seed in seeds:
+
+    def one_seed(seed: int) -> dict:
+        """A body pretrained on 0–4, then the four ways to learn 5–9 from it: accuracies and trained parameters."""
         pre = ctx.train(f"pretrain-0to4-s{seed}", RECIPE, [*DIGITS_8X8, f"seed={seed}", "data.classes=[0,1,2,3,4]",
                                                            f"train.epochs={pre_epochs}", *common])  # fmt: skip
-        pretrain_acc.append(pre.results["test"]["accuracy"])
+        data: dict = {"pretrain": pre.results["test"]["accuracy"], "accuracy": {}, "trainable": {}}
         for label, options in VARIANTS:
             overrides = [f"seed={seed}", "data.classes=[5,6,7,8,9]", f"data.per_class={FEW}", "data.valid_fraction=0",
                          "train.batch_size=10", f"train.epochs={few_epochs}", *common]  # fmt: skip
@@ -336,8 +340,14 @@ def transfer_learning(ctx: Context):
             if "freeze" in options:
                 overrides.append("train.freeze_up_to=body")
             run = ctx.train(f"{label.split(',')[0].replace(' ', '-')}-s{seed}", RECIPE, [*DIGITS_8X8, *overrides])
-            results[label].append(run.results["test"]["accuracy"])
-            trainable[label] = run.parameters("fc") if "freeze" in options else run.parameters()
+            data["accuracy"][label] = run.results["test"]["accuracy"]
+            data["trainable"][label] = run.parameters("fc") if "freeze" in options else run.parameters()
+        return data
+
+    records = ctx.each_seed(seeds, one_seed)
+    results = {label: [records[seed]["accuracy"][label] for seed in seeds] for label, _ in VARIANTS}
+    pretrain_acc = [records[seed]["pretrain"] for seed in seeds]
+    trainable = records[seeds[-1]]["trainable"]
     table = Table(
         f"Digits 5–9 from {FEW} labelled images per class: test accuracy (all test images of 5–9)",
         ["variant", "trained parameters", *[f"seed {s}" for s in seeds], "mean", "mean ± sd"],
