@@ -54,6 +54,22 @@ def _cell(kind: str, forget_bias: float | None) -> nn.Module:
     return GRUCell(2, HIDDEN)
 
 
+PAPER_CELL = "tanh RNN, the paper's initialisation (H = 128)"
+
+
+def _paper_tanh_cell() -> nn.Module:
+    """A tanh RNN initialised as in Arjovsky et al.'s code (``initialize_matrix``: Glorot-uniform, biases 0) with
+    their 128 units: W_hh's spectral radius comes out near 1, where torch's U(±1/√H) gives ≈ 0.58."""
+    cell = RNNCell(2, 128)
+    with torch.no_grad():
+        for weight in (cell.weight_ih, cell.weight_hh):
+            bound = math.sqrt(6.0 / sum(weight.shape))  # U(±√(6 / (n_in + n_out)))
+            weight.uniform_(-bound, bound)
+        cell.bias_ih.zero_()
+        cell.bias_hh.zero_()
+    return cell
+
+
 def _ratios(cell: nn.Module, batches: int, first: int = 0) -> dict[str, list[float]]:
     """Median over ``batches`` batches of 16 adding-problem inputs (seeds ``first`` …) of ‖∂L/∂h_{T−d}‖ /
     ‖∂L/∂h_T‖ for d = 0 … T−1 (and the same for the LSTM's cell state c)."""
@@ -95,9 +111,11 @@ VANISHING_PROTOCOL = Protocol(
         "tanh RNN, IRNN and LSTM of 128 units (uRNN 512); Glorot-uniform weights, LSTM forget bias 1 (the "
         "authors' code)",
         f"dnn's cells, H = {HIDDEN}: tanh RNN, LSTM with forget bias 0 (torch's) and 1, GRU; torch's "
-        f"initialisation U(±1/√H)",
-        "H = 64 against 128; torch's U(±1/√H) gives W_hh a spectral radius ≈ 0.58 where Glorot-uniform gives "
-        "≈ 1, so the tanh RNN's gradient decays faster here than in the paper's models",
+        f"initialisation U(±1/√H); beside them, measured and reported, a tanh RNN of 128 units initialised as in "
+        f"the authors' code",
+        "H = 64 against 128; the expectations are checked at torch's initialisation (W_hh spectral radius ≈ 0.58, "
+        "below Pascanu et al.'s 1/γ = 1); at the paper's (≈ 1) the tanh RNN's gradient decays far less — "
+        "reported, not asserted",
         decisive=True,
     ),
     budget=Row(
@@ -130,7 +148,7 @@ VANISHING_PROTOCOL = Protocol(
         "ε (what float32 can still add) makes 'vanished' a number; 'every seed' because the statements are "
         "about any freshly initialised network",
     ),
-    remaining="torch's initialisation (W_hh spectral radius ≈ 0.58) where the paper's Glorot-uniform gives ≈ 1",
+    remaining="checked at torch's initialisation (spectral radius ≈ 0.58); at the paper's (≈ 1) only reported",
 )
 
 
@@ -138,7 +156,7 @@ VANISHING_PROTOCOL = Protocol(
     "vanishing-gradient",
     "tanh RNN gradients vanish exponentially through time; gated cells keep them",
     VANISHING_PROTOCOL,
-    estimate_s=79,  # the 2026-12-05 full run
+    estimate_s=85,  # the 2026-12-05 full run (79 s), plus the tanh RNN at the paper's initialisation (~5 s)
 )
 def vanishing_gradient(ctx: Context):
     steps = 10 if ctx.quick else TRAIN_STEPS
@@ -149,7 +167,7 @@ def vanishing_gradient(ctx: Context):
 
     def measure_init() -> dict:
         """Every cell fresh from each initialisation seed: its ratios, and the tanh RNN's spectral radius."""
-        data: dict = {"ratios": {label: {} for label, _, _ in CELLS}, "radius": []}
+        data: dict = {"ratios": {label: {} for label, _, _ in CELLS}, "radius": [], "paper": {}, "paper_radius": []}
         for seed in init_seeds:
             for label, kind, bias in CELLS:
                 torch.manual_seed(seed)
@@ -157,10 +175,15 @@ def vanishing_gradient(ctx: Context):
                 data["ratios"][label][str(seed)] = _ratios(cell, batches, first=100 * seed)
                 if kind == "rnn":
                     data["radius"].append(_radius(cell))
+            torch.manual_seed(seed)
+            cell = _paper_tanh_cell()  # reported beside, not asserted: see the expectations below
+            data["paper"][str(seed)] = _ratios(cell, batches, first=100 * seed)
+            data["paper_radius"].append(_radius(cell))
         return data
 
     measured = ctx.stage("init", measure_init, f"initialisation ({len(init_seeds)} seeds)")
     init, radius_init = measured["ratios"], measured["radius"]
+    paper, radius_paper = measured["paper"], measured["paper_radius"]
     ctx.log(f"  measured at initialisation ({len(init_seeds)} seeds)")
 
     def train_seed(seed: int) -> dict:
@@ -190,13 +213,15 @@ def vanishing_gradient(ctx: Context):
     at_init = Table(
         f"At initialisation: ‖∂L/∂state_(T−d)‖ / ‖∂L/∂state_T‖, median [min – max] over {len(init_seeds)} seeds "
         f"(each a fresh cell and its own inputs; T = {T_MEASURE}, H = {HIDDEN}); float32's ε = {EPS:.2e}",
-        ["cell", "h, d = 10", "h, d = 50", "h, d = 99", "c, d = 50", "PyTorch reference, h, d = 50"],
-    )
-    for label, _, _ in CELLS:
-        r = init[label]
+        ["cell", "h, d = 10", "h, d = 50", "h, d = 99", "c, d = 50", "W_hh spectral radius",
+         "PyTorch reference, h, d = 50"],
+    )  # fmt: skip
+    for label, r in [*((label, init[label]) for label, _, _ in CELLS), (PAPER_CELL, paper)]:
         c = at(r, "c", BACK)
+        radius = {"tanh RNN": spread(radius_init), PAPER_CELL: spread(radius_paper)}.get(label)
         at_init.add(**{"cell": label, "h, d = 10": _range(at(r, "h", 10)), "h, d = 50": _range(at(r, "h", BACK)),
                        "h, d = 99": _range(at(r, "h", 99)), "c, d = 50": _range(c) if c else None,
+                       "W_hh spectral radius": radius,
                        "PyTorch reference, h, d = 50": PAPER_INIT.get(label, "–")})  # fmt: skip
     after = Table(
         f"After {steps} steps on the adding problem (T = 50, H = {HIDDEN}), measured through T = {T_MEASURE}: "
@@ -223,6 +248,9 @@ def vanishing_gradient(ctx: Context):
     #   can learn to bridge minimal time lags in excess of 1000 discrete-time steps by enforcing constant error flow
     #   through constant error carousels within special units" — a property of the structure, so every seed; a
     #   direction only, since no size is stated.
+    # The tanh RNN is asserted at torch's initialisation, where Pascanu et al.'s condition (spectral radius below
+    # 1/γ = 1) holds and their bound forces the decay; at the paper's own initialisation (Glorot-uniform, radius ≈ 1:
+    # the condition does not hold) its gradient is measured and reported beside it, not asserted.
     # Reported, not asserted (no cited paper states them): that a forget-bias-1 LSTM keeps more than ε at
     # initialisation — Arjovsky et al.'s LSTM starts with forget bias 1 (their code) and "has exponentially
     # vanishing gradients" too — and anything after training: "After 100 iterations of training, each model
@@ -283,6 +311,7 @@ def vanishing_gradient(ctx: Context):
         "init ~2e-11, LSTM with forget bias 1 ~3e-5, LSTM cell state with forget bias 2 ~0.15.",
     ]
     lesson = _vanishing_lesson(ctx, checks, rnn, b1, c1, radius_init, radius_after, mse, trained_h)
+    lesson += " " + _paper_init_lesson(at(paper, "h", BACK), radius_paper, radius_init)
     return ctx.result(setup, [at_init, after], checks, references, plot, lesson)
 
 
@@ -290,6 +319,19 @@ def _radius(cell: nn.Module) -> float:
     """The spectral radius of a tanh RNN cell's recurrent matrix: ρ < 1/γ = 1 is Pascanu et al.'s vanishing side."""
     with torch.no_grad():
         return float(torch.linalg.eigvals(cell.weight_hh).abs().max())
+
+
+def _paper_init_lesson(paper_h: list[float], radius: list[float], torch_radius: list[float]) -> str:
+    vanished = sum(v < EPS for v in paper_h)
+    return (
+        f"How much vanishes depends on the initialisation, as Pascanu et al.'s condition says: initialised as in "
+        f"Arjovsky et al.'s code (Glorot-uniform, 128 units), the tanh RNN's recurrent matrix has spectral radius "
+        f"{_median(radius):.2f} (torch's: {_median(torch_radius):.2f}), and 50 steps back "
+        f"{_median(paper_h):.1e} of its gradient was left (median; below ε in {vanished} of {len(paper_h)} "
+        f"seeds). "
+        f"Near radius 1 the bound no longer forces the gradient to vanish; past it, it may explode "
+        f"(`gradient-clipping`)."
+    )
 
 
 def _vanishing_lesson(ctx: Context, checks: list[Check], rnn: list[float], b1: list[float], c1: list[float],
