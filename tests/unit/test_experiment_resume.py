@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-import dnn.experiments.gradients as gradients
+import dnn.experiments.clipping as clipping
 from dnn.experiments import run_experiment
 from dnn.experiments.resume import Progress, Records, duration
 
@@ -59,7 +59,7 @@ def comparable(result):
 
 def test_a_killed_experiment_resumes_after_its_finished_seed(tmp_path, monkeypatch):
     trained: list[int] = []
-    real = gradients._clip_run
+    real = clipping._clip_run
 
     def counting(ctx, seed, lr, clip):
         trained.append(seed)
@@ -71,7 +71,7 @@ def test_a_killed_experiment_resumes_after_its_finished_seed(tmp_path, monkeypat
         return counting(ctx, seed, lr, clip)
 
     out, runs = tmp_path / "out", tmp_path / "runs"
-    monkeypatch.setattr(gradients, "_clip_run", killed)
+    monkeypatch.setattr(clipping, "_clip_run", killed)
     with pytest.raises(KeyboardInterrupt):
         run_experiment("gradient-clipping", quick=True, out=out, runs=runs, log=lambda m: None)
     records = runs / "gradient-clipping-quick" / "seeds"
@@ -79,7 +79,7 @@ def test_a_killed_experiment_resumes_after_its_finished_seed(tmp_path, monkeypat
     assert set(trained) == {0}
 
     trained.clear()
-    monkeypatch.setattr(gradients, "_clip_run", counting)
+    monkeypatch.setattr(clipping, "_clip_run", counting)
     lines: list[str] = []
     resumed = run_experiment("gradient-clipping", quick=True, out=out, runs=runs, log=lines.append)
     assert set(trained) == {1}  # seed 0 was not trained again

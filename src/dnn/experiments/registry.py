@@ -34,8 +34,8 @@ ORDER = (
     "rnn-vs-transformer",
     "text-transfer",
 )
-MODULES = ("dnn.experiments.gradients", "dnn.experiments.adding", "dnn.experiments.recurrent",
-           "dnn.experiments.attention", "dnn.experiments.vision", "dnn.experiments.depth",
+MODULES = ("dnn.experiments.gradients", "dnn.experiments.clipping", "dnn.experiments.adding",
+           "dnn.experiments.recurrent", "dnn.experiments.attention", "dnn.experiments.vision", "dnn.experiments.depth",
            "dnn.experiments.transformer", "dnn.experiments.text_transfer")  # fmt: skip
 
 
