@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 
 from dnn import __version__
-from dnn.errors import DnnError
+from dnn.errors import ConfigError, DnnError
 from dnn.serve.limits import MAX_BEAM_SIZE, MAX_SEED
 
 
@@ -19,6 +19,23 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"dnn: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _CommandParser(_Parser):
+    """A subcommand's parser: options, overrides and positionals in any order (``dnn translate RUN --beam-size 3
+    'March 3, 2021'``, ``dnn train my.yaml --run-dir runs/mine train.threads=1``), as argparse's intermixed
+    parsing reads them."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:  # the intermixed parse's own two passes
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
 
 def _sub(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
@@ -77,7 +94,7 @@ def _inference_precision(args):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dnn", description="dnn: train, inspect, try and serve the CNNs and RNNs of the lecture.")
     parser.add_argument("--version", action="version", version=f"dnn {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
     demo = _sub(sub, "demo", "a short end-to-end tour of what dnn has, with the lecture's claims measured", "dnn demo")
     demo.add_argument("--out", default="runs/demo", help="folder for the runs and pictures (default: runs/demo)")
@@ -124,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--attention", action="store_true", help="also print the attention of every output token")
     translate.add_argument("--n-best", type=_int_in(1, MAX_BEAM_SIZE), default=1, help="print the N best "
                            "translations of each text, with their scores (at most --beam-size; default 1)")  # fmt: skip
-    translate.add_argument("--length-penalty", type=float, default=0.6, help="GNMT's α: > 0 favours longer "
-                           "outputs in beam search, 0 = none (default 0.6)")  # fmt: skip
+    translate.add_argument("--length-penalty", type=float, default=None, help="GNMT's α: > 0 favours longer "
+                           "outputs in beam search, 0 = none (default 0.6; beam search only)")  # fmt: skip
     _device_flag(translate)
 
     generate = _sub(
@@ -134,13 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("run", help="a run directory")
     generate.add_argument("--prompt", default="", help="the text to continue")
     generate.add_argument("--length", type=_int_in(1), default=200, help="tokens to generate (default 200)")
-    generate.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
+    generate.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 0.8; sampling only)")
     generate.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     generate.add_argument("--top-p", type=float, default=None, help="sample among the most likely tokens up to mass p")
     generate.add_argument(
         "--seed",
         type=_int_in(0, MAX_SEED),
-        default=0,
+        default=None,
         help="random seed of the sampling (default 0; at most 2**63 - 1)",
     )
     generate.add_argument("--beam-size", type=int, default=1, help="> 1: the most likely continuation by beam "
@@ -320,12 +337,24 @@ def _predict(args) -> None:
 
 
 def _translate(args) -> None:
+    from dnn.errors import ConfigError
+
+    if args.length_penalty is not None and args.beam_size == 1:
+        raise ConfigError("--length-penalty applies to beam search; with --beam-size 1 (greedy) leave it out")
+    if args.n_best > args.beam_size:
+        raise ConfigError(f"--n-best {args.n_best} needs --beam-size of at least {args.n_best}, got {args.beam_size}")
     predictor = _predictor(args.run, "translate", "translate", args.device)
+    if args.attention and not predictor.has_attention():
+        raise ConfigError(f"{args.run}: --attention needs a model with attention; this run's has none "
+                          f"(leave out --attention)")  # fmt: skip
     texts = args.texts if args.texts and args.texts != ["-"] else [line.rstrip("\n") for line in sys.stdin]
-    rows = predictor.translate(texts, beam_size=args.beam_size, length_penalty=args.length_penalty,
+    length_penalty = 0.6 if args.length_penalty is None else args.length_penalty
+    rows = predictor.translate(texts, beam_size=args.beam_size, length_penalty=length_penalty,
                                n_best=args.n_best)  # fmt: skip
     for row in rows:
         if args.n_best > 1:
+            if len(rows) > 1:  # several texts: each list under its text
+                print(row["source"])
             for rank, alt in enumerate([row, *row.get("alternatives", [])], 1):
                 print(f"{rank}\t{alt['score']:.4f}\t{alt['output']}")
         else:
@@ -335,6 +364,27 @@ def _translate(args) -> None:
                 best = max(range(len(weights)), key=weights.__getitem__) if weights else None
                 aligned = row["source_tokens"][best] if best is not None else ""
                 print(f"  {token!r:>8} ← {aligned!r:<8} " + " ".join(f"{w:.2f}" for w in weights))
+
+
+def _not_applying(flags: list[str], because: str, instead: str) -> ConfigError:
+    """``--top-k applies to sampling; <because> (leave out --top-k, or <instead>)``."""
+    names = " and ".join(flags)
+    verb = "applies" if len(flags) == 1 else "apply"
+    return ConfigError(f"{names} {verb} to sampling; {because} (leave out {names}, or {instead})")
+
+
+def _generate(args) -> None:
+    given = {"--temperature": args.temperature, "--top-k": args.top_k, "--top-p": args.top_p, "--seed": args.seed}
+    sampling = [flag for flag, value in given.items() if value is not None]
+    if args.beam_size > 1 and sampling:
+        raise _not_applying(sampling, f"--beam-size {args.beam_size} searches instead", "--beam-size")
+    cut = [flag for flag in ("--top-k", "--top-p") if given[flag] is not None]
+    if args.temperature == 0 and cut:
+        raise _not_applying(cut, "--temperature 0 takes the most likely token", "give a temperature above 0")
+    predictor = _predictor(args.run, "generate", "generate", args.device)
+    temperature = 0.8 if args.temperature is None else args.temperature
+    print(predictor.generate(args.prompt, args.length, temperature, args.top_k, args.top_p, args.seed or 0,
+                             beam_size=args.beam_size))  # fmt: skip
 
 
 def _experiment(args) -> None:
@@ -380,9 +430,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     elif args.command == "translate":
         _translate(args)
     elif args.command == "generate":
-        predictor = _predictor(args.run, "generate", "generate", args.device)
-        print(predictor.generate(args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed,
-                                 beam_size=args.beam_size))  # fmt: skip
+        _generate(args)
     elif args.command == "transcribe":
         predictor = _predictor(args.run, "transcribe", "transcribe", args.device)
         for row in predictor.transcribe(args.files, beam_size=args.beam_size):

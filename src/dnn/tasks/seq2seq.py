@@ -40,6 +40,7 @@ from dnn.data.vocab import Vocab
 from dnn.decoding import beam_search, greedy
 from dnn.device import model_device, to_device
 from dnn.errors import CheckpointError, ConfigError, DataError
+from dnn.io import UNK_ID
 from dnn.rundir import SOURCE_TOKENIZER, SOURCE_VOCAB, TARGET_TOKENIZER, TARGET_VOCAB, TASK, RunDir
 from dnn.tasks.base import LengthAccuracy, Predictor, Task
 from dnn.tasks.registry import register_task
@@ -437,6 +438,12 @@ class Seq2SeqPredictor(Predictor):
                 )
             ids.append(self.src_vocab.encode(tokens))
         return ids
+
+    def has_attention(self) -> bool:
+        """Whether the model attends over the source (its ``decode_step`` returns weights, not None)."""
+        src, lengths = to_device((torch.tensor([[UNK_ID]]), torch.tensor([1])), model_device(self.model))  # (1, 1)
+        self.model.eval()
+        return greedy(self.model, src, lengths, max_len=1).attention is not None
 
     def translate(self, texts: Sequence[str], beam_size: int = 5, length_penalty: float = 0.6,
                   n_best: int = 1) -> list[dict[str, Any]]:  # fmt: skip
