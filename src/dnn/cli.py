@@ -120,11 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     _device_flag(ev)
 
     predict = _sub(
-        sub, "predict", "classify or tag inputs with a trained run (images, or text files: one example a line)",
-        "dnn predict runs/lenet digit.png",
+        sub, "predict", "classify or tag inputs with a trained run (images, video clips, or text files: one example a "
+        "line); prints input<TAB>class<TAB>probability, or word/tag for tagging",
+        "dnn predict runs/lenet digit.png\n  dnn predict runs/video clip.gif clip.npy",
     )  # fmt: skip
     predict.add_argument("run", help="a run directory")
-    predict.add_argument("inputs", nargs="+", help="image files (PNG/JPEG) or text files (- reads standard input)")
+    predict.add_argument("inputs", nargs="+", help="image files (PNG/JPEG), clips (animated GIF, or .npy frames "
+                         "(T, H, W) in [0, 1]) or text files (- reads standard input)")  # fmt: skip
     _device_flag(predict)
 
     translate = _sub(
@@ -322,13 +324,13 @@ def _predict(args) -> None:
 
     run = load_run(args.run, args.device)
     predictor = run.predictor
-    if predictor.kind == "image":
+    if predictor.kind in ("image", "video"):
         rows = predictor.predict_files(args.inputs)
     elif predictor.kind in ("classify", "tag"):
         rows = predictor.predict_texts(_lines(args.inputs))
     else:
-        raise ConfigError(f"{run.path}: `dnn predict` needs an image classification, text classification or tagging "
-                          f"run; this is a {run.cfg.data.task} run")  # fmt: skip
+        raise ConfigError(f"{run.path}: `dnn predict` needs an image classification, video classification, text "
+                          f"classification or tagging run; this is a {run.cfg.data.task} run")  # fmt: skip
     for row in rows:
         if "tags" in row:
             print(" ".join(f"{t}/{g}" for t, g in zip(row["tokens"], row["tags"])))
