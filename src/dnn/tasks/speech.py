@@ -136,12 +136,7 @@ class SpeechRecognition(Task):
         self.log = log
         self.utterances = self._read_utterances(log)
         self.alphabet = sorted({c for u in self.utterances["train"] for c in self._text(u.text)})
-        ids = {c: i + 1 for i, c in enumerate(self.alphabet)}
-        unseen = 0
-        for split, utterances in self.utterances.items():
-            self.inputs[split] = [self._load(u) for u in utterances]
-            self.targets[split] = [[ids[c] for c in self._text(u.text) if c in ids] for u in utterances]
-            unseen += sum(len(self._text(u.text)) - len(t) for u, t in zip(utterances, self.targets[split]))
+        unseen = sum(self._featurise(split) for split in SPLIT_NAMES)
         self._sampler = BucketBatchSampler(
             [x.shape[0] for x in self.inputs["train"]], self.cfg.train.batch_size, shuffle=True, seed=self.cfg.seed
         )
@@ -151,6 +146,32 @@ class SpeechRecognition(Task):
             f"training audio); {len(self.alphabet)} characters: {''.join(self.alphabet)!r}")  # fmt: skip
         if unseen:
             log(f"data: {unseen} characters of the valid/test transcripts never occur in training (always errors)")
+
+    def _featurise(self, split: str) -> int:
+        """Features and targets of ``split``'s utterances; returns how many transcript characters lie outside the
+        alphabet (left out of the targets, kept in the references: always errors)."""
+        ids = {c: i + 1 for i, c in enumerate(self.alphabet)}
+        utterances = self.utterances[split]
+        self.inputs[split] = [self._load(u) for u in utterances]
+        self.targets[split] = [[ids[c] for c in self._text(u.text) if c in ids] for u in utterances]
+        return sum(len(self._text(u.text)) - len(t) for u, t in zip(utterances, self.targets[split]))
+
+    def prepare_evaluation(self, run_dir: RunDir, path: str, log) -> None:
+        """A run trained on a user's recordings: its alphabet, and the utterances ``path`` lists (a TSV of
+        file<TAB>transcript lines, or a folder holding one) as the test split (``dnn eval RUN --data PATH``)."""
+        if self.cfg.data.source is not None:
+            raise ConfigError(
+                f"{run_dir.path} is a speech run on built-in data (data.source={self.cfg.data.source}); --data "
+                f"applies to a run trained on recordings of yours (data.train=FILE.tsv)"
+            )
+        info = run_dir.read_json(TASK, "a speech run's task.json", required=("alphabet",))
+        self.alphabet = list(info["alphabet"])
+        self.utterances = {s: [] for s in SPLIT_NAMES}
+        self.utterances["test"] = read_transcripts(path)
+        unseen = self._featurise("test")
+        log(f"data: {path}: {len(self.utterances['test'])} utterances")
+        if unseen:
+            log(f"data: {unseen} characters of {path}'s transcripts never occur in training (always errors)")
 
     def model_options(self) -> dict[str, Any]:
         return {"num_classes": len(self.alphabet) + 1, "n_mels": self.cfg.data.n_mels}
