@@ -281,6 +281,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def recipe_summary(text: str) -> str:
+    """The first sentence of a recipe's header comment, whole however many lines it spans: up to the first ``.``,
+    ``?`` or ``!`` that ends the header or is followed by a capital letter (``et al. 2011`` does not end one)."""
+    header = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("#").strip())
+    words = " ".join(header).split()
+    for i, word in enumerate(words):
+        if word[-1:] in ".?!" and (i + 1 == len(words) or words[i + 1][:1].isupper()):
+            return " ".join(words[: i + 1])
+    return " ".join(words)
+
+
 def _list() -> None:
     from dnn.data.text_tasks import list_tasks
     from dnn.models.registry import get_model_spec, list_models
@@ -291,8 +306,7 @@ def _list() -> None:
         print(f"  {name:<22} {get_model_spec(name).summary}")
     print("recipes:")
     for name in list_recipes():
-        first = (RECIPES / f"{name}.yaml").read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
-        print(f"  {name:<22} {first}")
+        print(f"  {name:<22} {recipe_summary((RECIPES / f'{name}.yaml').read_text(encoding='utf-8'))}")
     print("built-in tasks:")
     print("  " + ", ".join(["digits", "adding", "pydoc", *list_tasks(), "spoken digits and phrases (espeak-ng)"]))
 
