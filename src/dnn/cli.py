@@ -434,6 +434,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             config = None
         if args.deterministic and not args.resume:
             args.overrides.append("deterministic=true")
+        if not args.resume and os.environ.get("RANK", "0") == "0":
+            _note_empty_splits(config, args.overrides)
         results = train(config, args.overrides, args.run_dir, args.resume, progress=not args.quiet)
         if args.quiet and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks
             print(json.dumps(results))
@@ -492,6 +494,26 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         _experiment(args)
     else:
         parser.print_help()
+
+
+def _note_empty_splits(config: str, overrides: list[str]) -> None:
+    """One line on stderr, before training, when built-in data's ``data.sizes`` leaves the validation or the test
+    split empty: the run will end without those metrics. (The adding problem refuses empty splits itself.)"""
+    from dataclasses import asdict
+
+    from dnn.run import resolve_config
+    from dnn.run_config import AddingData
+
+    cfg = resolve_config(config, overrides)  # a bad config: train() says why, in one line
+    data = asdict(cfg.data)
+    sizes = data.get("sizes")
+    empty = [split for split, n in zip(("validation", "test"), sizes[1:] if sizes else ()) if n == 0]
+    if data["train"] is not None or isinstance(cfg.data, AddingData) or not empty:
+        return
+    which = " and ".join(empty) + (" splits" if len(empty) == 2 else " split")
+    example = ",".join(str(n or max(1, sizes[0] // 10)) for n in sizes)
+    print(f"dnn: note: data.sizes={list(sizes)} leaves the {which} empty: this run ends with no "
+          f"{' or '.join(empty)} metrics (to get them: data.sizes=[{example}])", file=sys.stderr)  # fmt: skip
 
 
 def _gettext_corpus(language: str | None, out: str | None) -> None:

@@ -119,3 +119,23 @@ def test_options_overrides_and_positionals_in_any_order(runs, capsys, tmp_path):
     assert main(argv) == 0
     assert '"steps": 2' in capsys.readouterr().out
     assert (run_dir / "model.safetensors").is_file()
+
+
+def test_empty_validation_or_test_sizes_are_said_at_the_start(tmp_path, capsys):
+    argv = ["train", "dates-attention", "data.sizes=[10,0,0]", "train.max_steps=1", "--quiet", *RECURRENT]
+    assert main([*argv, "--run-dir", str(tmp_path / "none")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "dnn: note: data.sizes=[10, 0, 0] leaves the validation and test splits empty: this run ends with no "
+        "validation or test metrics (to get them: data.sizes=[10,1,1])\n"
+    )
+    assert '"valid": {}, "test": {}' in captured.out
+    argv[2] = "data.sizes=[10,2,0]"
+    assert main([*argv, "--run-dir", str(tmp_path / "no-test")]) == 0
+    assert capsys.readouterr().err == (
+        "dnn: note: data.sizes=[10, 2, 0] leaves the test split empty: this run ends with no test metrics (to get "
+        "them: data.sizes=[10,2,1])\n"
+    )
+    argv[2] = "data.sizes=[10,2,2]"
+    assert main([*argv, "--run-dir", str(tmp_path / "all")]) == 0
+    assert capsys.readouterr().err == ""
