@@ -16,6 +16,7 @@ a changed byte is caught when it is read back. dnn deletes only files its manife
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -200,17 +201,18 @@ class RunDir:
             if "pending" not in entry:
                 continue
             digest = sha256_file(self.path / name) if self.has(name) else None
-            if digest in (entry.get("pending"), entry.get("sha256")):
-                entry["sha256"] = digest
+            if digest is None or digest in (entry["pending"], entry.get("sha256")):
                 del entry["pending"]
+                entry.pop("sha256", None)
+                if digest is not None:
+                    entry["sha256"] = digest
                 changed = True
         if changed:
             self.save_manifest()
 
     def close(self) -> None:
         if self.lock is not None:
-            self.lock.release()
-            self.lock = None
+            self.lock.release()  # a second close does nothing
 
     def __enter__(self) -> RunDir:
         return self
@@ -223,11 +225,9 @@ class RunDir:
         self.remove_listed(keep=set())
         (self.path / MANIFEST).unlink(missing_ok=True)
         self.close()
-        try:
-            if self.created:
-                self.path.rmdir()  # only if nothing else is there
-        except OSError:
-            pass
+        if self.created:
+            with contextlib.suppress(OSError):  # only if nothing else is there
+                self.path.rmdir()
 
     # -- what the folder is -------------------------------------------------------------------------------------
 
