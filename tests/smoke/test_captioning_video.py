@@ -67,7 +67,7 @@ def test_a_tiny_captioner_learns_its_images_draws_the_attention_and_captions_thr
         assert capsys.readouterr().err.startswith("dnn: error: --device=cuda: no CUDA device here")
 
 
-def test_a_tiny_video_classifier_learns_the_directions(tmp_path):
+def test_a_tiny_video_classifier_learns_the_directions(tmp_path, capsys):
     run_dir = tmp_path / "video"
     results = train("video-moving-digits", TINY_VIDEO, run_dir=run_dir, progress=False)
     assert set(results["test"]) == {"accuracy", "macro_f1", "loss"}
@@ -78,3 +78,5 @@ def test_a_tiny_video_classifier_learns_the_directions(tmp_path):
     assert task.evaluate(run.model, "train")["accuracy"] >= 0.9
     assert (run_dir / "figures" / "confusion.png").is_file()
     assert json.loads((run_dir / "task.json").read_text())["task"] == "VideoClassification"
+    assert main(["eval", str(run_dir), "--data", str(tmp_path)]) == 2  # built-in data: --data has nothing to match
+    assert capsys.readouterr().err.startswith(f"dnn: error: {run_dir} is a video run on built-in data; ")

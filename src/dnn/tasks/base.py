@@ -221,7 +221,7 @@ class Task(abc.ABC):
     def prepare_evaluation(self, run_dir: RunDir, path: str, log: Log) -> None:
         """``dnn eval RUN --data PATH``: the run's own vocabularies / classes, and ``path`` as the test split."""
         raise ConfigError(
-            f"{run_dir} is a {self.cfg.data.task} run on built-in data; --data applies to runs that read files"
+            f"{run_dir.path} is a {self.cfg.data.task} run on built-in data; --data applies to runs that read files"
         )
 
     def predictions(self, model: nn.Module, split: str = "test", limit: int = 2000) -> ClassPredictions | None:
