@@ -24,6 +24,7 @@ from dnn.errors import ConfigError
 from dnn.inspect.gradient_flow import gradient_norms_through_time
 from dnn.layers import Attention, ConvBNAct, GRUCell, LSTMCell, RNNCell
 from dnn.layers.conv import conv_output_size, pool_output_size
+from dnn.rundir import REPORT, as_run
 
 
 def _say(text: str = "") -> None:
@@ -105,6 +106,7 @@ RUNS = [
 
 
 def training_runs(out: Path, max_steps: int) -> list[dict]:
+    from dnn.rundir import remove_run
     from dnn.train import train
 
     rows = []
@@ -112,10 +114,7 @@ def training_runs(out: Path, max_steps: int) -> list[dict]:
         extra = [f"train.max_steps={max_steps}"] if max_steps else []
         _say(f"{number}. dnn train {recipe} {' '.join(overrides + extra)}".rstrip())
         run_dir = out / recipe
-        if (run_dir / "state.pt").exists():  # a fresh run each time the demo is run
-            import shutil
-
-            shutil.rmtree(run_dir)
+        remove_run(run_dir)  # a fresh run each time the demo is run: only what dnn wrote is deleted
         start = time.perf_counter()
         results = train(recipe, overrides + extra, run_dir=run_dir, progress=False)
         test = results["test"]
@@ -137,8 +136,8 @@ def results_table(rows: list[dict]) -> None:
     _say()
     _say("reports (open in a browser: curves, attention heatmaps, filters and feature maps, confusion matrices):")
     for r in rows:
-        report = Path(r["run"]) / "report.html"
-        _say(f"   {report}" + ("" if report.is_file() else "  (not drawn: see the run's log.txt)"))
+        run = as_run(r["run"])
+        _say(f"   {run.file(REPORT)}" + ("" if run.has(REPORT) else "  (not drawn: see the run's log.txt)"))
     _say()
     _say("next: dnn translate RUN 'March 3, 2021' --attention · dnn inspect RUN · dnn serve RUN… · dnn experiment list")
 

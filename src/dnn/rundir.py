@@ -497,3 +497,16 @@ def _claimable(path: Path, kind: str, of: str | None, resume: bool = False,
 def as_run(run_dir: RunDir | str | os.PathLike) -> RunDir:
     """``run_dir`` as a :class:`RunDir` (a path: read back, as :meth:`RunDir.reader`)."""
     return run_dir if isinstance(run_dir, RunDir) else RunDir.reader(run_dir)
+
+
+def remove_run(path: str | os.PathLike) -> None:
+    """Delete a run of dnn's to train it afresh (``dnn demo``, an experiment run again): only the files its manifest
+    lists, then the folder if nothing else is left. A folder dnn cannot vouch for is refused, untouched."""
+    if _lstat(Path(path)) is None:
+        return
+    try:
+        run = RunDir.open_run(path, "train")
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; dnn trains it afresh only once you move or delete it yourself") from None
+    run.created = True  # the folder goes too, if only dnn's files were in it
+    run.discard()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import shlex
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -276,11 +275,11 @@ class Context:
     def train(self, label: str, recipe: str, overrides: list[str]) -> Run:
         """:func:`dnn.train.train` of ``recipe`` with ``overrides`` (plus the experiment's threads and device) into
         ``runs/<label>``."""
+        from dnn.rundir import remove_run
         from dnn.train import train
 
         run_dir = self.runs / label
-        if run_dir.exists():  # a run of an earlier invocation of this experiment: start afresh
-            shutil.rmtree(run_dir)
+        remove_run(run_dir)  # a run of an earlier invocation of this experiment: afresh, deleting only dnn's files
         overrides = [*overrides, *self.device_overrides, f"train.threads={self.threads}",
                      *(["train.report=false"] if self.quick else [])]  # fmt: skip
         results = train(recipe, overrides, run_dir=run_dir, progress=False)
