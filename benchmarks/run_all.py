@@ -76,7 +76,8 @@ def results_markdown(results: dict[str, list[Row]], notes: list[str], before: st
         f"Measured by `{command}` on {datetime.date.today().isoformat()}: torch {torch.__version__}, "
         f"Python {platform.python_version()}.",
         "",
-        f"The {cpu_line()}." + (f" The {BF16_SKIPPED}." if not BF16 else ""),
+        f"CPU{cpu_line().removeprefix('cpu')}."
+        + (f" The {BF16_SKIPPED.replace(' skipped:', ' are skipped:')}." if not BF16 else ""),
         f"Load average (1, 5, 15 min) before: {before}; after: {after}. These machines have 2 shared cores: a load "
         "above 2 means other processes took CPU time from these measurements (2-thread figures suffer most).",
         "",

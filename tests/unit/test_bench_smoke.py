@@ -56,7 +56,7 @@ def test_run_all_quick_prints_every_ratio_and_writes_the_results(tmp_path, cpu):
     assert any(line.startswith("load average before: ") and "after: " in line for line in lines)
     assert any(line.startswith("Keras 3: skipped") for line in lines)  # --quick never imports Keras
     text = out.read_text()
-    assert "## Targets" in text and "Load average" in text and "The cpu: " in text
+    assert "## Targets" in text and "Load average" in text and "\nCPU: " in text
     if bf16:
         assert "| lenet5 training, batch 2: lenet5 bf16 ≥ 2×" in text
         assert "- lenet5 channels_last, batch 2, what bounds bf16: convolution and matrix-product kernels are " in text
