@@ -16,8 +16,9 @@ LENET = ["digits-lenet5", "train.epochs=1", "train.batch_size=64", "train.thread
          "train.tensorboard=false"]  # fmt: skip
 
 
-@pytest.mark.parametrize("precision", [pytest.param("bf16", marks=pytest.mark.bf16),
-                                       pytest.param("fp16", marks=pytest.mark.fp16)])
+@pytest.mark.parametrize(
+    "precision", [pytest.param("bf16", marks=pytest.mark.bf16), pytest.param("fp16", marks=pytest.mark.fp16)]
+)
 def test_a_cnn_trains_in_reduced_precision_and_says_so(tmp_path, precision):
     run_dir = tmp_path / precision
     args = [*LENET, "train.epochs=3", f"train.precision={precision}", "--run-dir", str(run_dir), "--quiet"]
@@ -43,8 +44,9 @@ def test_the_sentiment_lstm_trains_in_bf16(tmp_path):
     assert results["precision"] == "bf16" and results["test"]["accuracy"] > 0.9
 
 
-@pytest.mark.parametrize("precision", [pytest.param("bf16", marks=pytest.mark.bf16),
-                                       pytest.param("fp16", marks=pytest.mark.fp16)])
+@pytest.mark.parametrize(
+    "precision", [pytest.param("bf16", marks=pytest.mark.bf16), pytest.param("fp16", marks=pytest.mark.fp16)]
+)
 def test_a_killed_and_resumed_reduced_precision_run_is_bit_identical(tmp_path, precision):
     args = [*LENET[:-2], "train.epochs=2", "train.checkpoint_every=1", "train.log_every=1",
             f"train.precision={precision}"]  # fmt: skip

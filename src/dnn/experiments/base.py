@@ -22,6 +22,7 @@ from dnn.experiments.protocol import Protocol
 from dnn.experiments.protocol import markdown as protocol_markdown
 from dnn.experiments.resume import Progress, Records
 from dnn.io import atomic_write
+from dnn.rundir import METRICS, as_run
 
 __all__ = ["Check", "Context", "ExperimentResult", "Run", "Table", "figure", "fmt", "mean_sd", "save_figure", "spread"]
 
@@ -215,7 +216,7 @@ class Run:
         if self.lines is not None:
             records = self.lines
         else:
-            lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+            lines = as_run(self.path).file(METRICS).read_text(encoding="utf-8").splitlines()
             records = [json.loads(line) for line in lines if line.strip()]
         return [r for r in records if kind is None or r.get("kind") == kind]
 

@@ -29,6 +29,7 @@ from dnn.experiments.base import Check, Context, Run, Table, figure, save_figure
 from dnn.experiments.corpus import SHINGLE, build_corpus
 from dnn.experiments.protocol import Protocol, Row
 from dnn.experiments.registry import experiment
+from dnn.rundir import MODEL, as_run
 
 LM_RECIPE, CLF_RECIPE = "lm-pydoc-words", "pydoc-topics-ulmfit"
 SIZES = (10, 50, 200)  # labelled training paragraphs per class; the smallest group (expressions) has 295
@@ -180,7 +181,7 @@ def text_transfer(ctx: Context):
 
     # kept like a seed, but only while the language model's run directory is still there for init_from to read
     pretrained = ctx.stage("language-model", pretrain, "the corpus and the language model",
-                           usable=lambda data: (Path(data["lm"]["path"]) / "model.safetensors").is_file())  # fmt: skip
+                           usable=lambda data: as_run(data["lm"]["path"]).has(MODEL))  # fmt: skip
     corpus, lm = pretrained["corpus"], Run.from_record(pretrained["lm"])
     shape = [] if not ctx.quick else ["model.embedding_size=32", "model.hidden_size=32"]
 

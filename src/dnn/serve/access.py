@@ -85,8 +85,12 @@ class Access:
             server = scope.get("server")
             if name not in self.allowed and (server is None or name != host_name(str(server[0]))):
                 shown = host.decode("latin-1")[:100]
-                return await refuse(send, 400, f"Host {shown!r} is not this server's name: dnn serve answers "
-                                     "only requests to its own address (start it with --allow-host NAME to add one)")
+                return await refuse(
+                    send,
+                    400,
+                    f"Host {shown!r} is not this server's name: dnn serve answers "
+                    "only requests to its own address (start it with --allow-host NAME to add one)",
+                )
         if self.token is not None and not self._public(scope) and not self._authorized(scope, headers):
             return await refuse(send, 401, "this server needs its token: send 'Authorization: Bearer <token>', or "
                                  "open the address with #token=… that dnn serve printed at start",

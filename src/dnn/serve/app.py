@@ -51,6 +51,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dnn.errors import DnnError
 from dnn.run import LoadedRun, load_run
+from dnn.rundir import METRICS, REPORT
 from dnn.serve import files, inference
 from dnn.serve.access import Access
 from dnn.serve.docs import docs_page
@@ -344,8 +345,8 @@ def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None
             info = served.describe()
             base = f"/runs/{quote(name, safe='')}"
             info.pop("has_report"), info.pop("has_curves")  # what the routes below will serve, no more
-            info["report"] = f"{base}/report" if files.servable(served.path, "report.html") else None
-            info["curves"] = f"{base}/curves" if files.servable(served.path, "metrics.jsonl") else None
+            info["report"] = f"{base}/report" if files.servable(served.path, REPORT) else None
+            info["curves"] = f"{base}/curves" if files.servable(served.path, METRICS) else None
             out.append(info)
         return out
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dnn.errors import CheckpointError
+from dnn.rundir import METRICS, REPORT
 from dnn.serve.inference import check_deadline
 
 __all__ = ["MAX_CURVES_BYTES", "MAX_REPORT_BYTES", "NotServed", "read_curves", "read_report", "servable"]
@@ -86,7 +87,7 @@ def _read(fd: int, offset: int, size: int) -> bytes:
 
 def read_report(run_dir: Path, max_bytes: int = MAX_REPORT_BYTES) -> bytes:
     """The bytes of the run's ``report.html``; NotServed if it may not be served or is over ``max_bytes``."""
-    fd, info = _open(run_dir, "report.html")
+    fd, info = _open(run_dir, REPORT)
     try:
         if info.st_size > max_bytes:
             raise NotServed(f"{run_dir.name}/report.html: {info.st_size:,} bytes, more than the {max_bytes:,} the "
@@ -141,7 +142,7 @@ def read_curves(run_dir: Path, max_points: int = 400, max_bytes: int = MAX_CURVE
     validation split; each series thinned to at most ``max_points`` points (the last always kept); a value that
     is not a finite number becomes null; a line that is not a JSON object is skipped. At most ``max_bytes`` of the
     file are read (see the module docstring)."""
-    fd, info = _open(run_dir, "metrics.jsonl")
+    fd, info = _open(run_dir, METRICS)
     try:
         lines, sampled = _lines(fd, info.st_size, max_bytes)
     finally:
