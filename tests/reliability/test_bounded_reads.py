@@ -7,13 +7,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import threading
+import sys
 import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "smoke"))
+from dataset_server import running  # noqa: E402
 
 from dnn.cli import main
 from dnn.config import MAX_YAML_BYTES, load_yaml, parse_override
@@ -197,14 +200,8 @@ def endless_mirror(announce: int | None = None, budget: int = 64 << 20):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
     server.daemon_threads = True
     server.announce, server.budget, server.sent = announce, budget, 0
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with running(server) as url:
+        yield server, url
 
 
 @pytest.mark.parametrize("announce", [None, 200 << 20])

@@ -55,10 +55,17 @@ def serve(files: dict[str, bytes], ignore_range: bool = False, cut_after: dict[s
     server.daemon_threads = True
     server.files, server.requests, server.ignore_range = files, [], ignore_range
     server.cut_after = dict(cut_after or {})
+    with running(server) as url:
+        yield server, url
+
+
+@contextmanager
+def running(server: ThreadingHTTPServer):
+    """``with running(server) as url``: ``server`` answers on 127.0.0.1 in a thread, and is shut down after."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield server, f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
