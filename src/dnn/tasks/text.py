@@ -22,6 +22,8 @@ resumed run sees exactly the batches an uninterrupted one would have). Losses::
 
     classification   L = −(1/B) Σ_b log softmax(z_b)[y_b]                       z = model(tokens, lengths) (B, K)
     tagging          L = −(1/N) Σ_b Σ_{t ≤ n_b} log softmax(z_{b,t})[y_{b,t}]   N = Σ_b n_b (padding: −100, skipped)
+
+A trained run's predictors (classifier, tagger) are in :mod:`dnn.tasks.text_predictors`.
 """
 
 from __future__ import annotations
@@ -41,22 +43,20 @@ from dnn.data.batching import (
     BucketBatchSampler,
     collate_classification,
     collate_tagging,
-    pad_batch,
 )
 from dnn.data.splits import SPLIT_NAMES, derive_seed, split_indices
 from dnn.data.text import Records, TaggedSentence, TextExample, read_classification, read_conll, read_imdb
 from dnn.data.tokenizers import Tokenizer, make_tokenizer
 from dnn.data.vocab import LabelVocab, Vocab
-from dnn.device import model_device, to_device
 from dnn.errors import ConfigError, DataError
 from dnn.rundir import CONFIG, LABELS, TASK, TOKENIZER, VOCAB, RunDir, as_run
-from dnn.tasks.base import ClassPredictions, Predictor, Task
+from dnn.tasks.base import ClassPredictions, Task
 from dnn.tasks.registry import register_task
+from dnn.tasks.text_predictors import EVAL_BATCH, TaggingPredictor, TextClassifierPredictor, on_model
 from dnn.training import metrics
 
 __all__ = ["Tagging", "TaggingPredictor", "TextClassification", "TextClassifierPredictor"]
 
-EVAL_BATCH = 256
 MIN_PER_LABEL = 2  # fewer training examples per label (on average) is not a classification task
 FILES = {"vocab": VOCAB, "labels": LABELS, "tokenizer": TOKENIZER, "task": TASK}
 Key = tuple[str, int]  # (file, line): where an example starts
@@ -113,21 +113,6 @@ def _language_model_run(init_from: str | None) -> Path | None:
 
 def _model_size(model: nn.Module, name: str) -> int | None:
     return getattr(getattr(model, "config", None), name, None)
-
-
-def _on(model: nn.Module, *tensors: Tensor) -> tuple[Tensor, ...]:
-    """``tensors`` on the model's device (evaluation and prediction build their batches on the CPU)."""
-    return to_device(tensors, model_device(model))
-
-
-def _check_texts(texts: Sequence[str]) -> None:
-    if isinstance(texts, str):
-        raise ConfigError("texts must be a list of strings, got a single str")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise ConfigError(f"texts[{i}] must be a str, got {type(text).__name__}")
-        if not text.strip():
-            raise DataError(f"input {i + 1}: empty input, expected some text")
 
 
 class _TextTask(Task):
@@ -199,7 +184,7 @@ class _TextTask(Task):
             with torch.no_grad():
                 for start in range(0, len(examples), EVAL_BATCH):
                     batch = self.collate(examples[start : start + EVAL_BATCH])
-                    pred = model(*_on(model, batch.tokens, batch.lengths)).argmax(-1).cpu()  # (B,) or (B, T)
+                    pred = model(*on_model(model, batch.tokens, batch.lengths)).argmax(-1).cpu()  # (B,) or (B, T)
                     keep = batch.mask if pred.dim() == 2 else slice(None)
                     predicted.append(pred[keep])
                     truth.append(batch.labels[keep])
@@ -348,7 +333,7 @@ class TextClassification(_TextTask):
         preds, targets, total = [], [], 0.0
         with torch.no_grad():
             for batch in self._eval_batches(split):
-                logits = model(*_on(model, batch.tokens, batch.lengths)).float().cpu()  # (B, K)
+                logits = model(*on_model(model, batch.tokens, batch.lengths)).float().cpu()  # (B, K)
                 total += F.cross_entropy(logits, batch.labels, reduction="sum").item()
                 preds.append(logits.argmax(-1))
                 targets.append(batch.labels)
@@ -375,48 +360,6 @@ class TextClassification(_TextTask):
         tokenizer = Tokenizer.load(run_dir.file(FILES["tokenizer"]))
         max_length = info.get("max_length") if info.get("truncate") else None
         return TextClassifierPredictor(model, tokenizer, vocab, labels, max_length)
-
-
-class TextClassifierPredictor(Predictor):
-    """A trained text classifier with its tokenizer, vocabulary and labels.
-
-    Unknown words become ``<unk>``. ``max_length`` (set when training truncated its texts) cuts the tokens the
-    same way; otherwise the whole text is read.
-    """
-
-    kind = "classify"
-    inputs = "texts"
-    outputs = "the most likely label and its probability"
-
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, vocab: Vocab, labels: LabelVocab,
-                 max_length: int | None = None):  # fmt: skip
-        self.model, self.tokenizer, self.vocab, self.labels, self.max_length = (
-            model, tokenizer, vocab, labels, max_length,
-        )  # fmt: skip
-
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        _check_texts(texts)
-        return [self.vocab.encode(self.tokenizer.tokenize(text)[: self.max_length]) for text in texts]
-
-    def predict_proba(self, texts: Sequence[str]) -> Tensor:
-        """Class probabilities ``(N, K)``, columns in the order of ``labels.labels``."""
-        ids = self.encode(texts)
-        self.model.eval()
-        rows = []
-        with torch.inference_mode():
-            for start in range(0, len(ids), EVAL_BATCH):
-                tokens, lengths, _ = pad_batch(ids[start : start + EVAL_BATCH])  # (B, T), (B,)
-                rows.append(torch.softmax(self.model(*_on(self.model, tokens, lengths)).float(), -1).cpu())  # (B, K)
-        return torch.cat(rows) if rows else torch.empty(0, len(self.labels))
-
-    def predict_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        """``[{"input", "label", "probability"}]``: the most likely label of every text and its probability."""
-        probs = self.predict_proba(texts)
-        out = []
-        for text, p in zip(texts, probs):
-            top = int(p.argmax())
-            out.append({"input": text, "label": self.labels.decode(top), "probability": float(p[top])})
-        return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -500,7 +443,7 @@ class Tagging(_TextTask):
         preds, targets, total = [], [], 0.0
         with torch.no_grad():
             for batch in self._eval_batches(split):
-                logits = model(*_on(model, batch.tokens, batch.lengths)).float().cpu()  # (B, T, K)
+                logits = model(*on_model(model, batch.tokens, batch.lengths)).float().cpu()  # (B, T, K)
                 K = logits.shape[-1]
                 total += F.cross_entropy(
                     logits.reshape(-1, K), batch.labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
@@ -525,35 +468,3 @@ class Tagging(_TextTask):
         vocab = Vocab.load(run_dir.file(FILES["vocab"]), expected_size=_model_size(model, "vocab_size"))
         labels = LabelVocab.load(run_dir.file(FILES["labels"]), expected_size=_model_size(model, "num_classes"))
         return TaggingPredictor(model, vocab, labels, lowercase=bool(info.get("lowercase", False)))
-
-
-class TaggingPredictor(Predictor):
-    """A trained tagger with its vocabulary and tags; a text's tokens are its whitespace-separated words."""
-
-    kind = "tag"
-    inputs = "texts (tokens separated by whitespace)"
-    outputs = "one tag per token"
-
-    def __init__(self, model: nn.Module, vocab: Vocab, labels: LabelVocab, lowercase: bool = False):
-        self.model, self.vocab, self.labels, self.lowercase = model, vocab, labels, lowercase
-
-    def tag(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
-        """One tag per token of every sentence (a list of tokens)."""
-        ids = [self.vocab.encode(t.lower() if self.lowercase else t for t in tokens) for tokens in sentences]
-        self.model.eval()
-        out: list[list[str]] = []
-        with torch.inference_mode():
-            for start in range(0, len(ids), EVAL_BATCH):
-                tokens, lengths, _ = pad_batch(ids[start : start + EVAL_BATCH])  # (B, T), (B,)
-                best = self.model(*_on(self.model, tokens, lengths)).argmax(-1).cpu()  # (B, T)
-                out += [[self.labels.decode(k) for k in row[:n]] for row, n in zip(best.tolist(), lengths.tolist())]
-        return out
-
-    def predict_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        """``[{"input", "tokens", "tags"}]``: every text split at whitespace, one tag per token."""
-        _check_texts(texts)
-        sentences = [text.split() for text in texts]
-        return [
-            {"input": text, "tokens": tokens, "tags": tags}
-            for text, tokens, tags in zip(texts, sentences, self.tag(sentences))
-        ]
