@@ -152,6 +152,7 @@ def config_from_kwargs(config_cls: type, values: dict[str, Any], context: str) -
 
 
 def _type_name(tp: Any) -> str:
+    # probe: typing forms such as Optional[int] have no __name__; str() names them
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -237,6 +238,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 def _read_yaml_bytes(path: Path, max_bytes: int = MAX_YAML_BYTES) -> bytes:
     """The bytes of the YAML file ``path``: a regular file of at most ``max_bytes``, checked on the open file (a
     FIFO opens without waiting for a writer and is refused unread); else a one-line ConfigError."""
+    # probe: O_NONBLOCK and O_CLOEXEC are POSIX flags; os has no such names on Windows
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
@@ -280,8 +282,10 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = _safe_load(text)
     except yaml.YAMLError as err:
+        # probe: only a MarkedYAMLError knows where the problem is; a plain YAMLError has no problem_mark
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        # probe: only a MarkedYAMLError has .problem; any other YAMLError is named by its first line
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     except ConfigError as err:

@@ -207,7 +207,8 @@ def to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         changes = {f.name: to_device(getattr(obj, f.name), device, non_blocking) for f in dataclasses.fields(obj)}
         return dataclasses.replace(obj, **changes)
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a NamedTuple: rebuilt field by field
+    # probe: a NamedTuple is a tuple with _fields (there is no NamedTuple class to test): rebuilt field by field
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
         return type(obj)(*(to_device(x, device, non_blocking) for x in obj))
     if isinstance(obj, (tuple, list)):
         return type(obj)(to_device(x, device, non_blocking) for x in obj)

@@ -175,6 +175,7 @@ def open_nofollow(path: str | os.PathLike, flags: int = os.O_RDONLY, what: str =
     path = Path(path)
     writing = flags & (os.O_WRONLY | os.O_RDWR)
     try:
+        # probe: O_CLOEXEC and O_NONBLOCK are POSIX flags; os has no such names on Windows
         fd = os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0), 0o666)
     except OSError as err:
         if err.errno == errno.ELOOP or (err.errno == errno.EMLINK and os.path.islink(path)):
@@ -188,6 +189,7 @@ def open_nofollow(path: str | os.PathLike, flags: int = os.O_RDONLY, what: str =
         if writing and info.st_nlink > 1:
             raise CheckpointError(f"{path}: has {info.st_nlink} hard links; dnn writes nothing through a hard link "
                                   "(another name of the file would change too): copy it with `cp`")  # fmt: skip
+        # probe: the descriptor was opened non-blocking only where os has O_NONBLOCK (not on Windows)
         if getattr(os, "O_NONBLOCK", 0):
             os.set_blocking(fd, True)
     except BaseException:

@@ -1,136 +1,75 @@
-"""The shape of the code (DESIGN.md): one-way imports, no private names across modules, declared contracts.
+"""The shape of the code (DESIGN.md), checked on the real ``src/`` by the rules of :mod:`architecture`.
 
-    layers <- models <- decoding/training <- tasks <- run (the run directory) <- inspect <- train <- cli/serve
+    basics <- config <- rundir <- layers <- data <- models <- run_config <- decoding/transfer <- training <- tasks
+    <- run (load_run) <- inspect <- export <- train <- experiments <- demo <- serve <- cli
 
-Every import is read from the source (module level and inside functions alike), so a late import cannot hide a
-cycle. A task never imports inspect, run, train, serve or the CLI; what a task or a predictor can do is declared
-(:class:`dnn.tasks.base.Task`, :class:`dnn.tasks.base.Predictor`), never sniffed with ``hasattr``.
+Every module has a layer and imports only its own layer or lower ones; no import cycle, function-level imports
+included (a late import cannot hide a cycle); no private name taken from another module, through any alias; every
+``hasattr`` and three-argument ``getattr`` says why in a ``# probe:`` comment above it; every file under 500 lines.
+What a task or a predictor can do is declared (:class:`dnn.tasks.base.Task`, :class:`dnn.tasks.base.Predictor`).
+``test_architecture_check.py`` shows that each rule fails on a tree that breaks it.
 """
 
 from __future__ import annotations
 
-import ast
 import inspect as pyinspect
 from pathlib import Path
 
 import pytest
+from architecture import (
+    MAX_LINES,
+    check_cycles,
+    check_file_length,
+    check_layers,
+    check_private_names,
+    check_probes,
+)
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-PACKAGE = SRC / "dnn"
+
+# TODO(issue 26): bare probes in files being split right now (they get their `# probe: <why>` line there); empty it.
+KNOWN_BARE_PROBES = frozenset(
+    {
+        ("dnn/cli.py", 'getattr(args, "precision", "fp32")'),
+        ("dnn/tasks/text.py", 'getattr(getattr(model, "config", None), name, None)'),
+        ("dnn/tasks/text.py", 'getattr(model, "config", None)'),
+        ("dnn/train.py", 'getattr(err, "filename", None)'),
+    }
+)
+# TODO(issue 26): files over the limit that are being split right now; each entry must still be over it. Empty it.
+KNOWN_LONG_FILES = frozenset(
+    {
+        "dnn/layers/conv.py",
+        "dnn/layers/recurrent.py",
+        "dnn/rundir.py",
+        "dnn/tasks/seq2seq.py",
+    }
+)
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(SRC).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imports(path: Path) -> list[tuple[str, list[str], bool]]:
-    """(module imported, names imported, at module level?) for every dnn import in a file."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    top = set(map(id, tree.body))
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dnn") and node.level == 0:
-            out.append((node.module, [a.name for a in node.names], id(node) in top))
-        elif isinstance(node, ast.Import):
-            out += [(a.name, [], id(node) in top) for a in node.names if a.name.startswith("dnn")]
-    return out
-
-
-MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
-IMPORTS = {name: _imports(path) for name, path in MODULES.items()}
-
-# a module of the left may not import (at any depth) a module under any prefix of the right
-FORBIDDEN = {
-    "dnn.tasks": ("dnn.inspect", "dnn.run", "dnn.train", "dnn.serve", "dnn.cli", "dnn.experiments", "dnn.demo"),
-    "dnn.models": ("dnn.tasks", "dnn.run", "dnn.train", "dnn.inspect", "dnn.serve", "dnn.cli", "dnn.training"),
-    "dnn.layers": ("dnn.models", "dnn.tasks", "dnn.run", "dnn.train", "dnn.inspect", "dnn.serve", "dnn.cli"),
-    "dnn.data": ("dnn.models", "dnn.tasks", "dnn.run", "dnn.train", "dnn.inspect", "dnn.serve", "dnn.cli"),
-    "dnn.training": ("dnn.tasks", "dnn.run", "dnn.train", "dnn.inspect", "dnn.serve", "dnn.cli"),
-    "dnn.run": ("dnn.train", "dnn.inspect", "dnn.serve", "dnn.cli", "dnn.experiments"),
-    "dnn.inspect": ("dnn.train", "dnn.serve", "dnn.cli", "dnn.experiments"),
-    "dnn.train": ("dnn.serve", "dnn.cli", "dnn.experiments"),
-    "dnn.io": (
-        "dnn.layers",
-        "dnn.models",
-        "dnn.data",
-        "dnn.training",
-        "dnn.tasks",
-        "dnn.run",
-        "dnn.train",
-        "dnn.inspect",
-        "dnn.serve",
-        "dnn.cli",
-        "dnn.config",
-    ),
-}
-
-
-def _under(module: str, prefix: str) -> bool:
-    return module == prefix or module.startswith(prefix if prefix.endswith(".") else prefix + ".")
-
-
-@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
-def test_imports_point_down_the_layers(layer):
-    wrong = [
-        f"{name} imports {target}"
-        for name, imports in IMPORTS.items()
-        if _under(name, layer)
-        for target, _, _ in imports
-        if any(_under(target, banned) for banned in FORBIDDEN[layer]) and not _under(target, layer)
-    ]
-    assert not wrong, wrong
+def test_every_module_has_a_layer_and_imports_point_down_the_layers():
+    wrong = check_layers(SRC)
+    assert not wrong, "\n".join(wrong)
 
 
 def test_no_import_cycle_between_modules():
-    """A cycle through module-level imports would make import order matter; none exists."""
-    graph = {
-        name: {t for t, _, top in imports if top and t in MODULES and t != name} for name, imports in IMPORTS.items()
-    }
-    state: dict[str, int] = {}
-
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = 1
-        for nxt in graph[node]:
-            if state.get(nxt) == 1 and not _is_package_of(nxt, node):
-                raise AssertionError(" -> ".join([*path, node, nxt]))
-            if nxt not in state:
-                visit(nxt, [*path, node])
-        state[node] = 2
-
-    for name in graph:
-        if name not in state:
-            visit(name, [])
+    cycles = check_cycles(SRC)
+    assert not cycles, "\n".join(cycles)
 
 
-def _is_package_of(package: str, module: str) -> bool:
-    """A package's __init__ importing its own submodules is how it exports them, not a cycle."""
-    return MODULES[package].name == "__init__.py" and module.startswith(package + ".")
+def test_no_private_name_is_taken_from_another_module():
+    private = check_private_names(SRC)
+    assert not private, "\n".join(private)
 
 
-def test_no_private_name_is_imported_across_modules():
-    private = [
-        f"{name}: from {target} import {n}"
-        for name, imports in IMPORTS.items()
-        for target, names, _ in imports
-        for n in names
-        if n.startswith("_") and not n.startswith("__")
-    ]
-    assert not private, private
-
-
-def test_every_hasattr_says_why_duck_typing_is_right_there():
-    bare = []
-    for path in MODULES.values():
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if "hasattr(" in line and "#" not in line.split("hasattr(", 1)[1]:
-                bare.append(f"{path.relative_to(SRC)}:{number}: {line.strip()}")
-    assert not bare, bare
+def test_every_probe_says_why_duck_typing_is_right_there():
+    bare = check_probes(SRC, known=KNOWN_BARE_PROBES)
+    assert not bare, "\n".join(bare)
 
 
 def test_source_files_stay_small():
-    long = {str(p.relative_to(SRC)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 560}
-    assert not long, long
+    long = check_file_length(SRC, MAX_LINES, known=KNOWN_LONG_FILES)
+    assert not long, "\n".join(long)
 
 
 def test_every_registered_task_implements_the_contract_and_its_predictor_declares_a_kind():

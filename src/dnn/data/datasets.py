@@ -90,7 +90,8 @@ def extract_tar(archive: Path, out: Path, log: Log | None = None) -> None:
                     raise DataError(f"{archive}: refusing to extract {member.name!r} (a link, a device, or a path "
                                     f"outside the folder); expected a plain archive")  # fmt: skip
                 members.append(member)
-            if hasattr(tarfile, "data_filter"):  # Python ≥ 3.10.12 / 3.11.4: the standard library checks too
+            # probe: tarfile.data_filter exists from Python 3.10.12 / 3.11.4 on: there the standard library checks too
+            if hasattr(tarfile, "data_filter"):
                 tar.extractall(out, members=members, filter="data")
             else:  # pragma: no cover - older Pythons; the members were checked above
                 tar.extractall(out, members=members)  # noqa: S202

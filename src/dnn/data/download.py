@@ -117,7 +117,8 @@ class Progress:
 
     def __init__(self, label: str, total: int | None, stream: TextIO, start: int = 0):
         self.label, self.total, self.stream, self.start = label, total, stream, start
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())  # a stream without isatty is a file
+        # probe: any writable stream is accepted (a log, a StringIO); one without isatty is not a terminal
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.t0, self.last_draw, self.last_tenth = time.monotonic(), 0.0, -1
         self.done = start
 
@@ -237,6 +238,7 @@ def _download(url: str, part: Path, resource: Resource, stream: TextIO, timeout:
         except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
             if broken is not None:
                 break
+            # probe: a URLError has .reason; an OSError or HTTPException is its own reason
             reason = getattr(err, "reason", err)
             raise Unreachable(" ".join(str(reason).split()) or type(err).__name__) from None
         try:
@@ -359,6 +361,7 @@ def _prepare(spec: Dataset, files: dict[str, Path], root: Path, target: Path, lo
         write_json(partial / MARKER, {"format": "dnn-dataset", "version": 1, "name": spec.name, "title": spec.title,
                                       "task": spec.task, "files": checks, "licence": spec.licence,
                                       "citation": spec.citation})  # fmt: skip
+        # probe: os.sync exists on Unix only; elsewhere the rename goes ahead without it
         if hasattr(os, "sync"):  # every converted file on disk before the rename makes the dataset visible
             os.sync()
         if target.exists():

@@ -144,7 +144,8 @@ class Vocab:
         ``stop_at_eos`` ends the output at the first ``<eos>`` (what a decoder generated after it is dropped).
         ``strip_special`` leaves out ``<pad>``, ``<sos>`` and ``<eos>``; ``<unk>`` stays (it stands for a word).
         """
-        if hasattr(ids, "tolist"):  # a tensor or a numpy array of any dtype, as well as a list: duck typing is right
+        # probe: a tensor or a numpy array of any dtype has tolist, a list has not: duck typing is right here
+        if hasattr(ids, "tolist"):
             ids = ids.tolist()
         out = []
         for i in ids:

@@ -118,6 +118,7 @@ def task_gradient_flow(model: nn.Module, task: Task) -> GradientFlow:
     batch = next(iter(task.train_batches(0)), None)
     if batch is None:
         raise ConfigError("the task has no training batch to measure the gradient on")
+    # probe: a sequence-to-sequence model declares an encoder, other models have none; TODO a declared contract
     encoder = getattr(model, "encoder", None)
     modules = encoder if isinstance(encoder, nn.Module) and recurrent_stacks(encoder) else None
     return gradient_flow(model, lambda m: task.step(m, batch, {})[0], modules)

@@ -51,7 +51,8 @@ TILE = 32  # pixels per feature-map tile
 
 
 def _array(name: str, value, dims: int) -> np.ndarray:
-    tensor = hasattr(value, "detach")  # a torch tensor, or any array-like numpy reads: duck typing is the point
+    # probe: a torch tensor has detach, any other array-like numpy reads has not: duck typing is the point
+    tensor = hasattr(value, "detach")
     array = np.asarray(value.detach().cpu() if tensor else value, dtype=np.float64)
     if array.ndim != dims:
         raise ConfigError(f"{name} must be a {dims}-D array, got shape {array.shape}")

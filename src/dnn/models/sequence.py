@@ -146,7 +146,8 @@ def stack_of(config, **changes) -> StackConfig:
     that reads one way: ``bidirectional=False``)."""
     fields = {f: getattr(config, f) for f in ("cell", "hidden_size", "num_layers", "dropout", "forget_bias")}
     for name in ("bidirectional", "residual", "dense"):  # not every model has these keys: False where absent
-        fields[name] = bool(getattr(config, name, False))  # noqa: B009 — a config field, or none (duck typing is right)
+        # probe: not every recurrent model's config declares these keys; an absent one means False
+        fields[name] = bool(getattr(config, name, False))
     return StackConfig(**{**fields, **changes})
 
 

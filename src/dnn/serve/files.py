@@ -42,6 +42,7 @@ def _open(run_dir: Path, name: str) -> tuple[int, os.stat_result]:
     """An open descriptor of ``run_dir/name`` and its status, if the file may be served (see the module
     docstring); else NotServed."""
     where = f"{run_dir.name}/{name}"
+    # probe: O_NOFOLLOW, O_NONBLOCK and O_CLOEXEC are POSIX flags; os has no such names on Windows
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(run_dir / name, flags)  # a FIFO opens at once (non-blocking) and is refused below

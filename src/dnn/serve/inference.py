@@ -64,6 +64,7 @@ _current = threading.local()  # .deadline: the Deadline of the request this thre
 @contextmanager
 def within(deadline: Deadline) -> Iterator[Deadline]:
     """Within the block, every forward call of a watched model made by this thread checks ``deadline``."""
+    # probe: a thread-local has no deadline until this thread first enters within()
     previous = getattr(_current, "deadline", None)
     _current.deadline = deadline
     try:
@@ -75,6 +76,7 @@ def within(deadline: Deadline) -> Iterator[Deadline]:
 
 def check_deadline() -> None:
     """Raise :class:`Cancelled` if this thread works within a deadline that has passed; otherwise nothing."""
+    # probe: a thread-local has no deadline until this thread first enters within()
     deadline = getattr(_current, "deadline", None)
     if deadline is not None:
         deadline.check()
@@ -104,6 +106,8 @@ def _needs(served: ServedRun, endpoint: str) -> None:
 
 def count_tokens(predictor: Any, text: str) -> int:
     """Tokens of ``text`` as the run reads them: its (source) tokenizer, else whitespace-separated words."""
+    # probe: Predictor declares no tokenizer: a translator has src_tokenizer, a text predictor tokenizer
+    # (TODO: declare it on Predictor)
     tokenizer = getattr(predictor, "src_tokenizer", None) or getattr(predictor, "tokenizer", None)
     return len(tokenizer.tokenize(text)) if tokenizer is not None else len(text.split())
 

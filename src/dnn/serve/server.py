@@ -210,7 +210,9 @@ def check_descriptors(limits: ServeLimits) -> None:
 
 
 def _limits_of(app) -> ServeLimits:
+    # probe: any ASGI app may be served; only one built by create_app has state.dnn with its limits
     state = getattr(getattr(app, "state", None), "dnn", None)
+    # probe: state is None for an app not built by create_app; then the default limits hold
     return getattr(state, "limits", None) or ServeLimits()
 
 

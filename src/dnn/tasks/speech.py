@@ -294,6 +294,7 @@ class SpeechRecognition(Task):
             alphabet, features = list(info["alphabet"]), FeatureConfig(**info["features"])
         except (ValueError, TypeError) as err:
             raise CheckpointError(f"{path}: unreadable features or alphabet ({err})") from None
+        # probe: load_predictor takes any nn.Module; SpeechCTC declares config.num_classes, another model goes unchecked
         expected = getattr(getattr(model, "config", None), "num_classes", None)
         if expected is not None and expected != len(alphabet) + 1:
             raise CheckpointError(
@@ -380,6 +381,7 @@ class SpeechPredictor(Predictor):
         ``{"features", "text", "chars", "frames"}`` (a model that halves the frame rate emits at even frames)."""
         lp = self._log_probs([features])[0]
         labels, frames = greedy_path(lp)
+        # probe: SpeechCTC declares stride (2 with its conv front end); any other model emits a frame per input frame
         stride = getattr(self.model, "stride", 1)
         chars = [self.alphabet[k - 1] for k in labels]
         return {"features": features, "text": "".join(chars), "chars": chars, "frames": [f * stride for f in frames]}

@@ -137,6 +137,7 @@ class ProgressBar:
         self.total = total_steps
         self.every = max(1, every)
         self.stream = stream or sys.stdout
+        # probe: any writable stream is accepted (a log, a StringIO); one without isatty is not a terminal
         self.plain = force_plain or not getattr(self.stream, "isatty", lambda: False)()
         self.last_metric = ""
         self.progress = None

@@ -50,6 +50,7 @@ def started_config(files: RunDir) -> RunConfig:
 
 def data_fingerprints(cfg: RunConfig) -> dict[str, dict[str, Any]]:
     """A fingerprint (size, SHA-256) of every file the run reads: data.train / valid / test / target, init_from."""
+    # probe: only Seq2SeqData declares target; the other data configs read no target file
     keys = {f"data.{k}": getattr(cfg.data, k, None) for k in ("train", "valid", "test", "target")}
     keys["train.init_from"] = cfg.train.init_from
     run_files = (MODEL, CONFIG, TASK, VOCAB, TOKENIZER, LABELS)

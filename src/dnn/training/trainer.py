@@ -113,6 +113,7 @@ class Trainer:
     def emit(self, event: str, **info: Any) -> None:
         assert event in EVENTS, event
         for cb in self.callbacks:
+            # probe: a callback defines only the events it handles (fastai style, no base class): the others pass it by
             handler = getattr(cb, f"on_{event}", None)
             if handler is not None:
                 handler(self, **info)
