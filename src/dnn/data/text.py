@@ -21,6 +21,9 @@ Bad input, decided once (every message is one line and starts with ``<file>:<lin
   (``dropped["too_long"]``) when ``split="train"`` and a DataError at evaluation (``split="valid"``/``"test"``);
 - with ``labels=`` (the training split's :class:`~dnn.data.vocab.LabelVocab`), a label that training never saw
   is a DataError naming file, line and label.
+
+The record types, :class:`Records` with its :class:`ReadStats`, and :class:`LengthPolicy` are in
+:mod:`dnn.data.records` (and importable from here).
 """
 
 from __future__ import annotations
@@ -29,21 +32,26 @@ import codecs
 import csv
 import itertools
 import os
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING
 
+from dnn.data.records import (  # the record types, Records/ReadStats and LengthPolicy re-exported: public path
+    LengthPolicy,
+    Pair,
+    ReadStats,
+    Records,
+    TaggedSentence,
+    TextExample,
+    fit_tokens,
+    require_tokenizer,
+)
 from dnn.errors import ConfigError, DataError
 from dnn.io import check_file
 
 if TYPE_CHECKING:
     from dnn.data.tokenizers import Tokenizer
     from dnn.data.vocab import LabelVocab
-
-R = TypeVar("R")
-SPLITS = ("train", "valid", "test")
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -96,122 +104,6 @@ def count_lines(path: Path, block: int = 1 << 20) -> int:
     return count + (last != b"\n")
 
 
-# -------------------------------------------------------------------------------------- records, stats
-
-
-@dataclass(frozen=True)
-class TextExample:
-    """One text with its class label (many-to-one). ``tokens`` is set when the reader had a tokenizer."""
-
-    text: str
-    label: str
-    line: int
-    path: str
-    tokens: list[str] | None = None
-
-
-@dataclass(frozen=True)
-class TaggedSentence:
-    """One sentence with a tag per token (many-to-many); ``line`` is the line of its first token."""
-
-    tokens: list[str]
-    tags: list[str]
-    line: int
-    path: str
-
-
-@dataclass(frozen=True)
-class Pair:
-    """A source sentence and its translation; the token lists are set when the reader had tokenizers."""
-
-    source: str
-    target: str
-    line: int
-    path: str
-    source_tokens: list[str] | None = None
-    target_tokens: list[str] | None = None
-
-
-@dataclass
-class ReadStats:
-    """What one pass over a file kept, dropped (by reason: ``blank``, ``too_long``) and truncated.
-
-    ``truncated`` counts the token sequences cut to ``max_length`` (a pair cut on both sides counts 2).
-    """
-
-    path: str
-    kept: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-    truncated: int = 0
-
-    def summary(self) -> str:
-        total = self.kept + sum(self.dropped.values())
-        text = f"{self.path}: kept {self.kept} of {total}"
-        parts = [f"{reason} {n}" for reason, n in sorted(self.dropped.items()) if n]
-        if parts:
-            text += f" (dropped: {', '.join(parts)})"
-        return text + (f", truncated {self.truncated}" if self.truncated else "")
-
-
-class Records(Generic[R]):
-    """A re-iterable stream of records; each pass re-reads the file and refills :attr:`stats`."""
-
-    def __init__(self, path: str, read: Callable[[ReadStats], Iterator[R]]):
-        self.stats = ReadStats(path)
-        self._read = read
-
-    def __iter__(self) -> Iterator[R]:
-        self.stats = ReadStats(self.stats.path)
-        stats = self.stats
-        for record in self._read(stats):
-            stats.kept += 1
-            yield record
-
-
-@dataclass(frozen=True)
-class LengthPolicy:
-    """The length policy shared by the readers (see the module docstring)."""
-
-    max_length: int | None
-    split: str
-    truncate: bool
-
-    def __post_init__(self):
-        if self.split not in SPLITS:
-            raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
-        length = self.max_length
-        if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
-            raise ConfigError(f"max_length must be a positive int or None, got {self.max_length!r}")
-
-    def fit(self, tokens: list[str], stats: ReadStats, where: str) -> list[str] | None:
-        """``tokens``, cut to ``max_length`` when truncating; None when the example is dropped."""
-        if self.max_length is None or len(tokens) <= self.max_length:
-            return tokens
-        if self.truncate:
-            stats.truncated += 1
-            return tokens[: self.max_length]
-        if self.split == "train":
-            stats.dropped["too_long"] += 1
-            return None
-        raise DataError(
-            f"{where}: example has {len(tokens)} tokens, more than max_length={self.max_length} "
-            f"(pass truncate=True to cut over-long examples at evaluation)"
-        )
-
-
-def _tokens(tokenizer: Tokenizer | None, text: str, policy: LengthPolicy, stats: ReadStats, where: str):
-    """``(keep, tokens)``: tokens are None without a tokenizer; keep is False when the policy dropped it."""
-    if tokenizer is None:
-        return True, None
-    tokens = policy.fit(tokenizer.tokenize(text), stats, where)
-    return tokens is not None, tokens
-
-
-def _need_tokenizer(max_length: int | None, *tokenizers: Tokenizer | None) -> None:
-    if max_length is not None and any(t is None for t in tokenizers):
-        raise ConfigError("max_length counts tokens, so it needs a tokenizer (pass tokenizer=...)")
-
-
 # ------------------------------------------------------------------------------------------ classification
 
 
@@ -239,7 +131,7 @@ def read_classification(
         if delimiter is None:
             raise ConfigError(f"{p}: cannot tell the delimiter from the extension; pass delimiter=',' or '\\t'")
     policy = LengthPolicy(max_length, split, truncate)
-    _need_tokenizer(max_length, tokenizer)
+    require_tokenizer(max_length, tokenizer)
 
     def read(stats: ReadStats) -> Iterator[TextExample]:
         reader = csv.reader((text for _, text in iter_lines(p, keepends=True)), delimiter=delimiter)
@@ -268,7 +160,7 @@ def read_classification(
             if not text.strip():
                 stats.dropped["blank"] += 1
                 continue
-            keep, tokens = _tokens(tokenizer, text, policy, stats, f"{p}:{line}")
+            keep, tokens = fit_tokens(tokenizer, text, policy, stats, f"{p}:{line}")
             if keep:
                 yield TextExample(text, label, line, str(p), tokens)
         if header is None:
@@ -308,7 +200,7 @@ def read_imdb(
         if not folder.is_dir():
             raise DataError(f"{folder}: no such folder, expected an aclImdb folder with {split}/neg and {split}/pos")
     policy = LengthPolicy(max_length, split, truncate)
-    _need_tokenizer(max_length, tokenizer)
+    require_tokenizer(max_length, tokenizer)
 
     def read(stats: ReadStats) -> Iterator[TextExample]:
         for label, folder in folders.items():
@@ -319,7 +211,7 @@ def read_imdb(
                 if not text:
                     stats.dropped["blank"] += 1
                     continue
-                keep, tokens = _tokens(tokenizer, text, policy, stats, f"{file}:1")
+                keep, tokens = fit_tokens(tokenizer, text, policy, stats, f"{file}:1")
                 if keep:
                     yield TextExample(text, label, 1, str(file), tokens)
 
@@ -403,7 +295,7 @@ def read_parallel_tsv(
     """
     p = check_file(path, expected="lines of source<TAB>target")
     policy = LengthPolicy(max_length, split, truncate)
-    _need_tokenizer(max_length, source_tokenizer, target_tokenizer)
+    require_tokenizer(max_length, source_tokenizer, target_tokenizer)
 
     def read(stats: ReadStats) -> Iterator[Pair]:
         for line, text in iter_lines(p):
@@ -434,7 +326,7 @@ def read_parallel_files(
     """
     sp, tp = check_file(source_path), check_file(target_path)
     policy = LengthPolicy(max_length, split, truncate)
-    _need_tokenizer(max_length, source_tokenizer, target_tokenizer)
+    require_tokenizer(max_length, source_tokenizer, target_tokenizer)
 
     def read(stats: ReadStats) -> Iterator[Pair]:
         ns, nt = count_lines(sp), count_lines(tp)
@@ -457,7 +349,7 @@ def _pair(source, target, line, paths, tokenizers, policy, stats) -> Pair | None
         return None
     sides = []
     for text, path, tokenizer in zip((source, target), paths, tokenizers):
-        keep, tokens = _tokens(tokenizer, text, policy, stats, f"{path}:{line}")
+        keep, tokens = fit_tokens(tokenizer, text, policy, stats, f"{path}:{line}")
         if not keep:
             return None
         sides.append(tokens)
