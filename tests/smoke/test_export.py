@@ -1,6 +1,7 @@
-"""dnn export: tiny trained runs of every exportable kind, exported to ONNX and TorchScript, run with onnxruntime and
-torch.jit.load, against the PyTorch model on padded batches of other sizes and lengths than the traced one; the
-seq2seq greedy loop over the exported encoder and decoder step gives dnn's greedy decoding token for token.
+"""dnn export: tiny trained runs of the image, text and RNN seq2seq kinds (the Transformer, captioning and video:
+test_export_decoders.py), exported to ONNX and TorchScript, run with onnxruntime and torch.jit.load, against the
+PyTorch model on padded batches of other sizes and lengths than the traced one; the seq2seq greedy loop over the
+exported encoder and decoder step gives dnn's greedy decoding token for token.
 
 Tolerance: 1e-5 absolute on float32 logits and states (measured differences are ~1e-7)."""
 
@@ -271,13 +272,6 @@ def test_a_run_that_cannot_be_exported_is_one_line_naming_the_kinds_that_can(tmp
     assert "image classification run" in err and "seq2seq run" in err and "this is a regression run" in err
     with pytest.raises(ConfigError, match="--format must be one of onnx, torchscript"):
         export_run(run_dir, "tflite")
-    transformer = tmp_path / "transformer"  # a translate run, but not the RNN encoder–decoder
-    tiny = ["data.sizes=[32,8,8]", "train.batch_size=8", "model.d_model=8", "model.num_heads=2",
-            "model.feedforward_size=8", "train.max_steps=1", *QUIET]  # fmt: skip
-    train("dates-transformer", tiny, transformer, progress=False)
-    for fmt in FORMATS:
-        with pytest.raises(ConfigError, match="handles the RNN encoder–decoder .* model is 'transformer_seq2seq'"):
-            export_run(transformer, fmt, tmp_path / fmt)
 
 
 def test_onnx_without_the_onnx_package_says_what_to_install(runs, monkeypatch, tmp_path):
