@@ -244,8 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = _sub(
         sub, "export", "export a trained run for deployment: ONNX graphs (onnxruntime) or TorchScript, with a "
-        "manifest.json and the vocabularies, labels and tokenizers prediction needs (image, text classification, "
-        "tagging and seq2seq runs; ONNX needs pip install 'dnn[export]')",
+        "manifest.json and the vocabularies, labels and tokenizers prediction needs. Exported: image, text "
+        "classification, tagging, video classification, seq2seq (RNN and Transformer) and captioning runs; refused, "
+        "in one line saying why: language-model, speech and regression runs. ONNX needs pip install 'dnn[export]'",
         "dnn export runs/lenet --format onnx\n  dnn export runs/dates --format torchscript --out deploy/dates",
     )  # fmt: skip
     export.add_argument("run", help="a run directory")
