@@ -12,15 +12,16 @@ anything else is refused before anything is created or deleted in it. Nothing is
 manifest does not list is the user's, and refused. A checkpoint's SHA-256 goes into the manifest as *pending*
 before its rename and as *current* after it, so a kill at any instant leaves a file the manifest vouches for, and
 a changed byte is caught when it is read back. dnn deletes only files its manifest lists.
+
+The file names and the manifest itself (reading it, when a folder may be claimed) are in :mod:`dnn.run_manifest`;
+the names are importable from here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import stat
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,15 +30,12 @@ from dnn.errors import CheckpointError, ConfigError
 from dnn.io import (
     FolderLock,
     atomic_write,
-    check_entries,
     commit,
     fingerprint,
     foreign_error,
-    is_temporary_of,
     link_error,
     open_append,
     open_nofollow,
-    read_bytes_nofollow,
     read_json,
     remove_stale_temporaries,
     resource_error,
@@ -46,34 +44,43 @@ from dnn.io import (
     write_temporary,
     write_text,
 )
+from dnn.run_manifest import (  # the names of a folder's files re-exported: public path (dnn.rundir.MODEL)
+    CONFIG,
+    EXPORT,
+    EXPORT_MANIFEST,
+    FIGURES,
+    KNOWN,
+    LABELS,
+    LAST,
+    LOCK,
+    LOG,
+    MANIFEST,
+    METRICS,
+    MODEL,
+    REPORT,
+    RESULTS,
+    SOURCE_TOKENIZER,
+    SOURCE_VOCAB,
+    STATE,
+    TARGET_TOKENIZER,
+    TARGET_VOCAB,
+    TASK,
+    TENSORBOARD,
+    TOKENIZER,
+    VOCAB,
+    claimable,
+    dump_manifest,
+    lstat_or_none,
+    new_manifest,
+    read_manifest,
+)
 
-__all__ = ["RunDir", "RunLock", "as_run", "fingerprint"]
+__all__ = ["RunDir", "RunLock", "as_run", "fingerprint", "CONFIG", "EXPORT", "EXPORT_MANIFEST", "FIGURES", "LABELS",
+           "LAST", "LOCK", "LOG", "MANIFEST", "METRICS", "MODEL", "REPORT", "RESULTS", "SOURCE_TOKENIZER",
+           "SOURCE_VOCAB", "STATE", "TARGET_TOKENIZER", "TARGET_VOCAB", "TASK", "TENSORBOARD", "TOKENIZER",
+           "VOCAB"]  # fmt: skip
 
-MANIFEST = ".dnn-manifest.json"
-LOCK = ".lock"
-CONFIG = "config.yaml"
-STATE = "state.pt"
-LAST = "last.safetensors"
-MODEL = "model.safetensors"
-TASK = "task.json"
-RESULTS = "results.json"
-METRICS = "metrics.jsonl"
-LOG = "log.txt"
-REPORT = "report.html"
-FIGURES = "figures"
-TENSORBOARD = "tensorboard"
-EXPORT = "export"
-VOCAB, LABELS, TOKENIZER = "vocab.json", "labels.json", "tokenizer.json"
-SOURCE_VOCAB, TARGET_VOCAB = "source_vocab.json", "target_vocab.json"
-SOURCE_TOKENIZER, TARGET_TOKENIZER = "source_tokenizer.json", "target_tokenizer.json"
-EXPORT_MANIFEST = "manifest.json"  # an export's description for a deployment (dnn.export)
-
-# names dnn may write at the top of a folder: one of these that the manifest does not list is the user's
-KNOWN = {LOCK, CONFIG, STATE, LAST, MODEL, TASK, RESULTS, METRICS, LOG, REPORT, VOCAB, LABELS, TOKENIZER,
-         SOURCE_VOCAB, TARGET_VOCAB, SOURCE_TOKENIZER, TARGET_TOKENIZER, EXPORT_MANIFEST}  # fmt: skip
 KEEP_ON_RESTART = {LOCK, LOG}  # what a restart of a run that trained nothing keeps
-KINDS = {"run": "a dnn run", "report": "a dnn report", "export": "a dnn export"}
-FORMAT = "dnn.folder"
 
 
 class RunLock(FolderLock):
@@ -81,15 +88,6 @@ class RunLock(FolderLock):
 
     def __init__(self, folder: str | os.PathLike, command: str = "train"):
         super().__init__(Path(folder) / LOCK, command)
-
-
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return path.lstat()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as err:
-        raise resource_error(path, err, "cannot read") from None
 
 
 class RunDir:
@@ -110,23 +108,23 @@ class RunDir:
     def reader(cls, path: str | os.PathLike) -> RunDir:
         """A folder to read back: its manifest if it has one (to verify what is read against it)."""
         path = Path(path)
-        info = _lstat(path)
+        info = lstat_or_none(path)
         if info is None or not path.is_dir():
             raise CheckpointError(f"{path}: not a run directory ({'no such folder' if info is None else 'a file'})")
-        return cls(path, _read_manifest(path))
+        return cls(path, read_manifest(path))
 
     @classmethod
     def create_run(cls, path: str | os.PathLike, source: dict[str, Any]) -> RunDir:
         """A folder for a new run (``source``: its config): new, empty, or a run of dnn's that trained no step
         (restarted in place). Anything else is refused before anything is written."""
         path = Path(path)
-        manifest = _claimable(path, "run", None)
-        if manifest is not None and _lstat(path / STATE) is not None:
+        manifest = claimable(path, "run", None)
+        if manifest is not None and lstat_or_none(path / STATE) is not None:
             raise ConfigError(f"{path} already holds a run; continue it with `dnn train --resume --run-dir {path}` "
                               "or choose another --run-dir")  # fmt: skip
-        run = cls(path, manifest or _new_manifest("run", None, {"source": source, "data": {}}), persist=True)
+        run = cls(path, manifest or new_manifest("run", None, {"source": source, "data": {}}), persist=True)
         if manifest is None:
-            run.created = _lstat(path) is None  # False: an empty folder of the user's, which stays
+            run.created = lstat_or_none(path) is None  # False: an empty folder of the user's, which stays
             run._create_folder()
         run._take_lock("train")
         if manifest is not None:  # a run that trained nothing: started again, with this config
@@ -139,9 +137,9 @@ class RunDir:
     def open_run(cls, path: str | os.PathLike, command: str = "train") -> RunDir:
         """A run of dnn's to continue (``--resume``) or to draw into (``dnn inspect``), locked."""
         path = Path(path)
-        if _lstat(path) is None:
+        if lstat_or_none(path) is None:
             raise CheckpointError(f"{path}: no such run; start one with `dnn train RECIPE --run-dir {path}`")
-        manifest = _claimable(path, "run", None, resume=True)
+        manifest = claimable(path, "run", None, resume=True)
         run = cls(path, manifest, persist=True)
         run._take_lock(command)
         return run
@@ -151,8 +149,8 @@ class RunDir:
         """An ``--out`` folder for ``kind`` ("report", "export") of the run ``of``: new, empty, or one holding the
         same kind of output of the same run (and ``detail``, e.g. the export format)."""
         path = Path(path)
-        manifest = _claimable(path, kind, of.identity(), detail=detail)
-        out = cls(path, manifest or _new_manifest(kind, of.identity(), {"detail": detail}), persist=True)
+        manifest = claimable(path, kind, of.identity(), detail=detail)
+        out = cls(path, manifest or new_manifest(kind, of.identity(), {"detail": detail}), persist=True)
         if manifest is None:
             out._create_folder()
         out._take_lock(kind)
@@ -161,7 +159,7 @@ class RunDir:
     @classmethod
     def scratch(cls, path: str | os.PathLike) -> RunDir:
         """A throw-away folder whose manifest stays in memory (to compare what would be written)."""
-        return cls(Path(path), {**_new_manifest("run", None, {}), "files": {}})
+        return cls(Path(path), {**new_manifest("run", None, {}), "files": {}})
 
     def _create_folder(self) -> None:
         """The folder (and its parents), then the manifest — written first, exclusively: of two dnn processes
@@ -172,7 +170,7 @@ class RunDir:
             raise resource_error(self.path, err, "cannot create the folder") from None
         remove_stale_temporaries(self.path, [MANIFEST])  # a start killed while it wrote the manifest
         target = self.path / MANIFEST
-        tmp = write_temporary(target, lambda t: Path(t).write_text(_dump(self.manifest), encoding="utf-8"))
+        tmp = write_temporary(target, lambda t: Path(t).write_text(dump_manifest(self.manifest), encoding="utf-8"))
         try:
             os.link(tmp, target)
         except FileExistsError:
@@ -186,7 +184,7 @@ class RunDir:
         self.record(LOCK)
         self.lock = RunLock(self.path, command)
         self.lock.acquire()
-        self.manifest = _read_manifest(self.path) or self.manifest  # as the last writer left it
+        self.manifest = read_manifest(self.path) or self.manifest  # as the last writer left it
         self._settle()
         remove_stale_temporaries(self.path, {*KNOWN, MANIFEST, *self.files})  # what a writer killed mid-save left
         if (self.path / FIGURES).is_dir() and not (self.path / FIGURES).is_symlink():
@@ -246,14 +244,14 @@ class RunDir:
 
     def save_manifest(self) -> None:
         if self.persist:
-            write_text(self.path / MANIFEST, _dump(self.manifest))
+            write_text(self.path / MANIFEST, dump_manifest(self.manifest))
 
     # -- names --------------------------------------------------------------------------------------------------
 
     def file(self, name: str) -> Path:
         """The path of ``name`` for reading: never a symbolic link, never outside the folder."""
         path = self._inside(name)
-        info = _lstat(path)
+        info = lstat_or_none(path)
         if info is not None and stat.S_ISLNK(info.st_mode):
             raise link_error(path)
         return path
@@ -263,7 +261,7 @@ class RunDir:
         return read_json(self.file(name), expected, required)
 
     def has(self, name: str) -> bool:
-        info = _lstat(self._inside(name))
+        info = lstat_or_none(self._inside(name))
         return info is not None and stat.S_ISREG(info.st_mode)
 
     def record(self, name: str) -> None:
@@ -312,7 +310,7 @@ class RunDir:
         """``name``, checked against the SHA-256 the manifest recorded when dnn wrote it (a run without a record of
         it: as it is); a 0-byte or changed file is a one-line CheckpointError naming it."""
         path = self.file(name)
-        info = _lstat(path)
+        info = lstat_or_none(path)
         if info is None:
             raise CheckpointError(f"{path}: no such {what}")
         if info.st_size == 0:
@@ -327,7 +325,7 @@ class RunDir:
             if digest in expected:
                 return path
             if attempt == 0 and self.lock is None:  # a writer may have renamed it after the manifest was read
-                self.manifest = _read_manifest(self.path) or self.manifest
+                self.manifest = read_manifest(self.path) or self.manifest
         shown = entry.get("sha256") or entry.get("pending")
         raise CheckpointError(f"{path}: its SHA-256 ({digest[:12]}…) is not the one dnn recorded when it wrote the "
                               f"{what} ({shown[:12]}…): the file was changed or damaged since; restore it from a "
@@ -365,7 +363,7 @@ class RunDir:
         if name not in self.files:
             return
         path = self._inside(name)
-        info = _lstat(path)
+        info = lstat_or_none(path)
         if info is not None and stat.S_ISREG(info.st_mode):
             path.unlink(missing_ok=True)
         del self.files[name]
@@ -409,7 +407,7 @@ class RunDir:
         if not name or any(p in ("", ".", "..") or "\0" in p or "\\" in p for p in parts):
             raise CheckpointError(f"{name!r}: not a file name inside a dnn folder")
         for i in range(1, len(parts) + name.endswith("/")):
-            info = _lstat(self.path.joinpath(*parts[:i]))
+            info = lstat_or_none(self.path.joinpath(*parts[:i]))
             if info is not None and stat.S_ISLNK(info.st_mode):
                 raise link_error(self.path.joinpath(*parts[:i]))
             if info is not None and not stat.S_ISDIR(info.st_mode):
@@ -419,79 +417,12 @@ class RunDir:
     def _writable(self, name: str) -> Path:
         """The path of ``name`` to write: never a link, never the user's file."""
         path = self._inside(name)
-        info = _lstat(path)
+        info = lstat_or_none(path)
         if info is not None and stat.S_ISLNK(info.st_mode):
             raise link_error(path)
         if info is not None and name not in self.files and self.persist:
             raise foreign_error(path)
         return path
-
-
-def _new_manifest(kind: str, of: str | None, extra: dict[str, Any]) -> dict[str, Any]:
-    files = {LOCK: {}, LOG: {}} if kind == "run" else {LOCK: {}}  # listed before they are made
-    manifest = {"format": FORMAT, "version": 1, "kind": kind, "id": uuid.uuid4().hex, "files": files, **extra}
-    if of is not None:
-        manifest["of"] = of
-    return manifest
-
-
-def _dump(manifest: dict[str, Any]) -> str:
-    return json.dumps(manifest, indent=1, ensure_ascii=False) + "\n"
-
-
-def _read_manifest(path: Path) -> dict[str, Any] | None:
-    """The manifest of the folder ``path``; None if it has none. Never read through a link."""
-    target = path / MANIFEST
-    info = _lstat(target)
-    if info is None:
-        return None
-    try:
-        data = json.loads(read_bytes_nofollow(target, "manifest"))  # never through a link
-    except (ValueError, RecursionError):
-        data = None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("kind") not in KINDS \
-            or not isinstance(data.get("files"), dict) or "id" not in data:  # fmt: skip
-        raise CheckpointError(f"{target}: not a dnn manifest (damaged?); restore it from a copy of the folder")
-    return data
-
-
-def _claimable(path: Path, kind: str, of: str | None, resume: bool = False,
-               detail: dict[str, Any] | None = None) -> dict[str, Any] | None:  # fmt: skip
-    """The manifest of ``path`` if dnn may write ``kind`` there (None: the folder is new or empty); otherwise a
-    one-line error that says what to do. Nothing is created or deleted here."""
-    info = _lstat(path)
-    if info is None:
-        return None
-    if not path.is_dir():
-        raise ConfigError(f"{path} is a file, not a folder; choose a folder")
-    manifest = _read_manifest(path)
-    try:
-        entries = sorted(os.listdir(path))
-    except OSError as err:
-        raise resource_error(path, err, "cannot read") from None
-    if manifest is None:
-        others = [e for e in entries if not is_temporary_of(e, MANIFEST)]
-        if resume and CONFIG in others:
-            raise CheckpointError(f"{path} has no {MANIFEST}: not a dnn run, or one made by an older dnn or copied "
-                                  "without its hidden files; dnn continues only runs whose files it can vouch for: "
-                                  "copy the run with `cp -r`, or start a new one with `dnn train RECIPE --run-dir "
-                                  "NEW`")  # fmt: skip
-        if resume:
-            raise CheckpointError(f"{path} is not a dnn run; start one with `dnn train RECIPE --run-dir {path}`")
-        if others:
-            shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
-            raise ConfigError(f"{path} is not empty and not {KINDS[kind]} (it holds {shown}); choose a new or empty "
-                              "folder: dnn never writes over files it did not make")  # fmt: skip
-        return None
-    if manifest["kind"] != kind:
-        raise ConfigError(f"{path} holds {KINDS[manifest['kind']]}, not {KINDS[kind]}; choose a new or empty folder")
-    if of is not None and manifest.get("of") != of:
-        raise ConfigError(f"{path} holds {KINDS[kind]} of another run; choose a new or empty folder for this one")
-    if detail is not None and manifest.get("detail") != detail:
-        shown = ", ".join(f"{k} {v}" for k, v in (manifest.get("detail") or {}).items())
-        raise ConfigError(f"{path} holds {KINDS[kind]} of this run with {shown}; choose another folder")
-    check_entries(path, entries, manifest["files"], KNOWN, folders=(FIGURES, TENSORBOARD), whole=(TENSORBOARD,))
-    return manifest
 
 
 def as_run(run_dir: RunDir | str | os.PathLike) -> RunDir:
@@ -502,7 +433,7 @@ def as_run(run_dir: RunDir | str | os.PathLike) -> RunDir:
 def remove_run(path: str | os.PathLike) -> None:
     """Delete a run of dnn's to train it afresh (``dnn demo``, an experiment run again): only the files its manifest
     lists, then the folder if nothing else is left. A folder dnn cannot vouch for is refused, untouched."""
-    if _lstat(Path(path)) is None:
+    if lstat_or_none(Path(path)) is None:
         return
     try:
         run = RunDir.open_run(path, "train")
