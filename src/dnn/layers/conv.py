@@ -1,12 +1,7 @@
-"""Convolution arithmetic and the convolutional building blocks of the lecture (ResNet, GoogLeNet).
+"""The convolutional building blocks of the lecture: Conv → BN → activation, ResNet's and GoogLeNet's blocks.
 
-Output size of a convolution along one spatial axis (lecture notation)::
-
-    K_eff = D * (K - 1) + 1                       # dilated ("effective") kernel size
-    W'    = floor((W - K_eff + 2P) / S) + 1       # W input size, P padding, S stride, D dilation
-
-Pooling uses the same formula; with ``ceil_mode`` the floor becomes a ceiling, except that the last
-window must start inside the input or the left padding (PyTorch's ``MaxPool2d`` rule).
+The output-size arithmetic (``W' = floor((W - K_eff + 2P) / S) + 1``) is :mod:`dnn.layers.conv_arithmetic`;
+:func:`conv_output_size` and :func:`pool_output_size` are importable from here too.
 
 The blocks keep torchvision's attribute names and parameter shapes exactly, so that a ResNet or GoogLeNet
 built from them has the published parameter count and loads a torchvision ``state_dict`` with
@@ -24,6 +19,13 @@ import torch
 from torch import nn
 
 from dnn.errors import ConfigError
+from dnn.layers.conv_arithmetic import (  # conv_output_size, pool_output_size re-exported: public path
+    IntOrPair,
+    check_int,
+    conv_output_size,
+    int_pair,
+    pool_output_size,
+)
 
 __all__ = [
     "BasicBlock",
@@ -37,131 +39,6 @@ __all__ = [
     "make_downsample",
     "pool_output_size",
 ]
-
-IntOrPair = int | tuple[int, int]
-
-# ----------------------------------------------------------------------------------------------------
-# argument checks
-# ----------------------------------------------------------------------------------------------------
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_int(where: str, name: str, value: object, minimum: int) -> int:
-    """Return ``value`` if it is an int >= ``minimum``, else raise a one-line :class:`ConfigError`."""
-    if not _is_int(value) or value < minimum:
-        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ConfigError(f"{where}: {name} must be {kind}, got {value!r}")
-    return value
-
-
-def _pair(where: str, name: str, value: object, minimum: int) -> tuple[tuple[int, int], bool]:
-    """Turn an int or an (h, w) pair into an (h, w) pair; the flag says whether a pair was given."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2 or not all(_is_int(v) and v >= minimum for v in value):
-            kind = "positive ints" if minimum == 1 else f"ints >= {minimum}"
-            raise ConfigError(f"{where}: {name} must be an int or a pair (h, w) of {kind}, got {value!r}")
-        return (value[0], value[1]), True
-    v = _check_int(where, name, value, minimum)
-    return (v, v), False
-
-
-# ----------------------------------------------------------------------------------------------------
-# output-size arithmetic
-# ----------------------------------------------------------------------------------------------------
-
-
-def _conv_size_1d(where: str, axis: str, w: int, k: int, s: int, p: int, d: int) -> int:
-    k_eff = d * (k - 1) + 1
-    out = (w - k_eff + 2 * p) // s + 1  # floor division, as in the lecture's formula
-    if out < 1:
-        raise ConfigError(
-            f"{where}: input is too small for this kernel: size{axis}={w} with padding={p} gives {w + 2 * p} "
-            f"< effective kernel {k_eff} (kernel_size={k}, dilation={d}); expected size + 2*padding >= "
-            f"dilation*(kernel_size-1)+1"
-        )
-    return out
-
-
-def conv_output_size(
-    size: IntOrPair,
-    kernel_size: IntOrPair,
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-) -> IntOrPair:
-    """Spatial output size of a convolution: ``W' = floor((W - K_eff + 2P) / S) + 1``, ``K_eff = D(K-1)+1``.
-
-    Every argument is an int or an ``(h, w)`` pair; the result is an int if all of them are ints, else an
-    ``(h', w')`` pair. Agrees with the output shape of :class:`torch.nn.Conv2d`.
-
-    Raises :class:`ConfigError` for a non-positive size, kernel, stride or dilation, a negative padding, or
-    when the input (plus padding) is smaller than the effective kernel, i.e. the output would be empty.
-    """
-    where = "conv_output_size"
-    sizes, t0 = _pair(where, "size", size, 1)
-    ks, t1 = _pair(where, "kernel_size", kernel_size, 1)
-    ss, t2 = _pair(where, "stride", stride, 1)
-    ps, t3 = _pair(where, "padding", padding, 0)
-    ds, t4 = _pair(where, "dilation", dilation, 1)
-    as_pair = t0 or t1 or t2 or t3 or t4
-    axes = ("[0]", "[1]") if as_pair else ("", "")
-    out = tuple(_conv_size_1d(where, axes[i], sizes[i], ks[i], ss[i], ps[i], ds[i]) for i in range(2))
-    return out if as_pair else out[0]
-
-
-def _pool_size_1d(where: str, axis: str, w: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
-    if p > k // 2:
-        raise ConfigError(
-            f"{where}: padding{axis} must be at most half the kernel size (kernel_size//2 = {k // 2}), got {p}"
-        )
-    k_eff = d * (k - 1) + 1
-    numerator = w + 2 * p - k_eff + (s - 1 if ceil_mode else 0)
-    out = numerator // s + 1  # floor division == rounding towards -inf, as torch's div_rtn
-    if ceil_mode and (out - 1) * s >= w + p:
-        out -= 1  # the last window would start in the right padding: torch drops it
-    if out < 1:
-        raise ConfigError(
-            f"{where}: input is too small for this kernel: size{axis}={w} with padding={p} gives "
-            f"output {out} < 1 (kernel_size={k}, dilation={d}, stride={s}, ceil_mode={ceil_mode}); "
-            f"expected size + 2*padding >= dilation*(kernel_size-1)+1"
-        )
-    return out
-
-
-def pool_output_size(
-    size: IntOrPair,
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    ceil_mode: bool = False,
-) -> IntOrPair:
-    """Spatial output size of a pooling layer, as :class:`torch.nn.MaxPool2d` computes it.
-
-    ``W' = floor((W - K_eff + 2P) / S) + 1`` (``ceil`` instead of ``floor`` with ``ceil_mode``, dropping
-    a last window that would start in the right padding), ``K_eff = D(K-1)+1``. ``stride`` defaults to
-    ``kernel_size``. Every argument is an int or an ``(h, w)`` pair; the result is an int if all of them
-    are ints, else a pair.
-
-    Raises :class:`ConfigError` for a non-positive size, kernel, stride or dilation, a padding that is
-    negative or larger than ``kernel_size // 2`` (torch's limit), or an empty output.
-    """
-    where = "pool_output_size"
-    if not isinstance(ceil_mode, bool):
-        raise ConfigError(f"{where}: ceil_mode must be a bool, got {ceil_mode!r}")
-    sizes, t0 = _pair(where, "size", size, 1)
-    ks, t1 = _pair(where, "kernel_size", kernel_size, 1)
-    ss, t2 = (ks, False) if stride is None else _pair(where, "stride", stride, 1)
-    ps, t3 = _pair(where, "padding", padding, 0)
-    ds, t4 = _pair(where, "dilation", dilation, 1)
-    as_pair = t0 or t1 or t2 or t3 or t4
-    axes = ("[0]", "[1]") if as_pair else ("", "")
-    out = tuple(_pool_size_1d(where, axes[i], sizes[i], ks[i], ss[i], ps[i], ds[i], ceil_mode) for i in range(2))
-    return out if as_pair else out[0]
-
 
 # ----------------------------------------------------------------------------------------------------
 # Conv → BN → activation
@@ -224,11 +101,11 @@ class ConvBNAct(nn.Module):
     ):
         super().__init__()
         where = "ConvBNAct"
-        _check_int(where, "in_channels", in_channels, 1)
-        _check_int(where, "out_channels", out_channels, 1)
-        ks, _ = _pair(where, "kernel_size", kernel_size, 1)
-        _pair(where, "stride", stride, 1)
-        _check_int(where, "groups", groups, 1)
+        check_int(where, "in_channels", in_channels, 1)
+        check_int(where, "out_channels", out_channels, 1)
+        ks, _ = int_pair(where, "kernel_size", kernel_size, 1)
+        int_pair(where, "stride", stride, 1)
+        check_int(where, "groups", groups, 1)
         if in_channels % groups or out_channels % groups:
             raise ConfigError(
                 f"{where}: groups must divide in_channels and out_channels, got groups={groups} with "
@@ -244,7 +121,7 @@ class ConvBNAct(nn.Module):
                 )
             padding = (ks[0] // 2, ks[1] // 2) if isinstance(kernel_size, (tuple, list)) else ks[0] // 2
         else:
-            _pair(where, "padding", padding, 0)
+            int_pair(where, "padding", padding, 0)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.conv = nn.Conv2d(
@@ -292,9 +169,9 @@ def make_downsample(inplanes: int, outplanes: int, stride: int) -> nn.Sequential
     ``outplanes`` is the block's ``planes * expansion``.
     """
     where = "make_downsample"
-    _check_int(where, "inplanes", inplanes, 1)
-    _check_int(where, "outplanes", outplanes, 1)
-    _check_int(where, "stride", stride, 1)
+    check_int(where, "inplanes", inplanes, 1)
+    check_int(where, "outplanes", outplanes, 1)
+    check_int(where, "stride", stride, 1)
     if stride == 1 and inplanes == outplanes:
         return None
     return nn.Sequential(conv1x1(inplanes, outplanes, stride), nn.BatchNorm2d(outplanes))
@@ -329,9 +206,9 @@ class BasicBlock(nn.Module):
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
         where = "BasicBlock"
-        _check_int(where, "inplanes", inplanes, 1)
-        _check_int(where, "planes", planes, 1)
-        _check_int(where, "stride", stride, 1)
+        check_int(where, "inplanes", inplanes, 1)
+        check_int(where, "planes", planes, 1)
+        check_int(where, "stride", stride, 1)
         _check_downsample(where, downsample, inplanes, planes * self.expansion, stride)
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -376,11 +253,11 @@ class Bottleneck(nn.Module):
     ):
         super().__init__()
         where = "Bottleneck"
-        _check_int(where, "inplanes", inplanes, 1)
-        _check_int(where, "planes", planes, 1)
-        _check_int(where, "stride", stride, 1)
-        _check_int(where, "groups", groups, 1)
-        _check_int(where, "base_width", base_width, 1)
+        check_int(where, "inplanes", inplanes, 1)
+        check_int(where, "planes", planes, 1)
+        check_int(where, "stride", stride, 1)
+        check_int(where, "groups", groups, 1)
+        check_int(where, "base_width", base_width, 1)
         width = int(planes * (base_width / 64.0)) * groups
         if width < 1:
             raise ConfigError(
@@ -432,11 +309,11 @@ class BasicConv2d(nn.Module):
     ):
         super().__init__()
         where = "BasicConv2d"
-        _check_int(where, "in_channels", in_channels, 1)
-        _check_int(where, "out_channels", out_channels, 1)
-        _pair(where, "kernel_size", kernel_size, 1)
-        _pair(where, "stride", stride, 1)
-        _pair(where, "padding", padding, 0)
+        check_int(where, "in_channels", in_channels, 1)
+        check_int(where, "out_channels", out_channels, 1)
+        int_pair(where, "kernel_size", kernel_size, 1)
+        int_pair(where, "stride", stride, 1)
+        int_pair(where, "padding", padding, 0)
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
 
@@ -483,7 +360,7 @@ class Inception(nn.Module):
             ("ch5x5", ch5x5),
             ("pool_proj", pool_proj),
         ):
-            _check_int(where, name, value, 1)
+            check_int(where, name, value, 1)
         self.in_channels = in_channels
         self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
         self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
