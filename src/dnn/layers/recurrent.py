@@ -20,7 +20,7 @@ Parameters are named and shaped exactly as torch's (``weight_ih_l{k}[_reverse]``
 ``torch.nn.LSTM``'s ``state_dict`` loads into ours with ``strict=True`` and back, and torch's modules are the
 test oracle.
 
-Two implementations run the same parameters:
+Two implementations run the same parameters (both in :mod:`dnn.layers.recurrent_kernels`):
 
 - ``"reference"`` — step by step in Python through the kernels of :mod:`dnn.layers.bptt`, which run the same
   equations as the cells (:func:`lstm_update`, :func:`gru_update`) with the gradient through time written out by
@@ -46,9 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from dnn.device import run_in_fp32
 from dnn.errors import ConfigError
-from dnn.layers.bptt import gru_scan, lstm_scan, rnn_scan
 from dnn.layers.cells import (
     NONLINEARITIES,
     GRUCell,
@@ -61,6 +59,7 @@ from dnn.layers.cells import (
     lstm_update,
     positive_int,
 )
+from dnn.layers.recurrent_kernels import check_lengths, fused_kernel, length_masks, reverse_in_time, scan_layer
 
 __all__ = [
     "GRU",
@@ -202,11 +201,11 @@ class _RecurrentBase(nn.Module):
         T, B = x.shape[0], x.shape[1]
         state = self._initial_state(x, hx, batched)
         if scan is not None:  # traced: every step masked, real ones included
-            lengths = torch.full((B,), T) if lengths is None else self._check_lengths(lengths, T, B)
+            lengths = torch.full((B,), T) if lengths is None else check_lengths(lengths, T, B)
             output, state = self._forward_reference(x, state, lengths, scan)
         else:
             if lengths is not None:
-                lengths = self._check_lengths(lengths, T, B)
+                lengths = check_lengths(lengths, T, B)
                 if int(lengths.min()) == T:  # nothing is padding: packing would only cost time (~5× here)
                     lengths = None
             if self.uses_fused:
@@ -243,33 +242,7 @@ class _RecurrentBase(nn.Module):
                 raise ConfigError(f"{name} must have shape {expected} (L·D, B, H), got {tuple(s.shape)}")
         return states if batched else tuple(s.unsqueeze(1) for s in states)
 
-    @staticmethod
-    def _check_lengths(lengths: Tensor, T: int, B: int) -> Tensor:
-        lengths = torch.as_tensor(lengths)
-        if lengths.shape != (B,) or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
-            raise ConfigError(
-                f"lengths must be an integer tensor of shape ({B},), got {tuple(lengths.shape)} {lengths.dtype}"
-            )
-        lo, hi = int(lengths.min()), int(lengths.max())
-        if lo < 1 or hi > T:
-            raise ConfigError(f"lengths must lie in [1, {T}] (the padded length), got values in [{lo}, {hi}]")
-        return lengths.to(device="cpu", dtype=torch.int64)
-
     # -- fused: torch's kernel on our parameters -----------------------------------------------------------------
-
-    def _kernel(self, x, batch_sizes, state, weights, num_layers, dropout, bidirectional):
-        kernel = {"LSTM": torch.lstm, "GRU": torch.gru, "RNN_TANH": torch.rnn_tanh, "RNN_RELU": torch.rnn_relu}
-        hx = list(state) if self.mode == "LSTM" else state[0]
-        train = self.training
-
-        def run(x, hx, weights):
-            if batch_sizes is None:
-                return kernel[self.mode](x, hx, weights, self.bias, num_layers, dropout, train, bidirectional, False)
-            return kernel[self.mode](x, batch_sizes, hx, weights, self.bias, num_layers, dropout, train, bidirectional)
-
-        # a device without this cell's low-precision kernel (oneDNN's LSTM in fp16 on most CPUs) runs it in fp32
-        result = run_in_fp32(self.mode, x.device, run, x, hx, weights)
-        return result[0], tuple(result[1:])
 
     def _forward_fused(self, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None):
         T = x.shape[0]
@@ -280,16 +253,16 @@ class _RecurrentBase(nn.Module):
         else:
             batch_sizes = None
         if not (self.residual or self.dense):
-            out, state = self._kernel(
-                x, batch_sizes, state, self._flat_weights(), self.num_layers, self.dropout, self.bidirectional
-            )
+            out, state = fused_kernel(self.mode, self.bias, self.training, x, batch_sizes, state, self._flat_weights(),
+                                      self.num_layers, self.dropout, self.bidirectional)  # fmt: skip
         else:  # one kernel call per layer, with the skip or dense connections between them
             D, finals, features = self.num_directions, [], [x]
             for layer in range(self.num_layers):
                 layer_in = self._layer_input(layer, features)  # packed data: (N, I_k), N = Σ lengths
                 weights = [w for d in range(D) for w in self._weights(layer, d)]
                 layer_state = tuple(s[layer * D : (layer + 1) * D] for s in state)
-                out, final = self._kernel(layer_in, batch_sizes, layer_state, weights, 1, 0.0, self.bidirectional)
+                out, final = fused_kernel(self.mode, self.bias, self.training, layer_in, batch_sizes, layer_state,
+                                          weights, 1, 0.0, self.bidirectional)  # fmt: skip
                 out = self._layer_output(layer, out, layer_in, features)
                 finals.append(final)
             state = tuple(torch.cat(parts, 0) for parts in zip(*finals))
@@ -303,17 +276,10 @@ class _RecurrentBase(nn.Module):
 
     def _forward_reference(self, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None, scan=None):
         """``scan(layer, direction, seq, state, weights, mask) -> (output, final state)`` runs one layer in one
-        direction (default :meth:`_scan`; :meth:`trace` passes the caller's)."""
+        direction (default :func:`scan_layer`; :meth:`trace` passes the caller's)."""
         T = x.shape[0]
         D = self.num_directions
-        if lengths is not None:
-            steps = torch.arange(T).unsqueeze(1)  # (T, 1)
-            valid = (steps < lengths.unsqueeze(0)).to(x.device)  # (T, B)
-            # position t of the reversed sequence b is position lengths[b] − 1 − t (padding stays in place)
-            reverse_index = torch.where(valid.cpu(), lengths.unsqueeze(0) - 1 - steps, steps).to(x.device)  # (T, B)
-            mask = valid.unsqueeze(-1)  # (T, B, 1)
-        else:
-            reverse_index = mask = None
+        reverse_index, mask = length_masks(lengths, T, x.device)  # (T, B), (T, B, 1); None without lengths
 
         finals, features = [], [x]
         for layer in range(self.num_layers):
@@ -321,13 +287,13 @@ class _RecurrentBase(nn.Module):
             outputs = []
             for direction in range(D):
                 k = layer * D + direction
-                seq = layer_in if direction == 0 else self._reverse(layer_in, reverse_index)
+                seq = layer_in if direction == 0 else reverse_in_time(layer_in, reverse_index)
                 layer_state, weights = tuple(s[k] for s in state), self._weights(layer, direction)
                 if scan is None:
-                    y, final = self._scan(seq, layer_state, weights, mask)
+                    y, final = scan_layer(self.mode, self.bias, seq, layer_state, weights, mask)
                 else:
                     y, final = scan(layer, direction, seq, layer_state, weights, mask)
-                outputs.append(y if direction == 0 else self._reverse(y, reverse_index))
+                outputs.append(y if direction == 0 else reverse_in_time(y, reverse_index))
                 finals.append(final)
             out = outputs[0] if D == 1 else torch.cat(outputs, dim=-1)  # (T, B, D·H)
             out = self._layer_output(layer, out, layer_in, features)
@@ -359,36 +325,6 @@ class _RecurrentBase(nn.Module):
         else:
             features[:] = [dropped]  # a plain or residual layer reads its predecessor only
         return out
-
-    @staticmethod
-    def _reverse(seq: Tensor, reverse_index: Tensor | None) -> Tensor:
-        """Reverse each sequence in time within its own length (an involution)."""
-        if reverse_index is None:
-            return seq.flip(0)
-        return seq.gather(0, reverse_index.unsqueeze(-1).expand_as(seq))  # (T, B, F)
-
-    def _scan(self, seq: Tensor, state: tuple[Tensor, ...], weights: list[Tensor], mask: Tensor | None):
-        """One layer, one direction: ``seq (T, B, I)`` → outputs ``(T, B, H)`` and the final state.
-
-        The input projection of every step is one matmul (differentiated by autograd); the recurrence runs in
-        :mod:`dnn.layers.bptt`, one matmul per step forward and one backward, with the gradient through time
-        written out by hand. Where ``mask`` says a step is padding, the state is carried through unchanged.
-        """
-        if self.bias:
-            w_ih, w_hh, b_ih, b_hh = weights
-        else:
-            (w_ih, w_hh), b_ih, b_hh = weights, None, None
-        if self.mode == "LSTM":
-            gi = F.linear(seq, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, 4H): both biases folded in
-            out, h, c = lstm_scan(gi, state[0], state[1], w_hh, mask)
-            return out, (h, c)
-        if self.mode == "GRU":
-            gi = F.linear(seq, w_ih, b_ih)  # (T, B, 3H); b_hh stays inside r ⊙ (W_hn h + b_hn)
-            out, h = gru_scan(gi, state[0], w_hh, b_hh, mask)
-            return out, (h,)
-        gi = F.linear(seq, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, H)
-        out, h = rnn_scan(gi, state[0], w_hh, mask, relu=self.mode == "RNN_RELU")
-        return out, (h,)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
