@@ -7,12 +7,11 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
 
 from dnn import __version__
-from dnn.cli_predict import caption, generate, predict, transcribe, translate
+from dnn.cli_predict import add_commands as add_predict_commands
+from dnn.cli_predict import run_command as run_predict_command
 from dnn.errors import DnnError
-from dnn.serve.limits import MAX_BEAM_SIZE, MAX_SEED
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,28 +46,6 @@ def _sub(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
         epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-
-
-def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse type: an integer from ``low`` to ``high`` (the limits ``dnn serve`` keeps to; None: the
-    library's limit of a generation's length, looked up only when the flag is given), else a one-line usage error
-    saying the range."""
-
-    def parse(text: str) -> int:
-        top = high
-        if top is None:
-            from dnn.tasks.language import MAX_GENERATE
-
-            top = MAX_GENERATE
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= top:
-            raise argparse.ArgumentTypeError(f"must be an integer from {low} to {top:,}, got {text[:40]!r}")
-        return value
-
-    return parse
 
 
 def _device_flag(parser: argparse.ArgumentParser, precision: bool = True) -> None:
@@ -120,81 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", help="a file or folder in the run's training format to evaluate on instead")
     _device_flag(ev)
 
-    predict = _sub(
-        sub, "predict", "classify or tag inputs with a trained run (images, video clips, or text files: one example a "
-        "line); prints input<TAB>class<TAB>probability, or word/tag for tagging",
-        "dnn predict runs/lenet digit.png\n  dnn predict runs/video clip.gif clip.npy",
-    )  # fmt: skip
-    predict.add_argument("run", help="a run directory")
-    predict.add_argument("inputs", nargs="+", help="image files (PNG/JPEG), clips (animated GIF, or .npy frames "
-                         "(T, H, W) in [0, 1]) or text files (- reads standard input)")  # fmt: skip
-    _device_flag(predict)
-
-    translate = _sub(
-        sub, "translate", "translate text with a trained seq2seq run", "dnn translate runs/dates 'March 3, 2021'"
-    )
-    translate.add_argument("run", help="a run directory")
-    translate.add_argument("texts", nargs="*", help="texts to translate; none or - reads lines from standard input")
-    translate.add_argument(
-        "--beam-size",
-        type=_int_in(1, MAX_BEAM_SIZE),
-        default=5,
-        help=f"beam width (1 = greedy; default 5; at most {MAX_BEAM_SIZE})",
-    )
-    translate.add_argument("--attention", action="store_true", help="also print the attention of every output token")
-    translate.add_argument("--n-best", type=_int_in(1, MAX_BEAM_SIZE), default=1, help="print the N best "
-                           "translations of each text, with their scores (at most --beam-size; default 1)")  # fmt: skip
-    translate.add_argument("--length-penalty", type=float, default=None, help="GNMT's α: > 0 favours longer "
-                           "outputs in beam search, 0 = none (default 0.6; beam search only)")  # fmt: skip
-    _device_flag(translate)
-
-    generate = _sub(
-        sub, "generate", "write text with a trained language model", "dnn generate runs/charlm --prompt 'def '"
-    )
-    generate.add_argument("run", help="a run directory")
-    generate.add_argument("--prompt", default="", help="the text to continue")
-    generate.add_argument("--length", type=_int_in(1), default=200, help="tokens to generate (default 200)")
-    generate.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 0.8; sampling only)")
-    generate.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
-    generate.add_argument("--top-p", type=float, default=None, help="sample among the most likely tokens up to mass p")
-    generate.add_argument(
-        "--seed",
-        type=_int_in(0, MAX_SEED),
-        default=None,
-        help="random seed of the sampling (default 0; at most 2**63 - 1)",
-    )
-    generate.add_argument("--beam-size", type=int, default=1, help="> 1: the most likely continuation by beam "
-                          "search instead of sampling (default 1: sample)")  # fmt: skip
-    _device_flag(generate)
-
-    transcribe = _sub(
-        sub, "transcribe", "transcribe audio files (WAV, FLAC, OGG) with a trained speech run; prints file<TAB>text",
-        "dnn transcribe runs/speech-digits one.wav two.wav --beam-size 8",
-    )  # fmt: skip
-    transcribe.add_argument("run", help="a run directory (dnn train speech-digits ...)")
-    transcribe.add_argument("files", nargs="+", help="audio files; other sample rates are resampled")
-    transcribe.add_argument(
-        "--beam-size",
-        type=_int_in(1, MAX_BEAM_SIZE),
-        default=1,
-        help=f"CTC prefix beam width (1 = greedy; default 1; at most {MAX_BEAM_SIZE})",
-    )
-    _device_flag(transcribe)
-
-    caption = _sub(
-        sub, "caption", "caption images with a trained captioning run; prints file<TAB>caption",
-        "dnn caption runs/caption-digits scene.png --attention",
-    )  # fmt: skip
-    caption.add_argument("run", help="a run directory (dnn train caption-digits ...)")
-    caption.add_argument("images", nargs="+", help="image files (PNG/JPEG), resized to the run's canvas")
-    caption.add_argument(
-        "--beam-size",
-        type=_int_in(1, MAX_BEAM_SIZE),
-        default=1,
-        help=f"beam width (1 = greedy; default 1; at most {MAX_BEAM_SIZE})",
-    )
-    caption.add_argument("--attention", action="store_true", help="also print where in the image each word looked")
-    _device_flag(caption)
+    add_predict_commands(sub, _sub, _device_flag)
 
     serve = _sub(
         sub, "serve", "serve trained runs: a JSON API and a web page to try them (needs pip install 'dnn[serve]')",
@@ -353,16 +256,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         from dnn.run import evaluate_run
 
         print(json.dumps(evaluate_run(args.run, args.data, args.device), indent=2))
-    elif args.command == "predict":
-        predict(args)
-    elif args.command == "translate":
-        translate(args)
-    elif args.command == "generate":
-        generate(args)
-    elif args.command == "transcribe":
-        transcribe(args)
-    elif args.command == "caption":
-        caption(args)
+    elif args.command in ("predict", "translate", "generate", "transcribe", "caption"):
+        run_predict_command(args)
     elif args.command == "serve":
         from dnn.serve import ServeLimits, require_serve_extra
 

@@ -52,9 +52,10 @@ def lstat_or_none(path: Path) -> os.stat_result | None:
         raise resource_error(path, err, "cannot read") from None
 
 
-def new_manifest(kind: str, of: str | None, extra: dict[str, Any]) -> dict[str, Any]:
-    files = {LOCK: {}, LOG: {}} if kind == "run" else {LOCK: {}}  # listed before they are made
-    manifest = {"format": FORMAT, "version": 1, "kind": kind, "id": uuid.uuid4().hex, "files": files, **extra}
+def new_manifest(made_as: str, of: str | None, extra: dict[str, Any]) -> dict[str, Any]:
+    """A new manifest of a folder ``made_as`` "run" (with its log) or as an output of the run ``of``."""
+    files = {LOCK: {}, LOG: {}} if made_as == "run" else {LOCK: {}}  # listed before they are made
+    manifest = {"format": FORMAT, "version": 1, "kind": made_as, "id": uuid.uuid4().hex, "files": files, **extra}
     if of is not None:
         manifest["of"] = of
     return manifest

@@ -198,7 +198,7 @@ def test_inspect_draws_feature_maps_of_an_image_and_forgets_them_when_refreshed(
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["adding", "some text"], "a run of data.task 'adding' takes no inputs"),
+        (["adding", "some text"], "a regression run draws no picture of an input"),
         (["digits", "missing.png"], "missing.png: no such file"),
         (None, "not a run directory"),
     ],

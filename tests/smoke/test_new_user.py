@@ -69,7 +69,7 @@ def test_n_best_translations_and_the_length_penalty_from_the_command_line(tmp_pa
     assert main(["translate", str(run_dir), "x", "--beam-size", "2", "--n-best", "3"]) == 2
     assert capsys.readouterr().err == "dnn: error: --n-best 3 needs --beam-size of at least 3, got 2\n"
     assert main(["translate", str(run_dir), "x", "--length-penalty", "-1"]) == 2
-    assert "length_penalty (GNMT's α) must be a number in [0, 5]" in capsys.readouterr().err
+    assert "argument --length-penalty: must be a number from 0 to 5, got -1.0" in capsys.readouterr().err
 
 
 def test_a_cnns_kernel_stride_padding_and_pool_come_from_the_config(tmp_path):

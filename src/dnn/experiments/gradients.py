@@ -43,10 +43,10 @@ TRAINED = ("tanh RNN", "LSTM, forget bias 1", "GRU")
 PAPER_INIT = {"tanh RNN": "~5e-13", "LSTM, forget bias 0": "~2e-11 (torch init)", "LSTM, forget bias 1": "~3e-5"}
 
 
-def _cell(kind: str, forget_bias: float | None) -> nn.Module:
-    if kind == "rnn":
+def _cell(cell_type: str, forget_bias: float | None) -> nn.Module:
+    if cell_type == "rnn":
         return RNNCell(2, HIDDEN)
-    if kind == "lstm":
+    if cell_type == "lstm":
         return LSTMCell(2, HIDDEN, forget_bias=forget_bias)
     return GRUCell(2, HIDDEN)
 
@@ -166,11 +166,11 @@ def vanishing_gradient(ctx: Context):
         """Every cell fresh from each initialisation seed: its ratios, and the tanh RNN's spectral radius."""
         data: dict = {"ratios": {label: {} for label, _, _ in CELLS}, "radius": [], "paper": {}, "paper_radius": []}
         for seed in init_seeds:
-            for label, kind, bias in CELLS:
+            for label, cell_type, bias in CELLS:
                 torch.manual_seed(seed)
-                cell = _cell(kind, bias)
+                cell = _cell(cell_type, bias)
                 data["ratios"][label][str(seed)] = _ratios(cell, batches, first=100 * seed)
-                if kind == "rnn":
+                if cell_type == "rnn":
                     data["radius"].append(_radius(cell))
             torch.manual_seed(seed)
             cell = _paper_tanh_cell()  # reported beside, not asserted: see the expectations below
@@ -186,17 +186,17 @@ def vanishing_gradient(ctx: Context):
     def train_seed(seed: int) -> dict:
         """The tanh RNN, the LSTM (forget bias 1) and the GRU trained on the adding problem, then measured."""
         data: dict = {}
-        for label, kind, bias in CELLS:
+        for label, cell_type, bias in CELLS:
             if label not in TRAINED:
                 continue
             bias_value = "null" if bias is None else bias  # null: the cell's own init (only the LSTM has the option)
-            overrides = [f"seed={seed}", f"model.cell={kind}", f"model.hidden_size={HIDDEN}",
+            overrides = [f"seed={seed}", f"model.cell={cell_type}", f"model.hidden_size={HIDDEN}",
                          f"model.forget_bias={bias_value}", "data.length=50", f"data.sizes={sizes}",
                          f"train.max_steps={steps}", "train.epochs=100", "train.eval_every=250"]  # fmt: skip
             run = ctx.train(f"{label.replace(', ', '-').replace(' ', '-').lower()}-s{seed}", "adding-lstm", overrides)
-            cell = _trained_cell(run.path, kind, bias)
+            cell = _trained_cell(run.path, cell_type, bias)
             data[label] = {"ratios": _ratios(cell, 1 if ctx.quick else 5), "mse": run.results["test"]["mse"],
-                           "radius": _radius(cell) if kind == "rnn" else None}  # fmt: skip
+                           "radius": _radius(cell) if cell_type == "rnn" else None}  # fmt: skip
         return data
 
     records = ctx.each_seed(train_seeds, train_seed)

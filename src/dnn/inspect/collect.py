@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from dnn.errors import ConfigError
 from dnn.inspect.gradient_flow import GradientFlow, gradient_flow, recurrent_stacks
 from dnn.tasks.base import Predictor, Task
+from dnn.tasks.images import stage_feature_maps  # re-exported: dnn.inspect.stage_feature_maps
 
 __all__ = [
     "MAX_EXAMPLES",
@@ -44,39 +45,6 @@ def first_conv_weights(model: nn.Module) -> np.ndarray | None:
 
 
 @torch.no_grad()
-def stage_feature_maps(model: nn.Module, image: Tensor) -> tuple[dict[str, np.ndarray], Tensor]:
-    """The output ``(C, H, W)`` of each stage of a CNN (:meth:`~dnn.models.cnn_base.ImageClassifier.stages`) for
-    one normalised ``image (C, H_img, W_img)``, in order, and the class probabilities ``(K,)``.
-
-    A stage's output is that of its last module; stages whose output is not a map (the fully connected ones)
-    are left out.
-    """
-    outputs: dict[str, Tensor] = {}
-    handles = []
-    for name, modules in model.stages().items():
-        if modules:
-            hook = _first_output(outputs, name)
-            handles.append(modules[-1].register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
-    try:
-        probs = torch.softmax(model(image.unsqueeze(0)), dim=-1)[0]  # (K,)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    maps = {name: out[0].cpu().numpy() for name, out in outputs.items() if out.dim() == 4}  # (C, H, W) each
-    return maps, probs
-
-
-def _first_output(outputs: dict[str, Tensor], name: str):
-    def hook(module, args, output):
-        if name not in outputs and isinstance(output, Tensor):
-            outputs[name] = output.detach()
-
-    return hook
-
-
 # -- classification --------------------------------------------------------------------------------------------
 
 

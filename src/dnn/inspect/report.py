@@ -34,23 +34,21 @@ import yaml
 
 from dnn.errors import CheckpointError, ConfigError
 from dnn.inspect import collect
-from dnn.inspect.captioning import attention_over_image
 from dnn.inspect.curves import training_curves
+from dnn.inspect.draw import draw_figure
 from dnn.inspect.gradient_flow import GradientFlow
 from dnn.inspect.plots import (
     accuracy_by_length_plot,
-    attention_heatmap,
     confusion_matrix_plot,
-    feature_maps_plot,
     filters_plot,
     gradient_flow_plot,
 )
-from dnn.inspect.speech import plot_alignment, plot_voice_errors
 from dnn.io import read_bytes_nofollow
 from dnn.run import LoadedRun, load_run
 from dnn.rundir import FIGURES, MANIFEST, METRICS, REPORT, RunDir
 from dnn.tasks import Task, make_task
-from dnn.tasks.base import AttentionOverImage, ErrorsByGroup, Figure, SpectrogramAlignment
+from dnn.tasks.base import PREDICTOR_KINDS, Figure
+from dnn.tasks.registry import predictor_classes
 
 __all__ = ["write_report"]
 
@@ -100,8 +98,10 @@ def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None
 
     Args:
         run_dir: a run directory (``dnn.run.load_run``: the best weights are shown).
-        inputs: seq2seq runs: sentences, each drawn as an attention heatmap; image runs: image files, each drawn
-            as feature maps. Other runs take none (ConfigError).
+        inputs: the user's own inputs (files or texts, as ``dnn predict`` takes them), each drawn as the
+            predictor explains it (:meth:`dnn.tasks.base.Predictor.explain`): feature maps of an image, attention
+            of a translation or of a caption over its image, a transcript's alignment, a clip's frames. A run
+            whose predictor explains nothing takes none (ConfigError).
         out_dir: where ``report.html`` and ``figures/`` go (default: the run directory).
         task: the run's task, already prepared (``dnn train`` passes its own); by default it is rebuilt from the
             saved config (``make_task`` + ``prepare``); if its data is gone, the pictures that need data are
@@ -116,7 +116,7 @@ def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None
     did not draw again are removed, and no other file.
     """
     run = run if run is not None else load_run(run_dir, device)
-    images, texts = _read_inputs(run, list(inputs or []))  # a bad input: one line before any folder is touched
+    explained = _explain(run, list(inputs or []))  # a bad input: one line before any folder is touched
     source = into if into is not None else RunDir.reader(run_dir)
     if into is not None:
         target = into
@@ -129,13 +129,13 @@ def write_report(run_dir: str | os.PathLike, inputs: Sequence[str] | None = None
     else:
         target = RunDir.open_output(out_dir, "report", of=source, detail={})
     try:
-        return _write(run, source, target, task, images, texts, log or (lambda message: None))
+        return _write(run, source, target, task, explained, log or (lambda message: None))
     finally:
         if target is not into:
             target.close()
 
 
-def _write(run: LoadedRun, source: RunDir, target: RunDir, task: Task | None, images: list, texts: list[str],
+def _write(run: LoadedRun, source: RunDir, target: RunDir, task: Task | None, explained: list[Figure],
            log: Callable[[str], None]) -> Path:  # fmt: skip
     report = _Report(run, target, log)
     if task is None:
@@ -144,17 +144,16 @@ def _write(run: LoadedRun, source: RunDir, target: RunDir, task: Task | None, im
     if source.has(METRICS):
         path, title = source.file(METRICS), "Training curves"
         report.add(title, report.attempt(title, lambda: training_curves(path, report.figure("curves"))))
-    kind = run.predictor.kind
-    if kind == "image":
-        _cnn_pictures(report, task, images)
+    _filters_picture(report)
     if task is not None:
         _confusion_picture(report, task)
-    if kind == "translate":
-        _seq2seq_pictures(report, task, texts)
+        _length_picture(report, task)
     if task is not None and collect.has_recurrent_layers(run.model):
         _gradient_flow_picture(report, task)
     if task is not None:
         _task_figures(report, task)
+    for figure in explained:
+        report.add(figure.title, report.attempt(figure.title, lambda f=figure: _draw_figure(f, report)))
 
     written = target.write_text(REPORT, _page(run, report))
     drawn = {f"{FIGURES}/{p.path.name}" for p in report.pictures}
@@ -170,50 +169,32 @@ def _prepared_task(run: LoadedRun) -> Task:
     return task
 
 
-def _read_inputs(run, inputs: list[str]) -> tuple[list[tuple[str, Any]], list[str]]:
-    """Image files (loaded now, so that a bad file is a one-line error before anything is drawn) or texts."""
+def _explain(run: LoadedRun, inputs: list[str]) -> list[Figure]:
+    """The figure data of each input (``figures/<stem>_input_<i>.png``), or one line saying what takes inputs."""
     if not inputs:
-        return [], []
+        return []
     predictor = run.predictor
-    if predictor.kind == "image":
-        from dnn.data.images import load_image
-
-        grey = predictor.channels == 1
-        return [(p, load_image(p, predictor.image_size, grayscale=grey)) for p in inputs], []
-    if predictor.kind == "translate":
-        return [], inputs
-    task = run.config.get("data", {}).get("task")
-    raise ConfigError(
-        f"{run.path}: a run of data.task {task!r} takes no inputs; they apply to seq2seq runs (sentences, drawn as "
-        f"attention heatmaps) and image runs (image files, drawn as feature maps)"
-    )
+    if not predictor.explains:
+        able = ", ".join(PREDICTOR_KINDS[cls.kind] for cls in predictor_classes() if cls.explains)
+        raise ConfigError(f"{run.path}: {predictor.what} draws no picture of an input; dnn inspect RUN INPUT... "
+                          f"applies to {able}")  # fmt: skip
+    figures = []
+    for i, item in enumerate(inputs, 1):
+        figure = predictor.explain(item)
+        figure.stem = f"{figure.stem}_input_{i}"
+        figures.append(figure)
+    return figures
 
 
-# -- the pictures of each kind of run ---------------------------------------------------------------------------
+# -- the pictures every kind of run may have -----------------------------------------------------------------------
 
 
-def _cnn_pictures(report: _Report, task: Any, images: list[tuple[str, Any]]) -> None:
-    model, predictor = report.run.model, report.run.predictor
-    weights = collect.first_conv_weights(model)
+def _filters_picture(report: _Report) -> None:
+    weights = collect.first_conv_weights(report.run.model)
     if weights is not None:
         title = "Filters of the first convolution"
         caption = "Each kernel as an image (RGB for colour input, else grey), scaled to its own range."
         report.add(title, report.attempt(title, lambda: filters_plot(weights, report.figure("filters"))), caption)
-    shown = []
-    for image, truth in task.sample_inputs("test", 1) if task is not None else []:
-        shown.append(("feature_maps", "the first test image", image, truth))
-    shown += [(f"feature_maps_input_{i}", name, image, None) for i, (name, image) in enumerate(images, 1)]
-    for stem, name, image, truth in shown:
-
-        def draw(stem=stem, image=image, truth=truth):
-            maps, probs = collect.stage_feature_maps(model, predictor.normalize(image.unsqueeze(0))[0])
-            top = int(probs.argmax())
-            said = f"predicted {predictor.classes[top]} ({float(probs[top]):.2f})"
-            title = f"Feature maps per stage; {said}" + (f", true class {truth}" if truth is not None else "")
-            return feature_maps_plot(maps, report.figure(stem), image=image, title=title)
-
-        title = f"Feature maps: {name}"
-        report.add(title, report.attempt(title, draw), "The most active channels of each stage's output.")
 
 
 def _confusion_picture(report: _Report, task: Task) -> None:
@@ -226,46 +207,22 @@ def _confusion_picture(report: _Report, task: Task) -> None:
     report.add("Confusion matrix", path, "Rows: true class; columns: predicted.")
 
 
-def _seq2seq_pictures(report: _Report, task: Any, texts: list[str]) -> None:
-    run = report.run
-    sources = task.sample_inputs("test", 3) if task is not None else []
-    examples = [(f"attention_{i}", "test sentence", s) for i, s in enumerate(sources, 1)]
-    examples += [(f"attention_input_{i}", "input", s) for i, s in enumerate(texts, 1)]
-    # asked of the model's own output (an RNN with or without attention, a Transformer), not of its config
-    probe = next((text for _, _, text in examples if text.strip()), None)
-    has_attention = probe is not None and bool(
-        report.attempt("the attention", lambda: collect.attention_examples(run.predictor, [probe])[0]["attention"])
-    )
-    if not has_attention and examples:
-        report.notes.append("no attention heatmaps: the model has no attention")
-    for stem, what, text in examples if has_attention else []:
+def _length_picture(report: _Report, task: Task) -> None:
+    def draw():
+        by_length = task.accuracy_by_length(report.run.model, "test", collect.MAX_EXAMPLES)
+        if by_length is None:  # not a task with one right answer per sequence
+            return None
+        path = report.figure("accuracy_by_length")
+        title = "Exact match by length, test split"
+        return accuracy_by_length_plot(by_length.accuracy, path, by_length.counts, title)
 
-        def draw(stem=stem, text=text):
-            if not text.strip():  # nothing to translate: an empty heatmap that says so
-                return attention_heatmap([], [], [], report.figure(stem), title="(empty input)")
-            row = collect.attention_examples(run.predictor, [text])[0]
-            title = f"{row['source']!r} → {row['output']!r}"
-            return attention_heatmap(row["source_tokens"], row["output_tokens"], row["attention"],
-                                     report.figure(stem), title=title)  # fmt: skip
-
-        title = f"Attention: {what} {text!r}"
-        report.add(title, report.attempt(title, draw), "Row t: the weights a_{t,s} of output token t over the source.")
-    if task is not None:
-
-        def draw_length():
-            by_length = task.accuracy_by_length(run.model, "test", collect.MAX_EXAMPLES)
-            if by_length is None:
-                return None
-            path = report.figure("accuracy_by_length")
-            title = "Exact match by source length, test split"
-            return accuracy_by_length_plot(by_length.accuracy, path, by_length.counts, title)
-
-        title = "Exact match by source length"
+    path = report.attempt("the accuracy by length", draw)
+    if path is not None:
         caption = (
-            f"Greedy decoding of (at most the first {collect.MAX_EXAMPLES}) test sentences; grey bars: how many have "
+            f"Greedy decoding of (at most the first {collect.MAX_EXAMPLES}) test examples; grey bars: how many have "
             "each length. Without attention, quality falls with length (Bahdanau et al. 2015, Fig. 2)."
         )
-        report.add(title, report.attempt("the accuracy by length", draw_length), caption)
+        report.add("Exact match by length", path, caption)
 
 
 def _gradient_flow_picture(report: _Report, task: Any) -> None:
@@ -290,14 +247,7 @@ def _gradient_table(report: _Report, flow: GradientFlow) -> None:
 
 def _draw_figure(figure: Figure, report: _Report) -> Path:
     """A task's figure (data) as a PNG in the report's folder."""
-    path = report.figure(figure.stem)
-    if isinstance(figure, SpectrogramAlignment):
-        return plot_alignment(figure.features, figure.chars, figure.frames, path, figure.heading, figure.hop_ms)
-    if isinstance(figure, ErrorsByGroup):
-        return plot_voice_errors(figure.groups, path, title=figure.heading)
-    if isinstance(figure, AttentionOverImage):
-        return attention_over_image(figure.image, figure.words, figure.attention, path, figure.heading)
-    raise ConfigError(f"no drawing for a figure of type {type(figure).__name__}")
+    return draw_figure(figure, report.figure(figure.stem))
 
 
 def _task_figures(report: _Report, task: Task) -> None:

@@ -113,8 +113,8 @@ def min_input_size(path: list[SpatialOp], limit: int = 4096) -> int:
     for size in range(1, limit + 1):
         w = size
         try:
-            for kind, k, s, p, ceil_mode in path:
-                if kind == "conv":
+            for op, k, s, p, ceil_mode in path:
+                if op == "conv":
                     w = conv_output_size(w, k, s, p)
                 else:
                     w = pool_output_size(w, k, s, p, ceil_mode=ceil_mode)

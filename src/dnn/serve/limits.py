@@ -19,18 +19,10 @@ from dataclasses import dataclass, fields
 
 from dnn.errors import ConfigError
 
-__all__ = ["MAX_BEAM_SIZE", "MAX_SEED", "MAX_TEMPERATURE", "MAX_TOP_K", "MIN_TEMPERATURE", "MIN_TOP_P", "ServeLimits"]
+# what one decoding may ask for is declared once, with the predictors' options (re-exported here for the server)
+from dnn.tasks.options import MAX_BEAM_SIZE, MAX_SEED, MAX_TEMPERATURE, MAX_TOP_K, MIN_TEMPERATURE, MIN_TOP_P
 
-# What one decoding may ask for, on the server and on the command line alike (``dnn translate / caption / generate /
-# transcribe --beam-size``, ``--n-best``, ``--seed``): the cost grows with beam × length, so both cap it. (The
-# length of a generation is capped by the library: dnn.tasks.language.MAX_GENERATE.)
-MAX_BEAM_SIZE = 16  # beams per request; n-best lists are at most this long too
-MAX_SEED = 2**63 - 1  # a sampling seed is a non-negative 64-bit signed integer (what torch.Generator takes)
-# Sampling: logits / T overflows float32 for a T near 0 (1e-45), and a top_p below float32's smallest normal number
-# (1e-300) rounds to 0 and drops every token; either gave NaN probabilities. 0 is greedy, not a division.
-MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 100.0
-MIN_TOP_P = 1e-6
-MAX_TOP_K = 1_000_000  # more than any vocabulary: a k over the vocabulary keeps every token
+__all__ = ["MAX_BEAM_SIZE", "MAX_SEED", "MAX_TEMPERATURE", "MAX_TOP_K", "MIN_TEMPERATURE", "MIN_TOP_P", "ServeLimits"]
 
 
 @dataclass(frozen=True)

@@ -12,28 +12,40 @@ A **task** turns one kind of data into batches, a loss, metrics and the files pr
 
 Optional hooks have defaults that do nothing, so a caller never needs to ask whether a task has them:
 ``callbacks`` (e.g. truncated BPTT), ``checkpoint_context`` / ``restore_context`` (what an exact mid-epoch resume
-needs besides the weights), ``prepare_evaluation`` (``dnn eval --data``), and the data behind the report's
-pictures — ``predictions`` (a confusion matrix), ``sample_inputs``, ``accuracy_by_length``, ``figures``. A task
-offers figures as data (:class:`Figure`); :mod:`dnn.inspect` draws them. Tasks never import inspect.
+needs besides the weights), ``prepare_evaluation`` (``dnn eval --data``), what :mod:`dnn.training.memory`
+estimates a run's memory from (``data_bytes`` before the data is made, ``batch_plan``: the largest batch), and the
+data behind the report's pictures — ``predictions`` (a confusion matrix), ``sample_inputs``,
+``accuracy_by_length``, ``figures``. A task offers figures as data (:class:`Figure`); :mod:`dnn.inspect` draws
+them. Tasks never import inspect.
 
-A **predictor** is a trained model with what it needs to read raw inputs. Its ``kind`` says what it does, so that
-the CLI, the server and inspect ask instead of guessing:
+A **predictor** is a trained model with what it needs to read raw inputs. Every predictor answers the same two
+calls, so the CLI, the server, inspect and export never ask which kind of run they hold:
 
-    image       ImagePredictor           predict_files(paths), predict_tensor(images)   classes, image_size, channels
-    classify    TextClassifierPredictor  predict_texts(texts), predict_proba(texts)     labels
-    tag         TaggingPredictor         predict_texts(texts), tag(sentences)
-    translate   Seq2SeqPredictor         translate(texts, beam_size, ...)
-    generate    TextGenerator            generate(prompt, length, ...)
-    transcribe  SpeechPredictor          transcribe(paths, beam_size), align(features)
-    regress     AddingPredictor          predict_tensor(x)
-    caption     CaptionPredictor         caption(paths_or_images, beam_size)               words + attention per word
-    video       VideoPredictor           predict_tensor(clips), predict_files(paths)       classes, frames, frame_size
+    rows = predictor.predict(inputs, **options)   # raw inputs (file paths or texts) → one dict per input
+    figure = predictor.explain(input, **options)  # the figure data of why it answered so (explains: what, in words)
+
+and declares what it reads (``modality``: image, text, audio, video), what it gives (``outputs``, in words) and
+the options ``predict`` takes, as one typed schema (``options``: :class:`dnn.tasks.options.Option`): the CLI's
+flags, the server's validation and the web page's controls are made from it. ``check(given)`` validates a
+request's options against the schema and the predictor's own rules between options. ``kind`` names the run for
+messages and selects the named CLI verbs (``translate``, ``generate``, ``transcribe``, ``caption``):
+
+    kind        class                    modality  explain
+    image       ImagePredictor           image     the feature maps of each stage
+    classify    TextClassifierPredictor  text      —
+    tag         TaggingPredictor         text      —
+    translate   Seq2SeqPredictor         text      attention of each output token over the source (with attention)
+    generate    TextGenerator            text      —
+    transcribe  SpeechPredictor          audio     the spectrogram with each character where it is emitted
+    regress     AddingPredictor          text      —
+    caption     CaptionPredictor         image     each word's attention over the image
+    video       VideoPredictor           video     the frames, with the class the model believes after each
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -41,16 +53,23 @@ from torch import Tensor, nn
 
 from dnn.errors import ConfigError
 from dnn.rundir import RunDir
+from dnn.tasks.options import Option, check_options
+from dnn.training.memory import BatchPlan
 
 __all__ = [
+    "MODALITIES",
     "PREDICTOR_KINDS",
+    "AttentionHeatmap",
     "AttentionOverImage",
+    "BatchPlan",
     "ClassPredictions",
     "ErrorsByGroup",
     "Figure",
+    "FramesWithBelief",
     "LengthAccuracy",
     "Predictor",
     "SpectrogramAlignment",
+    "StageFeatureMaps",
     "Task",
 ]
 
@@ -70,25 +89,78 @@ PREDICTOR_KINDS = {
 }
 
 
+# what a predictor reads → how its inputs are given, in words
+MODALITIES = {
+    "image": "image files (PNG, JPEG)",
+    "text": "texts",
+    "audio": "audio files (WAV, FLAC, OGG)",
+    "video": "clip files (animated GIF, or .npy frames (T, H, W) in [0, 1])",
+}
+
+
 class Predictor:
-    """A trained model ready for raw inputs. Subclasses set ``kind`` (a key of :data:`PREDICTOR_KINDS`),
-    ``inputs`` and ``outputs`` (what they read and give, in words) and hold the model as ``self.model``."""
+    """A trained model ready for raw inputs (see the module docstring). Subclasses set ``kind`` (a key of
+    :data:`PREDICTOR_KINDS`), ``modality`` (a key of :data:`MODALITIES`), ``inputs`` and ``outputs`` (in words),
+    ``options`` (what :meth:`predict` takes), ``explains`` (what :meth:`explain` draws, in words; empty: nothing),
+    implement :meth:`predict` (and :meth:`explain` where ``explains`` says so), and hold the model as
+    ``self.model``."""
 
     kind: ClassVar[str]
+    modality: ClassVar[str]
     inputs: ClassVar[str]
     outputs: ClassVar[str]
+    options: ClassVar[tuple[Option, ...]] = ()
+    explains: ClassVar[str] = ""
     model: nn.Module
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.kind not in PREDICTOR_KINDS:
             raise TypeError(f"{cls.__name__}.kind must be one of {', '.join(PREDICTOR_KINDS)}, got {cls.kind!r}")
+        if cls.modality not in MODALITIES:
+            raise TypeError(f"{cls.__name__}.modality must be one of {', '.join(MODALITIES)}, got {cls.modality!r}")
+
+    @property
+    def what(self) -> str:
+        """The run in words, for messages: "a seq2seq run"."""
+        return PREDICTOR_KINDS[self.kind]
 
     def require(self, kind: str, verb: str) -> Predictor:
         """This predictor if it is of ``kind``; else a ConfigError saying what ``verb`` needs."""
         if self.kind != kind:
-            raise ConfigError(f"`{verb}` needs {PREDICTOR_KINDS[kind]}; this is {PREDICTOR_KINDS[self.kind]}")
+            raise ConfigError(f"`{verb}` needs {PREDICTOR_KINDS[kind]}; this is {self.what}")
         return self
+
+    def check(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` options (name → value) checked against :attr:`options` and :meth:`check_together`: the keyword
+        arguments of :meth:`predict`, defaults filled in; a one-line ConfigError otherwise."""
+        options = check_options(self.options, given, self.what)
+        self.check_together(options, set(given))
+        return options
+
+    def check_together(self, options: dict[str, Any], given: set[str]) -> None:
+        """The rules between options (e.g. top-k applies to sampling, not to a beam search); ``given``: the names
+        the user set. Raise a one-line ConfigError naming them. Default: none."""
+
+    def predict(self, inputs: Sequence[str], **options: Any) -> list[dict[str, Any]]:
+        """One dict per input (file path or text, by :attr:`modality`), with at least ``"input"``."""
+        raise NotImplementedError(f"{type(self).__name__}.predict")
+
+    def text(self, row: dict[str, Any]) -> str:
+        """One row of :meth:`predict` as a terminal shows it (default: input, label and probability, tab-separated)."""
+        return f"{row['input']}\t{row['label']}\t{row['probability']:.3f}"
+
+    def has_attention(self) -> bool:
+        """Whether the model attends over its input (``--attention`` prints it, :meth:`attention_lines`)."""
+        return False
+
+    def attention_lines(self, row: dict[str, Any]) -> list[str]:
+        """Where each output of ``row`` attended, one line each, for a terminal (with :meth:`has_attention`)."""
+        return []
+
+    def explain(self, input: str, **options: Any) -> Figure:
+        """The figure data of why the model answered ``input`` as it did (see :attr:`explains`)."""
+        raise ConfigError(f"{self.what} has no per-input picture to draw (its report shows what it has)")
 
 
 # -- the data behind the report's pictures ----------------------------------------------------------------------
@@ -138,6 +210,36 @@ class AttentionOverImage(Figure):
     image: Tensor = field(repr=False, default=None)
     words: list[str] = field(default_factory=list)
     attention: Tensor = field(repr=False, default=None)  # (n_words, h, w), each word's weights summing to 1
+    heading: str = ""
+
+
+@dataclass
+class AttentionHeatmap(Figure):
+    """Each output token's attention weights over the source tokens: ``attention[t][s]`` (rows sum to 1)."""
+
+    source_tokens: list[str] = field(default_factory=list)
+    output_tokens: list[str] = field(default_factory=list)
+    attention: list[list[float]] = field(default_factory=list)
+    heading: str = ""
+
+
+@dataclass
+class StageFeatureMaps(Figure):
+    """An image ``(C, H, W)`` in [0, 1] and the output ``(C_k, H_k, W_k)`` of each stage of the CNN, in order."""
+
+    image: Tensor = field(repr=False, default=None)
+    maps: dict[str, Any] = field(repr=False, default_factory=dict)
+    heading: str = ""
+
+
+@dataclass
+class FramesWithBelief(Figure):
+    """A clip's frames ``(T, H, W)`` in [0, 1] and, after each frame t, the class the model believes having seen
+    frames 1…t and its probability."""
+
+    frames: Tensor = field(repr=False, default=None)
+    labels: list[str] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)
     heading: str = ""
 
 
@@ -216,6 +318,16 @@ class Task(abc.ABC):
 
     def restore_context(self, context: dict[str, Any], saved: dict[str, Any] | None) -> None:
         """Put a :meth:`checkpoint_context` back into ``trainer.context`` (by default there is nothing to restore)."""
+        return None
+
+    def data_bytes(self) -> int:
+        """About how many bytes :meth:`prepare` will hold in memory at its peak, from the config alone (before the
+        data is generated or read); 0 where it is unknown or small. Built-in data grows with ``data.sizes``."""
+        return 0
+
+    def batch_plan(self) -> BatchPlan | None:
+        """The largest training batch (after :meth:`prepare`), for the memory estimate; None: not described (the
+        estimate then counts no activations)."""
         return None
 
     def prepare_evaluation(self, run_dir: RunDir, path: str, log: Log) -> None:

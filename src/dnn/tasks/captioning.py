@@ -35,8 +35,10 @@ from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.io import EOS_ID, SOS_ID
 from dnn.rundir import TASK, VOCAB, RunDir
 from dnn.tasks.base import AttentionOverImage, Figure, LengthAccuracy, Predictor, Task
+from dnn.tasks.options import MAX_BEAM_SIZE, Option
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
+from dnn.training.memory import BatchPlan
 
 __all__ = ["CaptionBatch", "CaptionPredictor", "CaptionSplit", "CaptioningTask", "collate_captions"]
 
@@ -131,6 +133,23 @@ class CaptioningTask(Task):
 
     def batches_per_epoch(self) -> int:
         return -(-len(self.splits["train"]) // self.cfg.train.batch_size)
+
+    def data_bytes(self) -> int:
+        """fp32 canvases ``(1, H_img, W_img)`` with their captions: about 3 floats per pixel (measured: 2.85)."""
+        data = self.cfg.data
+        return 3 * sum(data.sizes) * data.height * data.width * 4
+
+    def batch_plan(self) -> BatchPlan:
+        """The longest training caption (+ <sos>) under ``batch_size`` canvases."""
+        train = self.splits["train"]
+        words = max(train.ids, key=len)
+
+        def make(size: int, length: int) -> CaptionBatch:
+            caption = (list(words) * length)[: max(1, length - 1)]
+            return collate_captions(torch.empty(size, *train.images.shape[1:]), [caption] * size)
+
+        size = min(self.cfg.train.batch_size, len(train))
+        return BatchPlan(size, len(words) + 1, make, ("train.batch_size", "data.height", "data.width"))
 
     # -- training and evaluation -------------------------------------------------------------------------------
 
@@ -252,6 +271,12 @@ class CaptionPredictor(Predictor):
     """A trained captioner: image files or tensors in, words out, with each word's attention over the image."""
 
     kind = "caption"
+    modality = "image"
+    options = (
+        Option("beam_size", int, 1, "hypotheses kept by the beam search (1: greedy decoding)", 1, MAX_BEAM_SIZE),
+        Option("length_penalty", float, 0.0, "GNMT's α: longer captions are favoured as it grows (0: none)", 0, 5),
+    )
+    explains = "each word's attention over the image"
     inputs = "image files (PNG/JPEG, resized to the training canvas), or images (B, C, H_img, W_img) in [0, 1]"
     outputs = "the caption, its words, and per word the attention over the feature-map positions (h, w)"
 
@@ -306,6 +331,32 @@ class CaptionPredictor(Predictor):
                     "grid": [h, w], "focus": [self._focus(int(s), (h, w)) for s in weights.argmax(dim=-1)],
                 })  # fmt: skip
         return rows
+
+    def check_together(self, options: dict[str, Any], given: set[str]) -> None:
+        if "length_penalty" in given and options["beam_size"] == 1:
+            raise ConfigError("--length-penalty applies to beam search; with --beam-size 1 (greedy) leave it out")
+
+    def predict(self, inputs: Sequence[str], **options: Any) -> list[dict[str, Any]]:
+        return self.caption(list(inputs), **options)
+
+    def text(self, row: dict[str, Any]) -> str:
+        return f"{row['input']}\t{row['caption']}"
+
+    def has_attention(self) -> bool:
+        return True
+
+    def attention_lines(self, row: dict[str, Any]) -> list[str]:
+        return [f"  {word:<6} at x={x}, y={y} (weight {max(weights):.2f})"
+                for word, (x, y), weights in zip(row["words"], row["focus"], row["attention"])]  # fmt: skip
+
+    def explain(self, input: str, **options: Any) -> AttentionOverImage:
+        names, images = self.load([input])
+        row = self.caption(images, beam_size=1)[0]
+        return AttentionOverImage(
+            "attention_over_image", f"Attention over the image per word: {Path(input).name}",
+            image=images[0].mean(dim=0), words=row["words"],
+            attention=torch.tensor(row["attention"]).view(-1, *row["grid"]), heading=f"caption: {row['caption']!r}",
+        )  # fmt: skip
 
     def _focus(self, position: int, grid: tuple[int, int]) -> tuple[int, int]:
         """The (x, y) image pixel at the centre of feature-map ``position`` (row by row over ``grid``)."""

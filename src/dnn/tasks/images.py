@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -23,9 +25,10 @@ from dnn.data.splits import derive_seed, split_indices
 from dnn.device import model_device
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.rundir import TASK, RunDir
-from dnn.tasks.base import ClassPredictions, Predictor, Task
+from dnn.tasks.base import ClassPredictions, Figure, Predictor, StageFeatureMaps, Task
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
+from dnn.training.memory import BatchPlan
 
 __all__ = ["ImageClassification"]
 
@@ -157,6 +160,14 @@ class ImageClassification(Task):
         n = len(self.splits["train"][1])
         return (n + self.cfg.train.batch_size - 1) // self.cfg.train.batch_size
 
+    def batch_plan(self) -> BatchPlan:
+        x = self.splits["train"][0]  # (N, C, H_img, W_img)
+
+        def make(size: int, length: int) -> tuple[Tensor, Tensor]:
+            return torch.empty(size, *x.shape[1:]), torch.zeros(size, dtype=torch.int64)  # values do not matter
+
+        return BatchPlan(min(self.cfg.train.batch_size, len(x)), 0, make, ("train.batch_size", "data.image_size"))
+
     # -- training and evaluation -------------------------------------------------------------------------------
 
     @staticmethod
@@ -201,6 +212,10 @@ class ImageClassification(Task):
         """The first ``n`` images of ``split`` (before normalisation, in [0, 1]) and their true classes."""
         x, y = self.splits.get(split, (torch.empty(0), torch.empty(0, dtype=torch.int64)))
         return [(x[i], self.classes[int(y[i])]) for i in range(min(n, len(y)))]
+
+    def figures(self, model: nn.Module, predictor: ImagePredictor) -> list[Figure]:
+        """The feature maps of the first test image."""
+        return [predictor.feature_maps(image, "the first test image", truth) for image, truth in self.sample_inputs()]
 
     # -- artefacts saved with the run, and prediction ----------------------------------------------------------
 
@@ -284,13 +299,19 @@ class ImagePredictor(Predictor):
     """A trained image classifier with what it needs to read an image file and name the class."""
 
     kind = "image"
+    modality = "image"
     inputs = "image files (PNG/JPEG), or images (B, C, H, W) in [0, 1]"
     outputs = "the most likely class and its probability"
+    explains = "the feature maps of each stage of the CNN"
 
     def __init__(self, model: nn.Module, classes: list[str], image_size: int, channels: int, normalize: Normalize):
         self.model, self.classes, self.image_size, self.channels, self.normalize = (
             model, classes, image_size, channels, normalize,
         )  # fmt: skip
+
+    def load(self, path: str) -> Tensor:
+        """The image file at ``path`` as the model reads it: ``(C, H, W)`` in [0, 1], resized."""
+        return load_image(path, self.image_size, grayscale=self.channels == 1)
 
     def predict_tensor(self, images: Tensor) -> Tensor:
         """Class probabilities ``(B, K)`` for images ``(B, C, H, W)`` in [0, 1]."""
@@ -298,11 +319,53 @@ class ImagePredictor(Predictor):
         with torch.inference_mode():
             return torch.softmax(self.model(self.normalize(images).to(model_device(self.model))).float(), -1).cpu()
 
-    def predict_files(self, paths: list[str]) -> list[dict[str, Any]]:
-        images = torch.stack([load_image(p, self.image_size, grayscale=self.channels == 1) for p in paths])
-        probs = self.predict_tensor(images)
+    def predict(self, inputs: Sequence[str], **options: Any) -> list[dict[str, Any]]:
+        probs = self.predict_tensor(torch.stack([self.load(p) for p in inputs]))
         out = []
-        for path, p in zip(paths, probs):
+        for path, p in zip(inputs, probs):
             top = int(p.argmax())
             out.append({"input": str(path), "label": self.classes[top], "probability": float(p[top])})
         return out
+
+    predict_files = predict  # the name earlier versions used
+
+    def explain(self, input: str, **options: Any) -> StageFeatureMaps:
+        return self.feature_maps(self.load(input), Path(input).name)
+
+    def feature_maps(self, image: Tensor, name: str, truth: str | None = None) -> StageFeatureMaps:
+        """The feature maps of ``image (C, H, W)`` in [0, 1], titled with ``name``, the prediction (and ``truth``)."""
+        maps, probs = stage_feature_maps(self.model, self.normalize(image.unsqueeze(0))[0])
+        top = int(probs.argmax())
+        said = f"predicted {self.classes[top]} ({float(probs[top]):.2f})" + (f", true class {truth}" if truth else "")
+        return StageFeatureMaps("feature_maps", f"Feature maps: {name}", image=image, maps=maps,
+                                heading=f"Feature maps per stage; {said}")  # fmt: skip
+
+
+def stage_feature_maps(model: nn.Module, image: Tensor) -> tuple[dict[str, np.ndarray], Tensor]:
+    """The output ``(C, H, W)`` of each stage of a CNN (:meth:`~dnn.models.cnn_base.ImageClassifier.stages`) for
+    one normalised ``image (C, H_img, W_img)``, in order, and the class probabilities ``(K,)``.
+
+    A stage's output is that of its last module; stages whose output is not a map (the fully connected ones)
+    are left out.
+    """
+    outputs: dict[str, Tensor] = {}
+
+    def keep(name: str):
+        def hook(module, args, output):
+            if name not in outputs and isinstance(output, Tensor):
+                outputs[name] = output.detach()
+
+        return hook
+
+    handles = [modules[-1].register_forward_hook(keep(name)) for name, modules in model.stages().items() if modules]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            probs = torch.softmax(model(image.unsqueeze(0).to(model_device(model))).float(), dim=-1)[0].cpu()  # (K,)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    maps = {name: out[0].float().cpu().numpy() for name, out in outputs.items() if out.dim() == 4}  # (C, H, W) each
+    return maps, probs

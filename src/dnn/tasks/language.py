@@ -1,4 +1,5 @@
-"""Language modelling with truncated BPTT, and the adding problem: the recurrent tasks over one long sequence.
+"""Language modelling with truncated BPTT: a recurrent network over one long stream of text (the adding problem
+lives in :mod:`dnn.tasks.adding`).
 
 **Language modelling** (:class:`LanguageModelling`, ``data.task: language_model``): the text — the pydoc corpus
 (``data.source: pydoc``) or a user's plain text file (``data.train=book.txt``) — becomes one stream of token ids
@@ -22,18 +23,13 @@ middle of an epoch the task offers :meth:`LanguageModelling.checkpoint_context` 
 keeps the restored state and the resume is exact, and where it does not, the first chunk after the resume starts
 from a zero state (logged), so the run then differs slightly from an uninterrupted one.
 
-**The adding problem** (:class:`AddingProblem`, ``data.task: adding``): regression over T = ``data.length``
-steps of (value, marker) pairs (:func:`~dnn.data.synthetic.adding_problem`), with a :class:`SequenceRegressor`
-(registered as ``sequence_regressor``) reading the sequence and predicting the sum from its last hidden state.
-Always predicting 1 scores MSE 1/6 ≈ 0.167; a model beats that only by remembering the marked values.
-
-Shapes: B batch (streams), T time, k chunk length, E embedding, H hidden, V vocabulary, I input features.
+Shapes: B batch (streams), T time, k chunk length, E embedding, H hidden, V vocabulary.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -42,8 +38,7 @@ from torch import Tensor, nn
 
 from dnn.data.batching import StreamBatches, stream_batches
 from dnn.data.corpus import pydoc_corpus
-from dnn.data.splits import Splits, derive_seed
-from dnn.data.synthetic import adding_splits
+from dnn.data.splits import Splits
 from dnn.data.text import read_text
 from dnn.data.tokenizers import BPETokenizer, Tokenizer, make_tokenizer
 from dnn.data.vocab import EOS_ID, SOS_ID, SPECIALS, UNK_ID, Vocab
@@ -54,10 +49,22 @@ from dnn.models.language import LMState
 from dnn.models.regression import SequenceRegressor, SequenceRegressorConfig
 from dnn.models.sequence import check_positive, token_cross_entropy
 from dnn.rundir import TASK, TOKENIZER, VOCAB, RunDir
+from dnn.tasks.adding import AddingPredictor, AddingProblem  # re-exported: the adding problem lived here
 from dnn.tasks.base import Predictor, Task
+from dnn.tasks.options import (
+    MAX_BEAM_SIZE,
+    MAX_GENERATE,
+    MAX_SEED,
+    MAX_TEMPERATURE,
+    MAX_TOP_K,
+    MIN_TEMPERATURE,
+    MIN_TOP_P,
+    Option,
+)
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
 from dnn.training.callbacks import TruncatedBPTT, detach_state
+from dnn.training.memory import BatchPlan
 
 __all__ = [
     "AddingPredictor",
@@ -155,7 +162,6 @@ def _make_tokenizer(data) -> Tokenizer:
         raise ConfigError(f"data.{err}") from None
 
 
-MAX_GENERATE = 100_000  # tokens one generate call may produce
 MAX_PROMPT_CHARS = 100_000
 
 
@@ -250,6 +256,15 @@ class LanguageModelling(Task):
 
     def batches_per_epoch(self) -> int:
         return len(self.stream)
+
+    def batch_plan(self) -> BatchPlan:
+        """B streams × chunks of k tokens (the whole stream, where it is shorter than ``data.length``)."""
+        B, L = self.stream.streams.shape
+
+        def make(size: int, length: int) -> tuple[Tensor, Tensor]:
+            return torch.zeros(size, length, dtype=torch.int64), torch.zeros(size, length, dtype=torch.int64)
+
+        return BatchPlan(B, min(self.bptt, L - 1), make, ("data.length", "train.batch_size"))
 
     def callbacks(self) -> list:
         return [CarriedState(self.log)]
@@ -349,8 +364,35 @@ class TextGenerator(Predictor):
     """A trained language model with its tokenizer and vocabulary: continues a prompt."""
 
     kind = "generate"
-    inputs = "a prompt"
+    modality = "text"
+    inputs = "prompts (an empty one starts a new line)"
     outputs = "the prompt and its continuation"
+    options = (
+        Option("length", int, 200, "tokens to generate", 1, MAX_GENERATE),
+        Option("temperature", float, 0.8, "sampling temperature (0: the most likely token)", MIN_TEMPERATURE,
+               MAX_TEMPERATURE, zero=True),
+        Option("top_k", int, None, "sample among the k most likely tokens only", 1, MAX_TOP_K),
+        Option("top_p", float, None, "sample among the most likely tokens whose probabilities sum to p", MIN_TOP_P, 1),
+        Option("seed", int, 0, "seed of the sampling", 0, MAX_SEED),
+        Option("beam_size", int, 1, "search for the most likely continuation with this many beams (1: sample)", 1,
+               MAX_BEAM_SIZE),
+    )  # fmt: skip
+
+    def check_together(self, options: dict[str, Any], given: set[str]) -> None:
+        sampling = [
+            o.flag for o in self.options if o.name in ("temperature", "top_k", "top_p", "seed") and o.name in given
+        ]
+        if options["beam_size"] > 1 and sampling:
+            raise _not_sampling(sampling, f"--beam-size {options['beam_size']} searches instead", "--beam-size")
+        cut = [o.flag for o in self.options if o.name in ("top_k", "top_p") and o.name in given]
+        if options["temperature"] == 0 and cut:
+            raise _not_sampling(cut, "--temperature 0 takes the most likely token", "give a temperature above 0")
+
+    def predict(self, inputs: Sequence[str], **options: Any) -> list[dict[str, Any]]:
+        return [{"input": prompt, "text": self.generate(prompt, **options)} for prompt in inputs]
+
+    def text(self, row: dict[str, Any]) -> str:
+        return row["text"]
 
     def __init__(self, model: nn.Module, tokenizer: Tokenizer, vocab: Vocab, start: list[int], banned: list[int]):
         self.model, self.tokenizer, self.vocab, self.start, self.banned = model, tokenizer, vocab, start, banned
@@ -366,8 +408,8 @@ class TextGenerator(Predictor):
         seeded with ``seed``. ``beam_size`` > 1 searches for the most likely continuation of ``length`` tokens
         with a beam instead of sampling (temperature, top-k and top-p do not apply then).
         """
-        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or not 1 <= beam_size <= 64:
-            raise ConfigError(f"beam_size must be an integer in [1, 64], got {beam_size!r}")
+        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or not 1 <= beam_size <= MAX_BEAM_SIZE:
+            raise ConfigError(f"beam_size must be an integer in [1, {MAX_BEAM_SIZE}], got {beam_size!r}")
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt must be a str, got {type(prompt).__name__}")
         if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= MAX_GENERATE:
@@ -394,85 +436,11 @@ class TextGenerator(Predictor):
         return prompt + text
 
 
-# --------------------------------------------------------------------------------------------------------------
-# The adding problem
-# --------------------------------------------------------------------------------------------------------------
+SAMPLING = ("temperature", "top_k", "top_p", "seed")  # the options of sampling, not of a beam search
 
 
-@register_task("adding")
-class AddingProblem(Task):
-    """The adding problem with T = ``data.length``: train / valid / test of ``data.sizes`` from derived seeds;
-    each epoch visits the training set in an order drawn from (seed, epoch)."""
-
-    monitor = ("mse", "min")
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        if isinstance(cfg.data.length, bool) or not isinstance(cfg.data.length, int) or cfg.data.length < 2:
-            raise ConfigError(f"data.length (the sequence length T) must be an integer ≥ 2, got {cfg.data.length!r}")
-        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
-
-    def prepare(self, log) -> None:
-        data = self.cfg.data
-        if min(data.sizes) < 1:
-            raise ConfigError(f"data.sizes must give every split at least one sequence, got {list(data.sizes)}")
-        splits = adding_splits(data.sizes, data.length, self.cfg.seed)
-        for split, (x, y) in splits.as_dict().items():
-            self.splits[split] = (x.transpose(0, 1).contiguous(), y)  # (T, n, 2) → (n, T, 2)
-        sizes = ", ".join(f"{split} {len(y)}" for split, (_, y) in self.splits.items())
-        log(f"data: adding problem, T={data.length}, {sizes} sequences; predicting 1 scores MSE 1/6 ≈ 0.167")
-
-    def model_options(self) -> dict[str, Any]:
-        return {"input_size": 2}
-
-    def train_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        x, y = self.splits["train"]
-        bs = self.cfg.train.batch_size
-        generator = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "adding", "order", str(epoch)))
-        order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(y), bs):
-            idx = order[start : start + bs]
-            yield x[idx], y[idx]  # (B, T, 2), (B,)
-
-    def batches_per_epoch(self) -> int:
-        n, bs = len(self.splits["train"][1]), self.cfg.train.batch_size
-        return (n + bs - 1) // bs
-
-    @staticmethod
-    def step(model: nn.Module, batch, context) -> tuple[Tensor, int]:
-        x, y = batch
-        return F.mse_loss(model(x), y), len(y)
-
-    def evaluate(self, model: nn.Module, split: str = "valid") -> dict[str, float]:
-        """MSE of the model, and of always predicting 1 (≈ 1/6) on the same sequences for comparison."""
-        if split not in self.splits:
-            return {}
-        x, y = self.splits[split]
-        with torch.no_grad():
-            device = model_device(model)
-            pred = torch.cat([model(x[i : i + 500].to(device)).float().cpu() for i in range(0, len(y), 500)])
-        return {"mse": metrics.mse(pred, y), "baseline_mse": metrics.mse(torch.ones_like(y), y)}
-
-    def save_artifacts(self, run_dir: RunDir) -> None:
-        info = {"task": "AddingProblem", "length": self.cfg.data.length, "input_size": 2}
-        run_dir.write_json(TASK, info)
-
-    @classmethod
-    def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> AddingPredictor:
-        return AddingPredictor(model)
-
-
-class AddingPredictor(Predictor):
-    """A trained sequence regressor: ``predict_tensor(x (B, T, 2)) -> (B,)``."""
-
-    kind = "regress"
-    inputs = "sequences (B, T, 2) of (value, marker) pairs"
-    outputs = "the sum of the marked values"
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def predict_tensor(self, x: Tensor) -> Tensor:
-        self.model.eval()
-        with torch.inference_mode():
-            return self.model(x.to(model_device(self.model))).cpu()
+def _not_sampling(flags: list[str], because: str, instead: str) -> ConfigError:
+    """``--top-k applies to sampling; <because> (leave out --top-k, or <instead>)``."""
+    names = " and ".join(flags)
+    verb = "applies" if len(flags) == 1 else "apply"
+    return ConfigError(f"{names} {verb} to sampling; {because} (leave out {names}, or {instead})")

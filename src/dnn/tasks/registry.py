@@ -18,14 +18,14 @@ from typing import Any
 
 from dnn.errors import CheckpointError, ConfigError
 from dnn.run_config import DATA_CONFIGS
-from dnn.tasks.base import Task
+from dnn.tasks.base import PREDICTOR_KINDS, Predictor, Task
 
-__all__ = ["get_task", "list_tasks", "make_task", "register_task", "task_class"]
+__all__ = ["get_task", "list_tasks", "make_task", "predictor_classes", "register_task", "task_class"]
 
 _REGISTRY: dict[str, type[Task]] = {}
 _BUILTIN = (
-    "dnn.tasks.images", "dnn.tasks.text", "dnn.tasks.seq2seq", "dnn.tasks.language", "dnn.tasks.speech",
-    "dnn.tasks.captioning", "dnn.tasks.video",
+    "dnn.tasks.images", "dnn.tasks.text", "dnn.tasks.seq2seq", "dnn.tasks.language", "dnn.tasks.adding",
+    "dnn.tasks.speech", "dnn.tasks.captioning", "dnn.tasks.video",
 )  # fmt: skip
 _LEGACY_NAMES = {"image_classification": "ImageClassification"}  # task.json of runs made before it named classes
 
@@ -53,6 +53,18 @@ def _load_builtin_tasks() -> None:
 
     for module in _BUILTIN:
         importlib.import_module(module)
+
+
+def predictor_classes() -> list[type[Predictor]]:
+    """Every predictor class of the built-in tasks, in the order of :data:`dnn.tasks.base.PREDICTOR_KINDS`."""
+    _load_builtin_tasks()
+    found, todo = [], list(Predictor.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    order = list(PREDICTOR_KINDS)
+    return sorted(set(found), key=lambda cls: (order.index(cls.kind), cls.__name__))
 
 
 def list_tasks() -> list[str]:

@@ -42,9 +42,11 @@ from dnn.device import model_device, to_device
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.io import UNK_ID
 from dnn.rundir import SOURCE_TOKENIZER, SOURCE_VOCAB, TARGET_TOKENIZER, TARGET_VOCAB, TASK, RunDir
-from dnn.tasks.base import LengthAccuracy, Predictor, Task
+from dnn.tasks.base import AttentionHeatmap, Figure, LengthAccuracy, Predictor, Task
+from dnn.tasks.options import MAX_BEAM_SIZE, Option
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
+from dnn.training.memory import BatchPlan
 
 __all__ = ["Seq2SeqPredictor", "Seq2SeqSplit", "Seq2SeqTask"]
 
@@ -249,6 +251,28 @@ class Seq2SeqTask(Task):
     def batches_per_epoch(self) -> int:
         return len(self._sampler())
 
+    def data_bytes(self) -> int:
+        """Built-in pairs: about 740 bytes of Python objects per pair and 17 per character (texts, token lists, ids,
+        references; measured on dates, addition, sort and copy_memory), characters counted on 200 drawn pairs.
+        A user's corpus: 0 (not known before it is read)."""
+        data = self.cfg.data
+        if data.source is None:
+            return 0
+        sample = task_splits(data.source, sizes=(200, 0, 0), seed=self.cfg.seed, **data.params).train
+        chars = sum(len(src) + len(tgt) for src, tgt in sample) / max(1, len(sample))
+        return round(sum(data.sizes) * (740 + 17 * chars))
+
+    def batch_plan(self) -> BatchPlan:
+        """The longest training source and target (bucketing batches the longest together), ``batch_size`` times."""
+        train = self.splits["train"]
+        src, tgt = max(map(len, train.src_ids)), max(map(len, train.tgt_ids))
+
+        def make(size: int, length: int) -> Seq2SeqBatch:
+            return collate_seq2seq([([UNK_ID] * length, [UNK_ID] * round(length * tgt / src))] * size)
+
+        size = min(self.cfg.train.batch_size, len(train))
+        return BatchPlan(size, src, make, ("train.batch_size", "data.max_length"))
+
     # -- training and evaluation -------------------------------------------------------------------------------
 
     @staticmethod
@@ -345,6 +369,15 @@ class Seq2SeqTask(Task):
         }
         return LengthAccuracy(accuracy, {n: len(idx) for n, idx in sorted(groups.items())})
 
+    def figures(self, model: nn.Module, predictor: Seq2SeqPredictor) -> list[Figure]:
+        """The attention heatmaps of three test sentences (the shortest, the longest, one between), if any."""
+        if not predictor.has_attention():
+            return []
+        figures = [predictor.attention_figure(text, f"test sentence {text!r}") for text in self.sample_inputs()]
+        for i, figure in enumerate(figures, 1):
+            figure.stem = f"attention_{i}"
+        return figures
+
     def sample_inputs(self, split: str = "test", n: int = 3) -> list[str]:
         """``n`` source sentences of the split: the shortest, the longest and ones in between (by tokens)."""
         data = self.splits.get(split)
@@ -403,8 +436,15 @@ class Seq2SeqPredictor(Predictor):
     """A trained encoder–decoder with its tokenizers and vocabularies: text in, text (and attention) out."""
 
     kind = "translate"
+    modality = "text"
     inputs = "texts"
     outputs = "the translation, its tokens and the attention of every output token"
+    options = (
+        Option("beam_size", int, 5, "hypotheses kept by the beam search (1: greedy decoding)", 1, MAX_BEAM_SIZE),
+        Option("length_penalty", float, 0.6, "GNMT's α: longer outputs are favoured as it grows (0: none)", 0, 5),
+        Option("n_best", int, 1, "how many of the beam's best translations to give", 1, MAX_BEAM_SIZE),
+    )
+    explains = "the attention of each output token over the source tokens"
 
     def __init__(
         self,
@@ -444,6 +484,46 @@ class Seq2SeqPredictor(Predictor):
         src, lengths = to_device((torch.tensor([[UNK_ID]]), torch.tensor([1])), model_device(self.model))  # (1, 1)
         self.model.eval()
         return greedy(self.model, src, lengths, max_len=1).attention is not None
+
+    def check_together(self, options: dict[str, Any], given: set[str]) -> None:
+        if "length_penalty" in given and options["beam_size"] == 1:
+            raise ConfigError("--length-penalty applies to beam search; with --beam-size 1 (greedy) leave it out")
+        if options["n_best"] > options["beam_size"]:
+            raise ConfigError(f"--n-best {options['n_best']} needs --beam-size of at least {options['n_best']}, "
+                              f"got {options['beam_size']}")  # fmt: skip
+
+    def predict(self, inputs: Sequence[str], **options: Any) -> list[dict[str, Any]]:
+        rows = self.translate(inputs, **options)
+        return [{"input": row["source"], **row} for row in rows]
+
+    def text(self, row: dict[str, Any]) -> str:
+        """The translation; with an n-best list, one ``rank<TAB>score<TAB>output`` line per translation."""
+        if "alternatives" not in row:
+            return row["output"]
+        ranked = enumerate([row, *row["alternatives"]], 1)
+        return "\n".join(f"{k}\t{alt['score']:.4f}\t{alt['output']}" for k, alt in ranked)
+
+    def attention_lines(self, row: dict[str, Any]) -> list[str]:
+        lines = []
+        for token, weights in zip(row["output_tokens"], row["attention"]):
+            best = max(range(len(weights)), key=weights.__getitem__) if weights else None
+            aligned = row["source_tokens"][best] if best is not None else ""
+            lines.append(f"  {token!r:>8} ← {aligned!r:<8} " + " ".join(f"{w:.2f}" for w in weights))
+        return lines
+
+    def explain(self, input: str, **options: Any) -> AttentionHeatmap:
+        return self.attention_figure(input, f"input {input!r}")
+
+    def attention_figure(self, text: str, what: str) -> AttentionHeatmap:
+        """The greedy translation of ``text`` and its attention rows (an empty text: an empty heatmap that says
+        so); a ConfigError for a model without attention."""
+        if not text.strip():
+            return AttentionHeatmap("attention", f"Attention: {what}", heading="(empty input)")
+        row = self.translate([text], beam_size=1)[0]
+        if not row["attention"]:
+            raise ConfigError(f"this {self.what[2:]}'s model has no attention: there is no picture of it to draw")
+        return AttentionHeatmap("attention", f"Attention: {what}", row["source_tokens"], row["output_tokens"],
+                                row["attention"], heading=f"{row['source']!r} → {row['output']!r}")  # fmt: skip
 
     def translate(self, texts: Sequence[str], beam_size: int = 5, length_penalty: float = 0.6,
                   n_best: int = 1) -> list[dict[str, Any]]:  # fmt: skip

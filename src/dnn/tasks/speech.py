@@ -50,6 +50,7 @@ from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.models.speech import ctc_loss
 from dnn.rundir import TASK, RunDir
 from dnn.tasks.base import ErrorsByGroup, Figure, Predictor, SpectrogramAlignment, Task
+from dnn.tasks.options import MAX_BEAM_SIZE, Option
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
 
@@ -333,8 +334,11 @@ class SpeechPredictor(Predictor):
     """A trained acoustic model with its alphabet and feature settings: audio files in, transcripts out."""
 
     kind = "transcribe"
+    modality = "audio"
     inputs = "audio files (WAV, FLAC, OGG)"
     outputs = "the transcript and its log-probability"
+    options = (Option("beam_size", int, 1, "prefixes kept by the CTC beam search (1: greedy)", 1, MAX_BEAM_SIZE),)
+    explains = "the log-mel spectrogram with each character at the frame where the greedy CTC path emits it"
 
     def __init__(self, model: nn.Module, alphabet: Sequence[str], features: FeatureConfig):
         self.model, self.alphabet, self.features = model, list(alphabet), features
@@ -375,6 +379,20 @@ class SpeechPredictor(Predictor):
                     labels, score = prefix_beam_search(lp, beam_size, prune=-12.0)[0]
                 out.append({"file": str(path), "text": self._text(labels), "log_prob": score})
         return out
+
+    def predict(self, inputs: Sequence[str], **options: Any) -> list[dict[str, Any]]:
+        return [{"input": row["file"], **row} for row in self.transcribe(list(inputs), **options)]
+
+    def text(self, row: dict[str, Any]) -> str:
+        return f"{row['file']}\t{row['text']}"
+
+    def explain(self, input: str, **options: Any) -> SpectrogramAlignment:
+        aligned = self.align(self.load(input))
+        return SpectrogramAlignment(
+            "alignment", f"Where each character is emitted: {Path(input).name}",
+            features=aligned["features"], chars=aligned["chars"], frames=aligned["frames"],
+            hop_ms=self.features.hop_ms, heading=f"recognised: {aligned['text']!r}",
+        )  # fmt: skip
 
     def align(self, features: Tensor) -> dict[str, Any]:
         """Greedy decoding of one utterance's ``features (T, F)`` with the feature frame of each character:

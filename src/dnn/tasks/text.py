@@ -54,6 +54,7 @@ from dnn.tasks.base import ClassPredictions, Task
 from dnn.tasks.registry import register_task
 from dnn.tasks.text_predictors import EVAL_BATCH, TaggingPredictor, TextClassifierPredictor, on_model
 from dnn.training import metrics
+from dnn.training.memory import BatchPlan
 
 __all__ = ["Tagging", "TaggingPredictor", "TextClassification", "TextClassifierPredictor"]
 
@@ -164,6 +165,21 @@ class _TextTask(Task):
 
     def batches_per_epoch(self) -> int:
         return len(self._sampler)
+
+    def batch_plan(self) -> BatchPlan:
+        """The longest training example (its tokens, and its tags if it has them, repeated or cut to a length),
+        ``batch_size`` times: bucketing batches the longest together."""
+        train = self.examples["train"]
+        ids, target = max(train, key=lambda example: len(example[0]))
+
+        def make(size: int, length: int) -> Batch:
+            def fit(seq: Sequence[int]) -> list[int]:
+                return (list(seq) * (length // len(seq) + 1))[:length]
+
+            return self.collate([(fit(ids), target if isinstance(target, int) else fit(target))] * size)
+
+        size = min(self.cfg.train.batch_size, len(train))
+        return BatchPlan(size, len(ids), make, ("train.batch_size", "data.max_length"))
 
     def _eval_batches(self, split: str) -> Iterator[Batch]:
         """The split in batches of similar length (sorted, not shuffled)."""

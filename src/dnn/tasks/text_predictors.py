@@ -48,6 +48,7 @@ class TextClassifierPredictor(Predictor):
     """
 
     kind = "classify"
+    modality = "text"
     inputs = "texts"
     outputs = "the most likely label and its probability"
 
@@ -73,7 +74,7 @@ class TextClassifierPredictor(Predictor):
                 rows.append(torch.softmax(logits, -1).cpu())
         return torch.cat(rows) if rows else torch.empty(0, len(self.labels))
 
-    def predict_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+    def predict(self, texts: Sequence[str], **options: Any) -> list[dict[str, Any]]:
         """``[{"input", "label", "probability"}]``: the most likely label of every text and its probability."""
         probs = self.predict_proba(texts)
         out = []
@@ -82,16 +83,22 @@ class TextClassifierPredictor(Predictor):
             out.append({"input": text, "label": self.labels.decode(top), "probability": float(p[top])})
         return out
 
+    predict_texts = predict  # the name earlier versions used
+
 
 class TaggingPredictor(Predictor):
     """A trained tagger with its vocabulary and tags; a text's tokens are its whitespace-separated words."""
 
     kind = "tag"
+    modality = "text"
     inputs = "texts (tokens separated by whitespace)"
     outputs = "one tag per token"
 
     def __init__(self, model: nn.Module, vocab: Vocab, labels: LabelVocab, lowercase: bool = False):
         self.model, self.vocab, self.labels, self.lowercase = model, vocab, labels, lowercase
+
+    def text(self, row: dict[str, Any]) -> str:
+        return " ".join(f"{t}/{g}" for t, g in zip(row["tokens"], row["tags"]))
 
     def tag(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
         """One tag per token of every sentence (a list of tokens)."""
@@ -105,7 +112,7 @@ class TaggingPredictor(Predictor):
                 out += [[self.labels.decode(k) for k in row[:n]] for row, n in zip(best.tolist(), lengths.tolist())]
         return out
 
-    def predict_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+    def predict(self, texts: Sequence[str], **options: Any) -> list[dict[str, Any]]:
         """``[{"input", "tokens", "tags"}]``: every text split at whitespace, one tag per token."""
         check_texts(texts)
         sentences = [text.split() for text in texts]
@@ -113,3 +120,5 @@ class TaggingPredictor(Predictor):
             {"input": text, "tokens": tokens, "tags": tags}
             for text, tokens, tags in zip(texts, sentences, self.tag(sentences))
         ]
+
+    predict_texts = predict  # the name earlier versions used

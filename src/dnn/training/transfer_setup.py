@@ -58,10 +58,10 @@ def _from_language_model(model: torch.nn.Module, t: Any, log):
                           "body_lr and unfreeze_after are for CNNs")  # fmt: skip
     source = Path(t.init_from)
     run = RunDir.reader(source) if source.is_dir() else None
-    kind = run.read_json(TASK, "a run's task.json").get("task") if run is not None and run.has(TASK) else None
-    if kind != "LanguageModelling":
+    source_task = run.read_json(TASK, "a run's task.json").get("task") if run is not None and run.has(TASK) else None
+    if source_task != "LanguageModelling":
         raise ConfigError(f"train.init_from={t.init_from}: a sequence_classifier starts from a language model run "
-                          f"(task.json says LanguageModelling), this is {kind or 'no dnn run'}; train one with "
+                          f"(task.json says LanguageModelling), this is {source_task or 'no dnn run'}; train one with "
                           f"`dnn train lm-pydoc-words`")  # fmt: skip
     weights = run.verified(MODEL, "weights file")
     try:
