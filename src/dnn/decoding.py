@@ -33,10 +33,10 @@ import torch
 from torch import Tensor
 
 from dnn.errors import ConfigError
+from dnn.io import EOS_ID, PAD_ID, SOS_ID
 
 __all__ = ["GreedyResult", "Hypothesis", "beam_search", "greedy", "length_penalty_factor", "sample"]
 
-PAD_ID, SOS_ID, EOS_ID = 0, 2, 3
 PENALTIES = ("gnmt", "simple")
 MIN_TEMPERATURE = 1e-3  # below it, logits / T overflows fp32 for ordinary logits (1e-45 is a denormal)
 

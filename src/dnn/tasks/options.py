@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dnn.decoding import MIN_TEMPERATURE
 from dnn.errors import ConfigError
 
 __all__ = [
@@ -34,7 +35,7 @@ MAX_BEAM_SIZE = 16  # beams per request; n-best lists are at most this long too
 MAX_SEED = 2**63 - 1  # a sampling seed is a non-negative 64-bit signed integer (what torch.Generator takes)
 # Sampling: logits / T overflows float32 for a T near 0 (1e-45), and a top_p below float32's smallest normal number
 # (1e-300) rounds to 0 and drops every token; either gave NaN probabilities. 0 is greedy, not a division.
-MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 100.0
+MAX_TEMPERATURE = 100.0  # and MIN_TEMPERATURE: decoding's own floor
 MIN_TOP_P = 1e-6
 MAX_TOP_K = 1_000_000  # more than any vocabulary: a k over the vocabulary keeps every token
 MAX_GENERATE = 100_000  # tokens one generation may ask for
