@@ -2,7 +2,10 @@
 
     GET  /                        the page (static HTML/CSS/JS, no build step, nothing from another site)
     GET  /health                  503 while the runs load (in a background thread at start-up), then 200
-    GET  /runs                    name, task, model, panel and metrics of every run
+    GET  /runs                    every run: name, task, model, panel, metrics, and its predictor's contract (kind,
+                                  modality, inputs, outputs, explains, options), from which the page builds a panel
+    POST /runs/{name}/run         any run: {"inputs": [text | {"file": base64, "name": ...}], "options": {...},
+                                  "explain": bool}: the predictor's rows (+ the first input explained, as a PNG)
     POST /runs/{name}/predict     {"text": ...} or {"image": base64}: class probabilities (+ feature maps), or tags
     POST /runs/{name}/translate   {"text": ..., "beam_size": 5}: output tokens and the attention matrix
     POST /runs/{name}/generate    {"prompt": ..., "length", "temperature", "top_k", "top_p", "seed"}: text
@@ -46,7 +49,16 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dnn.errors import DnnError
@@ -55,19 +67,14 @@ from dnn.rundir import METRICS, REPORT
 from dnn.serve import files, inference
 from dnn.serve.access import Access
 from dnn.serve.docs import docs_page
-from dnn.serve.limits import (
-    MAX_BEAM_SIZE,
-    MAX_SEED,
-    MAX_TEMPERATURE,
-    MAX_TOP_K,
-    MIN_TEMPERATURE,
-    MIN_TOP_P,
-    ServeLimits,
-)
+from dnn.serve.limits import ServeLimits
 from dnn.serve.middleware import BodyLimit
 from dnn.serve.runs import ServedRun, load_served, run_names
 from dnn.serve.slots import FairSlots, Full
-from dnn.tasks.language import MAX_GENERATE
+from dnn.serve.uploads import MAX_INPUTS, Upload
+from dnn.tasks.language import TextGenerator
+from dnn.tasks.options import Option
+from dnn.tasks.seq2seq import Seq2SeqPredictor
 
 __all__ = ["create_app"]
 
@@ -118,6 +125,44 @@ class _Request(BaseModel):
         return data
 
 
+def _option(predictor: type, name: str) -> Option:
+    """The option ``name`` of a predictor class's schema: the older endpoints take their limits from it."""
+    return next(option for option in predictor.options if option.name == name)
+
+
+BEAM = _option(Seq2SeqPredictor, "beam_size")
+LENGTH, TEMPERATURE, TOP_K, TOP_P, SEED = (
+    _option(TextGenerator, name) for name in ("length", "temperature", "top_k", "top_p", "seed")
+)
+
+
+class FileInput(_Request):
+    file: Text = Field(description="the file's bytes, base64-encoded (a data: URL works too)")
+    name: Text = Field("", max_length=1000, description="its name, shown in the answer (not a path on the server)")
+
+
+def _input_form(value: Any) -> str | None:
+    return "text" if isinstance(value, str) else "file" if isinstance(value, (dict, FileInput)) else None
+
+
+# an input is a text or a file, told apart by its JSON type (one error message, not one per form tried)
+Input = Annotated[
+    Annotated[Text, Tag("text")] | Annotated[FileInput, Tag("file")],
+    Discriminator(_input_form, custom_error_type="input_form",
+                  custom_error_message='must be a text or {"file": <base64>, "name": <file name>}'),
+]  # fmt: skip
+
+
+class RunRequest(_Request):
+    inputs: list[Input] = Field(
+        min_length=1, max_length=MAX_INPUTS, description="texts, or files, as the run's modality says"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="the run's options by name (GET /runs lists them); checked by the run"
+    )
+    explain: bool = Field(False, description="also draw why the run answered the first input so (a PNG)")
+
+
 class PredictRequest(_Request):
     text: Text | None = Field(None, description="the text to classify or tag")
     image: Text | None = Field(None, description="a PNG/JPEG, base64-encoded (a data: URL works too)")
@@ -126,29 +171,30 @@ class PredictRequest(_Request):
 
 class TranslateRequest(_Request):
     text: Text = Field(description="the sentence to translate")
-    beam_size: int = Field(5, ge=1, le=MAX_BEAM_SIZE, description="beam width; 1 is greedy decoding")
+    beam_size: int = Field(BEAM.default, ge=BEAM.low, le=BEAM.high, description=BEAM.help)
 
 
 class GenerateRequest(_Request):
     prompt: Text = Field("", description="the text to continue (empty: start as after a line break)")
     length: int | None = Field(
-        None, ge=1, le=MAX_GENERATE, description="tokens to generate (default 200, at most --max-tokens)"
+        None,
+        ge=LENGTH.low,
+        le=LENGTH.high,
+        description=f"{LENGTH.help} (default {LENGTH.default}, at most --max-tokens)",
     )
     temperature: float = Field(
-        0.8, ge=0, le=MAX_TEMPERATURE, allow_inf_nan=False,
-        description=f"0 is greedy; otherwise at least {MIN_TEMPERATURE:g} (smaller overflows the logits)",
+        TEMPERATURE.default, ge=0, le=TEMPERATURE.high, allow_inf_nan=False,
+        description=f"0 is greedy; otherwise at least {TEMPERATURE.low:g} (smaller overflows the logits)",
     )  # fmt: skip
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="sample among the k most likely tokens")
-    top_p: float | None = Field(
-        None, ge=MIN_TOP_P, le=1, allow_inf_nan=False, description="sample among the most likely tokens up to mass p"
-    )
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the sampling")
+    top_k: int | None = Field(TOP_K.default, ge=TOP_K.low, le=TOP_K.high, description=TOP_K.help)
+    top_p: float | None = Field(TOP_P.default, ge=TOP_P.low, le=TOP_P.high, allow_inf_nan=False, description=TOP_P.help)
+    seed: int = Field(SEED.default, ge=SEED.low, le=SEED.high, description=SEED.help)
 
     @field_validator("temperature")
     @classmethod
     def _greedy_or_not_too_small(cls, value: float) -> float:
-        if 0 < value < MIN_TEMPERATURE:
-            raise ValueError(f"must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, got {value:g}")
+        if 0 < value < TEMPERATURE.low:
+            raise ValueError(f"must be 0 (greedy) or at least {TEMPERATURE.low:g}, got {value:g}")
         return value
 
 
@@ -303,7 +349,8 @@ def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None
         state.stop()
 
     app = FastAPI(
-        title="dnn serve", summary="Try trained dnn runs: classify, translate, generate.", lifespan=lifespan,
+        title="dnn serve", summary="Try trained dnn runs: classify, translate, generate, transcribe, caption, ...",
+        lifespan=lifespan,
         docs_url=None, redoc_url=None, default_response_class=_JSON,
     )  # fmt: skip
     app.state.dnn = state
@@ -337,7 +384,7 @@ def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None
             return JSONResponse({"status": "loading", **loaded}, status_code=503)
         return JSONResponse({"status": "ok", **loaded, "in_flight": state.in_flight})
 
-    @app.get("/runs", summary="every run: name, task, model, panel, metrics and links")
+    @app.get("/runs", summary="every run: name, task, model, panel, metrics, links and its predictor's contract")
     def runs() -> list[dict[str, Any]]:
         state.check_ready()
         out = []
@@ -349,6 +396,13 @@ def create_app(run_dirs: Sequence[str | os.PathLike], limits: ServeLimits | None
             info["curves"] = f"{base}/curves" if files.servable(served.path, METRICS) else None
             out.append(info)
         return out
+
+    @app.post("/runs/{name}/run", summary="any run: its predictor's answer to texts or files (+ a picture of why)",
+              responses=LIMIT_RESPONSES)  # fmt: skip
+    async def run(name: str, body: RunRequest, request: Request) -> dict[str, Any]:
+        served = state.run(name)
+        inputs = [item if isinstance(item, str) else Upload(item.file, item.name) for item in body.inputs]
+        return await state.call(client_of(request), inference.run, served, limits, inputs, body.options, body.explain)
 
     @app.post(
         "/runs/{name}/predict", summary="classify a text or a base64 image, or tag a text", responses=LIMIT_RESPONSES

@@ -12,8 +12,6 @@ each other's maps.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import threading
 from collections.abc import Iterator
@@ -21,39 +19,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 
 from dnn.data.images import load_image
 from dnn.errors import ConfigError, DataError
+from dnn.serve import uploads
 
 __all__ = ["FirstConv", "decode_image", "feature_maps", "first_conv_maps"]
-
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 
 
 def decode_image(data: str, image_size: int, channels: int, max_pixels: int) -> Tensor:
     """A base64 image (optionally a ``data:image/...;base64,`` URL) → ``(C, H_img, W_img)`` in [0, 1], resized to
     the run's ``image_size``. Not base64, not an image, or more than ``max_pixels`` pixels: DataError."""
-    if data.startswith("data:"):
-        data = data.partition(",")[2]
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise DataError("image: not valid base64 (send the PNG/JPEG file's bytes, base64-encoded)") from None
-    if not raw:
-        raise DataError("image: empty input, expected a base64 PNG/JPEG")
-    try:
-        with Image.open(io.BytesIO(raw), formats=FORMATS) as img:  # reads the header only
-            width, height = img.size
-    except Image.DecompressionBombError:
-        raise DataError(f"image: more than the limit of {max_pixels:,} pixels (--max-pixels)") from None
-    except (OSError, ValueError, SyntaxError):
-        raise DataError(f"image: not an image Pillow can read (expected one of {', '.join(FORMATS)})") from None
-    if width * height > max_pixels:
-        raise DataError(
-            f"image: {width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,} (--max-pixels)"
-        )
+    raw = uploads.from_base64(data, "image", "PNG/JPEG")
+    width, height = uploads.image_size(raw, max_pixels, "image")  # from the header, before any pixel is decoded
     try:
         return load_image(io.BytesIO(raw), image_size, grayscale=channels == 1)  # (C, H_img, W_img)
     except DataError as err:

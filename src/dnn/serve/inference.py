@@ -1,6 +1,8 @@
 """One function per endpoint, without HTTP: check the input against the limits, call the run's predictor, return
-JSON-able values. A bad input raises :class:`~dnn.errors.ConfigError` / :class:`~dnn.errors.DataError` with a one-line
-message (the app answers 422 with it). Nothing here holds model logic: the predictors of :mod:`dnn.tasks` do
+JSON-able values. :func:`run` serves every kind of run through the predictor contract (``predict`` and
+``explain``); :func:`predict`, :func:`translate` and :func:`generate` serve the older, richer panels. A bad input
+raises :class:`~dnn.errors.ConfigError` / :class:`~dnn.errors.DataError` with a one-line message (the app answers
+422 with it). Nothing here holds model logic: the predictors of :mod:`dnn.tasks` do
 the work; the app calls these functions in a worker thread under ``torch.inference_mode()``.
 
 A request's time limit stops its work, not only its answer: the app runs each call within a :class:`Deadline`
@@ -13,21 +15,31 @@ stopped.
 
 from __future__ import annotations
 
+import base64
+import io
+import math
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
-from dnn.errors import ConfigError, DataError
+from dnn.errors import ConfigError, DataError, DnnError
+from dnn.inspect.draw import draw_figure
 from dnn.serve.images import decode_image, feature_maps, first_conv_maps
-from dnn.serve.limits import MAX_BEAM_SIZE, ServeLimits
+from dnn.serve.limits import ServeLimits
 from dnn.serve.runs import ENDPOINT, ServedRun
+from dnn.serve.uploads import Staged, Upload, staged
 
-__all__ = ["Cancelled", "Deadline", "count_tokens", "generate", "predict", "translate", "watch_deadlines", "within"]
+__all__ = ["Cancelled", "Deadline", "count_tokens", "generate", "predict", "run", "translate", "watch_deadlines",
+           "within"]  # fmt: skip
 
 DEFAULT_LENGTH = 200  # tokens generated when a request does not say
 DIGITS = 4  # decimals of the probabilities, attention weights and feature maps sent to a client
@@ -94,9 +106,6 @@ def watch_deadlines(model: nn.Module) -> list[Any]:
 
 def _needs(served: ServedRun, endpoint: str) -> None:
     """A ConfigError unless the run's panel is served by ``endpoint``."""
-    if served.panel is None:
-        task = served.run.config.get("data", {}).get("task")
-        raise ConfigError(f"run {served.name!r} is a {task} run: the server has nothing to try with it")
     if ENDPOINT[served.panel] != endpoint:
         task = served.run.config.get("data", {}).get("task")
         raise ConfigError(
@@ -170,10 +179,9 @@ def translate(served: ServedRun, limits: ServeLimits, text: str, beam_size: int 
     """Translate one text: ``output``, ``source_tokens``, ``output_tokens`` and ``attention`` — one row per output
     token, the weights over the source tokens ([] for a model without attention)."""
     _needs(served, "translate")
-    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or not 1 <= beam_size <= MAX_BEAM_SIZE:
-        raise ConfigError(f"beam_size must be an integer from 1 to {MAX_BEAM_SIZE}, got {beam_size!r}")
+    options = served.predictor.check({"beam_size": beam_size})  # the predictor's schema, as on the command line
     _check_text(served.predictor, text, limits)
-    row = served.predictor.translate([text], beam_size=beam_size)[0]
+    row = served.predictor.translate([text], **options)[0]
     return {
         "source": row["source"],
         "output": row["output"],
@@ -193,6 +201,63 @@ def generate(served: ServedRun, limits: ServeLimits, prompt: str = "", length: i
     length = min(DEFAULT_LENGTH, limits.max_tokens) if length is None else length
     if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= limits.max_tokens:
         raise ConfigError(f"length must be an integer from 1 to {limits.max_tokens} (--max-tokens), got {length!r}")
+    given = {"length": length, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+    options = served.predictor.check({k: v for k, v in given.items() if v is not None})  # the schema, its rules
     _check_text(served.predictor, prompt, limits, field="prompt", allow_empty=True)
-    text = served.predictor.generate(prompt, length, temperature, top_k, top_p, seed)
+    text = served.predictor.generate(prompt, **options)
     return {"prompt": prompt, "continuation": text[len(prompt) :], "text": text}
+
+
+def run(served: ServedRun, limits: ServeLimits, inputs: Sequence[str | Upload], options: Mapping[str, Any],
+        explain: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Any run, through its predictor's contract: ``predictor.predict(inputs, **predictor.check(options))``.
+
+    ``inputs`` are texts, or files (:class:`~dnn.serve.uploads.Upload`) by the predictor's ``modality``, staged in
+    a temporary folder for the call (:func:`dnn.serve.uploads.staged`). Returns ``run``, ``kind``, ``rows`` (one
+    per input: the predictor's dict, JSON-safe — floats to 4 decimals, tensors as lists — with each file named as
+    the client named it) and ``explanation``: None, or with ``explain`` the first input explained
+    (``predictor.explain``) and drawn — ``title``, ``explains``, ``png`` (base64), ``width``, ``height``.
+    """
+    predictor = served.predictor
+    checked = predictor.check(options)  # the one validation of options: the schema and the predictor's rules
+    if explain and not predictor.explains:
+        raise ConfigError(f"run {served.name!r} is {predictor.what}, which draws no picture of an input; "
+                          'leave out "explain"')  # fmt: skip
+    with staged(inputs, predictor.modality, limits.max_pixels) as batch:
+        for i, item in enumerate(inputs):
+            if isinstance(item, str):  # a text (staged() refuses one for a run that reads files)
+                _check_text(predictor, item, limits, field=f"inputs[{i}]", allow_empty=True)
+        try:
+            rows = predictor.predict(batch.paths, **checked)
+            explanation = _explanation(predictor, batch) if explain else None
+        except DnnError as err:  # its message names the client's file, never the server's folder
+            raise type(err)(batch.shown(str(err))) from None
+    return {"run": served.name, "kind": predictor.kind, "rows": [_plain(batch.shown(row)) for row in rows],
+            "explanation": explanation}  # fmt: skip
+
+
+def _explanation(predictor: Any, batch: Staged) -> dict[str, Any]:
+    """The first input explained by the predictor, drawn to a PNG (in a temporary folder of its own)."""
+    figure = predictor.explain(batch.paths[0])
+    check_deadline()  # drawing is no model's forward call: the deadline is checked before it starts
+    with tempfile.TemporaryDirectory(prefix="dnn-serve-") as folder:
+        png = draw_figure(figure, Path(folder) / "explain.png").read_bytes()
+    with Image.open(io.BytesIO(png)) as img:
+        width, height = img.size
+    return {"title": batch.shown(figure.title), "explains": predictor.explains,
+            "png": base64.b64encode(png).decode("ascii"), "width": width, "height": height}  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON can carry it: floats rounded (not finite: None), tensors and arrays as lists."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return round(value, DIGITS) if math.isfinite(value) else None
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        return _plain(value.tolist())
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return str(value)

@@ -1,15 +1,19 @@
 """The runs a server holds: each loaded once with :func:`dnn.run.load_run`, named by its folder, described for
 ``GET /runs`` (the files it serves of them are read by :mod:`dnn.serve.files`).
 
-A run's *panel* — what the page and the API can do with it — is its predictor's declared ``kind``
-(:class:`dnn.tasks.base.Predictor`):
+Every run is described by its predictor's contract (:class:`dnn.tasks.base.Predictor`): ``kind``, ``what``,
+``modality``, ``inputs``, ``outputs``, ``explains`` and its ``options`` (each ``Option.describe()``), and every
+run answers ``POST /runs/{name}/run`` (:func:`dnn.serve.inference.run`); the page builds a panel for it
+from that description. A few predictor classes also have a page panel and an endpoint of their own, older than the
+contract, with richer pictures (looked up along the predictor's class hierarchy, like ``dnn export``):
 
-    translate   Seq2SeqPredictor.translate        POST /runs/{name}/translate
-    generate    TextGenerator.generate            POST /runs/{name}/generate
-    image       ImagePredictor.predict_tensor     POST /runs/{name}/predict  {"image": base64}
-    classify    TextClassifierPredictor           POST /runs/{name}/predict  {"text": ...}
-    tag         TaggingPredictor                  POST /runs/{name}/predict  {"text": ...}
-    None        any other kind (speech, the adding problem): listed, nothing to try
+    panel       class                     endpoint
+    translate   Seq2SeqPredictor          POST /runs/{name}/translate
+    generate    TextGenerator             POST /runs/{name}/generate
+    image       ImagePredictor            POST /runs/{name}/predict  {"image": base64}
+    classify    TextClassifierPredictor   POST /runs/{name}/predict  {"text": ...}
+    tag         TaggingPredictor          POST /runs/{name}/predict  {"text": ...}
+    run         any other (speech, captioning, video, the adding problem): the panel made from the description
 """
 
 from __future__ import annotations
@@ -24,18 +28,28 @@ from typing import Any
 from dnn.errors import CheckpointError, ConfigError, DnnError
 from dnn.run import LoadedRun, load_run
 from dnn.rundir import CONFIG, METRICS, REPORT, as_run
+from dnn.serve.uploads import ACCEPT
 from dnn.tasks import Predictor, make_task
+from dnn.tasks.images import ImagePredictor
+from dnn.tasks.language import TextGenerator
+from dnn.tasks.seq2seq import Seq2SeqPredictor
+from dnn.tasks.text_predictors import TaggingPredictor, TextClassifierPredictor
 
-__all__ = ["ENDPOINT", "ServedRun", "load_served", "run_names"]
+__all__ = ["ENDPOINT", "GENERIC", "PANELS", "ServedRun", "load_served", "panel_of", "run_names"]
 
+GENERIC = "run"  # the panel the page makes from a run's description, and its endpoint
+# predictor class → its own panel (see the module docstring)
+PANELS: dict[type[Predictor], str] = {Seq2SeqPredictor: "translate", TextGenerator: "generate",
+                                      ImagePredictor: "image", TextClassifierPredictor: "classify",
+                                      TaggingPredictor: "tag"}  # fmt: skip
 # panel → the endpoint that serves it
 ENDPOINT = {"translate": "translate", "generate": "generate", "image": "predict", "classify": "predict",
-            "tag": "predict"}  # fmt: skip
+            "tag": "predict", GENERIC: GENERIC}  # fmt: skip
 
 
-def panel_of(predictor: Predictor) -> str | None:
-    """What the page and the API can do with a predictor (see the module docstring): its kind, where served."""
-    return predictor.kind if predictor.kind in ENDPOINT else None
+def panel_of(predictor: Predictor) -> str:
+    """The page's panel of a predictor (see the module docstring): its class's own, else the generic one."""
+    return next((PANELS[cls] for cls in type(predictor).__mro__ if cls in PANELS), GENERIC)
 
 
 def run_names(paths: Sequence[str | os.PathLike]) -> dict[str, Path]:
@@ -63,7 +77,7 @@ class ServedRun:
 
     name: str
     run: LoadedRun
-    panel: str | None
+    panel: str
     monitor: str | None  # the metric the run selected its best weights by (e.g. "accuracy")
 
     @property
@@ -75,7 +89,8 @@ class ServedRun:
         return self.run.predictor
 
     def describe(self) -> dict[str, Any]:
-        """What ``GET /runs`` says of the run: name, task, model, panel and its metrics."""
+        """What ``GET /runs`` says of the run: name, task, model, panel, its metrics, and its predictor's contract
+        (what it reads and gives, what it explains, its options; ``accept``: the files a file input takes)."""
         config, results = self.run.config, self.run.results or {}
         metrics = {split: _rounded(results.get(split) or {}) for split in ("valid", "test")}
         headline = None
@@ -96,6 +111,11 @@ class ServedRun:
             "has_curves": as_run(self.path).has(METRICS),
         }
         predictor = self.predictor
+        info.update({
+            "kind": predictor.kind, "what": predictor.what, "modality": predictor.modality,
+            "inputs": predictor.inputs, "outputs": predictor.outputs, "explains": predictor.explains,
+            "options": [option.describe() for option in predictor.options], "accept": ACCEPT.get(predictor.modality),
+        })  # fmt: skip
         if self.panel == "image":
             info["classes"] = list(predictor.classes)
             info["image"] = {"size": predictor.image_size, "channels": predictor.channels}
