@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const PANELS = ["translate", "classify", "tag", "image", "generate", "none"];
+const PANELS = ["translate", "classify", "tag", "image", "generate", "run"];
 let runs = [];
 let current = null;
 
@@ -134,8 +134,8 @@ function choose(name) {
   $("curves-button").hidden = !current.curves;
   $("curves").hidden = true;
   $("curves").replaceChildren();
-  const panel = current.panel || "none";
-  for (const p of PANELS) $(`panel-${p}`).hidden = p !== panel;
+  for (const p of PANELS) $(`panel-${p}`).hidden = p !== current.panel;
+  if (current.panel === "run") buildRunPanel(current);
 }
 
 // ------------------------------------------------------------------------------------------ training curves
@@ -426,6 +426,7 @@ $("pad-clear").addEventListener("click", clearPad);
 $("pad-classify").addEventListener("click", (e) => classifyImage(drawn ? padImage() : null, e.currentTarget));
 $("upload").addEventListener("change", upload);
 $("generate-form").addEventListener("submit", generate);
+$("run-form").addEventListener("submit", runRun);
 for (const id of ["temperature", "top-k", "length"]) $(id).addEventListener("input", sliderLabels);
 $("curves-button").addEventListener("click", showCurves);
 clearPad();
