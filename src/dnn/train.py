@@ -114,9 +114,10 @@ def _train(cfg: RunConfig, files: RunDir, run: RunDir | None, state: dict[str, A
         resumed.check_data(run, cfg, resuming=state is not None)
     seed_everything(cfg.seed, cfg.deterministic)
     task = make_task(cfg)
+    check_memory(task, cfg)  # the data it will hold, before it is made or read
     task.prepare(log)
     model_cfg = validate_model_section(cfg.model, derived=task.model_options())  # validated once, passed whole
-    check_memory(cfg.model["name"], model_cfg)
+    check_memory(task, cfg, model_cfg, device)  # one training step, before the model is built
     resolved = {**to_dict(cfg), "model": {"name": cfg.model["name"], **to_dict(model_cfg)}}
     if run is not None and state is None:
         run.write_text(CONFIG, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))

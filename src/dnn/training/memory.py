@@ -90,13 +90,14 @@ class Estimate:
         keep = [t for t in self.terms if t != term]
         return Estimate(*({t: d[t] for t in keep if t in d} for d in (self.terms, self.why, self.keys)))
 
-    def refusal(self, available: int, what: str, where: str = "") -> str:
-        """One line: the estimate, its largest term, the memory available and what to lower."""
+    def refusal(self, available: int, who: str, scope: str, where: str = "") -> str:
+        """One line: ``who`` ("training") needs the estimate ``scope`` (" for one step"), its largest term, more than
+        the memory available; what to lower."""
         big = self.largest
         why = f" for {self.why[big]}" if big in self.why else ""
         largest = f" (largest: {LABELS[big]}, {_size(self.terms[big])}{why})" if len(self.terms) > 1 else ""
-        return (f"this run needs about {_size(self.total)} for {what}{largest}, more than the {_size(available)} "
-                f"available{where}; {self.keys.get(big, MODEL_HINT)}")  # fmt: skip
+        return (f"{who} needs about {_size(self.total)}{scope}{largest}, more than the {_size(available)} available"
+                f"{where}; {self.keys.get(big, MODEL_HINT)}")  # fmt: skip
 
 
 def estimate(task: Any, cfg: Any, model_cfg: Any, device: torch.device | None = None) -> Estimate:
@@ -124,13 +125,13 @@ def check_memory(task: Any, cfg: Any, model_cfg: Any = None, device: torch.devic
     None (before ``task.prepare``): its data; else its first training step — the data is held by then, so the
     memory available already excludes it."""
     if model_cfg is None:
-        need, what, on_gpu = _data_estimate(task), "its data", False
+        need, who, scope, on_gpu = _data_estimate(task), "the data", " in memory", False
     else:
-        need, what = estimate(task, cfg, model_cfg, device).without("data"), "one training step"
+        need, who, scope = estimate(task, cfg, model_cfg, device).without("data"), "training", " for one step"
         on_gpu = device is not None and device.type == "cuda"
     available = available_bytes(device if on_gpu else None)
     if available is not None and need.total > available:
-        raise ConfigError(need.refusal(available, what, f" on {device}" if on_gpu else ""))
+        raise ConfigError(need.refusal(available, who, scope, f" on {device}" if on_gpu else ""))
 
 
 def available_bytes(device: torch.device | None = None) -> int | None:

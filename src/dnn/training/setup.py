@@ -1,5 +1,5 @@
 """What a training process sets up before its first step: threads, denormals and memory reuse, the device, and
-the check that the model fits this machine's memory at all."""
+the check that its data and first step fit the memory available (:mod:`dnn.training.memory`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 
 from dnn.device import check_precision, keep_freed_memory, release_freed_memory, resolve_device
 from dnn.errors import ConfigError
-from dnn.models.registry import create_model
 from dnn.training.distributed import Distributed
+from dnn.training.memory import check_memory
 
 __all__ = ["check_memory", "setup_device", "setup_process"]
 
@@ -39,22 +39,3 @@ def setup_device(t: Any, ddp: Distributed) -> torch.device:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
-
-
-def check_memory(name: str, model_cfg: Any) -> None:
-    """Refuse a model whose weights, gradients and optimiser state would not fit in this machine's memory,
-    before allocating any of it (the model is built on the meta device: shapes only)."""
-    with torch.device("meta"):
-        meta = create_model(name, model_cfg)
-    n = sum(p.numel() for p in meta.parameters())
-    need = n * 4 * 4  # fp32 weights, gradients and Adam's two moments
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # not POSIX: no estimate of the machine, no check
-        total = 0
-    if total and need > 0.8 * total:
-        raise ConfigError(
-            f"model {name!r} has {n:,} parameters: training needs about {need / 2**30:.1f} GiB for weights, gradients "
-            f"and optimiser state, more than this machine's {total / 2**30:.1f} GiB; choose a smaller model "
-            f"(e.g. model.hidden_size)"
-        )
