@@ -152,17 +152,25 @@ def test_several_inputs_and_options_are_the_predictors(client, loaded, kinds):
 
 
 def test_the_older_runs_answer_the_generic_route_too(runs):
-    with TestClient(create_app([runs.dates, runs.digits, runs.sentiment], LIMITS)) as c:
+    with TestClient(create_app([runs.dates, runs.digits, runs.sentiment, runs.charlm], LIMITS)) as c:
         wait_healthy(c)
         listed = {r["name"]: r for r in c.get("/runs").json()}
         panels = {n: (r["panel"], r["modality"]) for n, r in listed.items()}
         assert panels == {"dates": ("translate", "text"), "digits": ("image", "image"),
-                          "sentiment": ("classify", "text")}  # fmt: skip
+                          "sentiment": ("classify", "text"), "charlm": ("generate", "text")}  # fmt: skip
         dates = c.post("/runs/dates/run", json={"inputs": ["May 1, 2000"], "options": {"beam_size": 2},
                                                 "explain": True}).json()  # fmt: skip
         assert dates["rows"][0]["output"] and dates["explanation"]["width"] > 0
         sentiment = c.post("/runs/sentiment/run", json={"inputs": ["a great film"]}).json()
         assert sentiment["rows"][0]["label"] in ("neg", "pos")
+        # the older generate endpoint keeps the predictor's rules between options, as the command line does
+        generator = c.app.state.dnn.runs["charlm"].predictor
+        with pytest.raises(ConfigError) as said:
+            generator.check({"temperature": 0, "top_k": 5})
+        r = c.post("/runs/charlm/generate", json={"prompt": "The ", "temperature": 0, "top_k": 5})
+        one_line_422(r, str(said.value), "--top-k")
+        r = c.post("/runs/charlm/run", json={"inputs": ["The "], "options": {"temperature": 0, "top_k": 5}})
+        one_line_422(r, str(said.value))
 
 
 # ---------------------------------------------------------------------------------------------- bad requests

@@ -405,9 +405,11 @@ async function generate(event) {
   event.preventDefault();
   await busy(event.submitter || $("generate-form").querySelector("button"), async () => {
     const k = Number($("top-k").value);
+    const temperature = Number($("temperature").value);
+    // temperature 0 takes the most likely token: top-k does not apply (the server refuses the pair)
     const body = {
       prompt: $("generate-prompt").value, length: Number($("length").value),
-      temperature: Number($("temperature").value), top_k: k > 0 ? k : null,
+      temperature, top_k: k > 0 && temperature > 0 ? k : null,
     };
     const data = await api(`/runs/${encodeURIComponent(current.name)}/generate`, body);
     const out = $("generate-output");
