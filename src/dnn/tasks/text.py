@@ -23,12 +23,13 @@ resumed run sees exactly the batches an uninterrupted one would have). Losses::
     classification   L = −(1/B) Σ_b log softmax(z_b)[y_b]                       z = model(tokens, lengths) (B, K)
     tagging          L = −(1/N) Σ_b Σ_{t ≤ n_b} log softmax(z_{b,t})[y_{b,t}]   N = Σ_b n_b (padding: −100, skipped)
 
-A trained run's predictors (classifier, tagger) are in :mod:`dnn.tasks.text_predictors`.
+What both tasks share (their base :class:`~dnn.tasks.text_base.TextTask`: splits, batches, evaluation) is in
+:mod:`dnn.tasks.text_base`; a trained run's predictors (classifier, tagger) are in :mod:`dnn.tasks.text_predictors`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,61 +41,36 @@ from dnn.config import load_yaml
 from dnn.data.batching import (
     IGNORE_INDEX,
     Batch,
-    BucketBatchSampler,
     collate_classification,
     collate_tagging,
 )
-from dnn.data.splits import SPLIT_NAMES, derive_seed, split_indices
+from dnn.data.splits import SPLIT_NAMES
 from dnn.data.text import Records, TaggedSentence, TextExample, read_classification, read_conll, read_imdb
 from dnn.data.tokenizers import Tokenizer, make_tokenizer
 from dnn.data.vocab import LabelVocab, Vocab
 from dnn.errors import ConfigError, DataError
-from dnn.rundir import CONFIG, LABELS, TASK, TOKENIZER, VOCAB, RunDir, as_run
-from dnn.tasks.base import ClassPredictions, Task
+from dnn.rundir import CONFIG, LABELS, VOCAB, RunDir, as_run
 from dnn.tasks.registry import register_task
-from dnn.tasks.text_predictors import EVAL_BATCH, TaggingPredictor, TextClassifierPredictor, on_model
+from dnn.tasks.text_base import (
+    FILES,
+    ExampleKey,
+    TextTask,
+    assign_splits,
+    missing_fractions,
+    model_size,
+    read_task_json,
+)
+from dnn.tasks.text_predictors import TaggingPredictor, TextClassifierPredictor, on_model
 from dnn.training import metrics
-from dnn.training.memory import BatchPlan
 
 __all__ = ["Tagging", "TaggingPredictor", "TextClassification", "TextClassifierPredictor"]
 
 MIN_PER_LABEL = 2  # fewer training examples per label (on average) is not a classification task
-FILES = {"vocab": VOCAB, "labels": LABELS, "tokenizer": TOKENIZER, "task": TASK}
-Key = tuple[str, int]  # (file, line): where an example starts
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Shared: splits carved from the training file, batches, artefacts
+# Many-to-one: text classification
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _missing_fractions(data, given: dict[str, bool]) -> tuple[float, float, float] | None:
-    """(train, valid, test) fractions that carve the splits not given out of the training file; None if none."""
-    valid = 0.0 if given["valid"] else data.valid_fraction
-    test = 0.0 if given["test"] else data.test_fraction
-    return None if valid == test == 0.0 else (1.0 - valid - test, valid, test)
-
-
-def _assign_splits(keys: Sequence[Key], groups: Sequence[str], fractions, seed: int) -> dict[Key, str]:
-    """The split of every example: ``split_indices`` within each group (each label: stratified), by seed."""
-    members: dict[str, list[int]] = {}
-    for i, group in enumerate(groups):
-        members.setdefault(group, []).append(i)
-    out: dict[Key, str] = {}
-    for group, indices in members.items():
-        parts = split_indices(len(indices), fractions, seed=derive_seed(seed, "split", group))
-        for name, part in zip(SPLIT_NAMES, parts):
-            out.update((keys[indices[j]], name) for j in part)
-    return out
-
-
-def _check_data_options(data) -> None:
-    if data.vocab_size < 5:
-        raise ConfigError(f"data.vocab_size must be at least 5 (4 special tokens and one word), got {data.vocab_size}")
-
-
-def _read_task_json(run_dir: Path) -> dict[str, Any]:
-    return as_run(run_dir).read_json(FILES["task"], "a text run's task.json")
 
 
 def _language_model_run(init_from: str | None) -> Path | None:
@@ -103,7 +79,7 @@ def _language_model_run(init_from: str | None) -> Path | None:
     if not init_from:
         return None
     run = Path(init_from)
-    kind = _read_task_json(run).get("task") if run.is_dir() and as_run(run).has(FILES["task"]) else None
+    kind = read_task_json(run).get("task") if run.is_dir() and as_run(run).has(FILES["task"]) else None
     if kind != "LanguageModelling":
         raise ConfigError(
             f"train.init_from={init_from}: a text classifier starts from a language model run (task.json "
@@ -112,117 +88,8 @@ def _language_model_run(init_from: str | None) -> Path | None:
     return run
 
 
-def _model_size(model: nn.Module, name: str) -> int | None:
-    return getattr(getattr(model, "config", None), name, None)
-
-
-class _TextTask(Task):
-    """What both tasks share: encoded splits of ``(token ids, target)`` → padded, length-bucketed batches."""
-
-    monitor = ("accuracy", "max")
-    collate: Callable[[Sequence[tuple[Any, Any]]], Batch]
-    expected_train: str  # what data.train must name, for the message when it is missing
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        if not cfg.data.train:
-            raise ConfigError(f"data.train is missing: pass data.train=PATH, {self.expected_train}")
-        _check_data_options(cfg.data)
-        self.examples: dict[str, list[tuple[list[int], Any]]] = {name: [] for name in SPLIT_NAMES}
-        self.vocab: Vocab | None = None
-        self.labels: LabelVocab | None = None
-        self._sampler: BucketBatchSampler | None = None
-
-    def _finish(self, log) -> None:
-        """Check the training split, make the sampler, and log what the data came to."""
-        train = self.examples["train"]
-        if not train:
-            raise DataError(f"{self.cfg.data.train}: no training examples left (see the counts above)")
-        if len(self.labels) < 2:
-            raise DataError(f"{self.cfg.data.train}: only one label ({self.labels.labels[0]!r}); need at least 2")
-        self._sampler = BucketBatchSampler(
-            [len(ids) for ids, _ in train], self.cfg.train.batch_size, shuffle=True, seed=self.cfg.seed
-        )
-        sizes = ", ".join(f"{name} {len(self.examples[name])}" for name in SPLIT_NAMES)
-        shown = ", ".join(self.labels.labels[:10]) + (", …" if len(self.labels) > 10 else "")
-        log(f"data: {sizes} examples; vocabulary {len(self.vocab)} tokens; {len(self.labels)} labels ({shown})")
-
-    def _set_evaluation_split(self, path: str, examples: list, records, log) -> None:
-        log(records.stats.summary())
-        if not examples:
-            raise DataError(f"{path}: no examples to evaluate")
-        self.examples["test"] = examples
-
-    def model_options(self) -> dict[str, Any]:
-        return {"vocab_size": len(self.vocab), "num_classes": len(self.labels)}
-
-    def train_batches(self, epoch: int) -> Iterator[Batch]:
-        """The epoch's batches: a function of (seed, epoch) only."""
-        train = self.examples["train"]
-        self._sampler.set_epoch(epoch)
-        for indices in list(self._sampler):
-            yield self.collate([train[i] for i in indices])
-
-    def batches_per_epoch(self) -> int:
-        return len(self._sampler)
-
-    def batch_plan(self) -> BatchPlan:
-        """The longest training example (its tokens, and its tags if it has them, repeated or cut to a length),
-        ``batch_size`` times: bucketing batches the longest together."""
-        train = self.examples["train"]
-        ids, target = max(train, key=lambda example: len(example[0]))
-
-        def make(size: int, length: int) -> Batch:
-            def fit(seq: Sequence[int]) -> list[int]:
-                return (list(seq) * (length // len(seq) + 1))[:length]
-
-            return self.collate([(fit(ids), target if isinstance(target, int) else fit(target))] * size)
-
-        size = min(self.cfg.train.batch_size, len(train))
-        return BatchPlan(size, len(ids), make, ("train.batch_size", "data.max_length"))
-
-    def _eval_batches(self, split: str) -> Iterator[Batch]:
-        """The split in batches of similar length (sorted, not shuffled)."""
-        examples = self.examples.get(split, [])
-        order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
-        for start in range(0, len(order), EVAL_BATCH):
-            yield self.collate([examples[i] for i in order[start : start + EVAL_BATCH]])
-
-    def predictions(self, model: nn.Module, split: str = "test", limit: int = 2000) -> ClassPredictions | None:
-        """Predicted and true classes of the first ``limit`` examples (tagging: of every real token in them)."""
-        examples = self.examples.get(split, [])[:limit]
-        if not examples:
-            return None
-        predicted, truth = [], []
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                for start in range(0, len(examples), EVAL_BATCH):
-                    batch = self.collate(examples[start : start + EVAL_BATCH])
-                    pred = model(*on_model(model, batch.tokens, batch.lengths)).argmax(-1).cpu()  # (B,) or (B, T)
-                    keep = batch.mask if pred.dim() == 2 else slice(None)
-                    predicted.append(pred[keep])
-                    truth.append(batch.labels[keep])
-        finally:
-            model.train(was_training)
-        return ClassPredictions(list(self.labels.labels), torch.cat(predicted), torch.cat(truth))
-
-    def _check_classes(self, logits: Tensor) -> None:
-        if logits.shape[-1] != len(self.labels):
-            raise ConfigError(
-                f"model.num_classes is {logits.shape[-1]} but the data has {len(self.labels)} labels "
-                f"(leave model.num_classes unset: the data decides it)"
-            )
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Many-to-one: text classification
-# --------------------------------------------------------------------------------------------------------------
-
-
 @register_task("text_classification")
-class TextClassification(_TextTask):
+class TextClassification(TextTask):
     """A CSV/TSV or an ``aclImdb/`` folder → token ids and class ids → cross-entropy on a sequence classifier.
 
     Metrics: ``accuracy``, ``macro_f1`` (scikit-learn) and the mean cross-entropy ``loss``.
@@ -272,15 +139,15 @@ class TextClassification(_TextTask):
 
     def prepare(self, log) -> None:
         data, sources = self.cfg.data, self._sources()
-        fractions = _missing_fractions(data, {name: sources[name] is not None for name in ("valid", "test")})
+        fractions = missing_fractions(data, {name: sources[name] is not None for name in ("valid", "test")})
         plain: list[TextExample] | None = None
-        assignment: dict[Key, str] = {}
+        assignment: dict[ExampleKey, str] = {}
         bpe = data.tokenizer == "bpe" and self.pretrained is None
         if fractions is not None or bpe:  # pass 1: the texts alone, to split and to train BPE
             plain = list(self._read(sources["train"], "train", None, policy=False))
         if fractions is not None:
             keys = [(ex.path, ex.line) for ex in plain]
-            assignment = _assign_splits(keys, [ex.label for ex in plain], fractions, self.cfg.seed)
+            assignment = assign_splits(keys, [ex.label for ex in plain], fractions, self.cfg.seed)
         if self.pretrained is not None:
             self.tokenizer = Tokenizer.load(as_run(self.pretrained).file(FILES["tokenizer"]))
         else:
@@ -370,9 +237,9 @@ class TextClassification(_TextTask):
 
     @classmethod
     def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> TextClassifierPredictor:
-        info = _read_task_json(run_dir)
-        vocab = Vocab.load(run_dir.file(FILES["vocab"]), expected_size=_model_size(model, "vocab_size"))
-        labels = LabelVocab.load(run_dir.file(FILES["labels"]), expected_size=_model_size(model, "num_classes"))
+        info = read_task_json(run_dir)
+        vocab = Vocab.load(run_dir.file(FILES["vocab"]), expected_size=model_size(model, "vocab_size"))
+        labels = LabelVocab.load(run_dir.file(FILES["labels"]), expected_size=model_size(model, "num_classes"))
         tokenizer = Tokenizer.load(run_dir.file(FILES["tokenizer"]))
         max_length = info.get("max_length") if info.get("truncate") else None
         return TextClassifierPredictor(model, tokenizer, vocab, labels, max_length)
@@ -384,7 +251,7 @@ class TextClassification(_TextTask):
 
 
 @register_task("tagging")
-class Tagging(_TextTask):
+class Tagging(TextTask):
     """A CoNLL-style file → token ids and tag ids → per-token cross-entropy (padding ignored) on a tagger.
 
     The tokens are the file's own (``data.tokenizer`` does not apply), lower-cased when ``data.lowercase``.
@@ -404,11 +271,11 @@ class Tagging(_TextTask):
 
     def prepare(self, log) -> None:
         data = self.cfg.data
-        fractions = _missing_fractions(data, {"valid": data.valid is not None, "test": data.test is not None})
-        assignment: dict[Key, str] = {}
+        fractions = missing_fractions(data, {"valid": data.valid is not None, "test": data.test is not None})
+        assignment: dict[ExampleKey, str] = {}
         if fractions is not None:  # pass 1: where each sentence starts, to split before any length policy
             keys = [(s.path, s.line) for s in self._read(data.train, "train", policy=False)]
-            assignment = _assign_splits(keys, [""] * len(keys), fractions, self.cfg.seed)
+            assignment = assign_splits(keys, [""] * len(keys), fractions, self.cfg.seed)
 
         records = self._read(data.train, "train")
         read: dict[str, list[TaggedSentence]] = {name: [] for name in SPLIT_NAMES}
@@ -480,7 +347,7 @@ class Tagging(_TextTask):
 
     @classmethod
     def load_predictor(cls, run_dir: RunDir, model: nn.Module) -> TaggingPredictor:
-        info = _read_task_json(run_dir)
-        vocab = Vocab.load(run_dir.file(FILES["vocab"]), expected_size=_model_size(model, "vocab_size"))
-        labels = LabelVocab.load(run_dir.file(FILES["labels"]), expected_size=_model_size(model, "num_classes"))
+        info = read_task_json(run_dir)
+        vocab = Vocab.load(run_dir.file(FILES["vocab"]), expected_size=model_size(model, "vocab_size"))
+        labels = LabelVocab.load(run_dir.file(FILES["labels"]), expected_size=model_size(model, "num_classes"))
         return TaggingPredictor(model, vocab, labels, lowercase=bool(info.get("lowercase", False)))
