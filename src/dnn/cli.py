@@ -61,6 +61,7 @@ def _inference_precision(args):
     """The autocast context the command's ``--precision`` asks for (fp32, and commands without it: none)."""
     from dnn.device import autocast, check_precision, resolve_device
 
+    # probe: only the commands that run a model have --precision; the others parse no such flag
     precision = getattr(args, "precision", "fp32")
     if precision == "fp32" or args.command == "serve":  # serve enters it in each worker thread (autocast is per thread)
         return contextlib.nullcontext()
