@@ -87,7 +87,7 @@ def train(config: str | None, overrides: list[str], run_dir: str | os.PathLike |
             log_file = run.append(LOG) if run is not None else None
             return _train(cfg, files, run, state, resume, log, progress and ddp.is_main, ddp)
         except OSError as err:  # a full disk, a read-only folder, a name too long: one line
-            error = resource_error(getattr(err, "filename", None) or run_dir, err)
+            error = resource_error(err.filename or run_dir, err)
             raise CheckpointError(f"{error}{resumed.kept_checkpoint(run)}") from None
     except BaseException:
         if run is not None and run.created is not None and not run.has(STATE):  # no checkpoint to continue from

@@ -40,7 +40,7 @@ MAX_LINES = 500  # a file must stay below this many lines (DESIGN.md: "a module 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("dnn", "dnn.errors", "dnn.io", "dnn.device"),  # the basics: errors, the atomic writer, what the device can do
     ("dnn.config",),  # typed dataclass configs, YAML + dotted overrides
-    ("dnn.rundir",),  # the one module that touches a run's files (its names, manifest, lock); reads io only
+    ("dnn.run_manifest", "dnn.rundir"),  # a run's file names and manifest; the one module that touches its files
     ("dnn.layers",),
     ("dnn.data",),
     ("dnn.models",),
