@@ -53,6 +53,7 @@ from dnn.tasks.base import ErrorsByGroup, Figure, Predictor, SpectrogramAlignmen
 from dnn.tasks.options import MAX_BEAM_SIZE, Option
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
+from dnn.training.memory import BatchPlan
 
 __all__ = ["SpeechPredictor", "SpeechRecognition", "error_rates"]
 
@@ -199,6 +200,18 @@ class SpeechRecognition(Task):
 
     def batches_per_epoch(self) -> int:
         return len(self._sampler)
+
+    def batch_plan(self) -> BatchPlan:
+        """The longest training utterance with the longest transcript, ``batch_size`` times (bucketing batches the
+        longest together)."""
+        inputs, targets = self.inputs["train"], self.targets["train"]
+        frames, chars = max(x.shape[0] for x in inputs), max(1, max(map(len, targets)))
+
+        def make(size: int, length: int) -> SpeechBatch:
+            item = (torch.zeros(length, inputs[0].shape[1]), [1] * max(1, round(length * chars / frames)))
+            return collate_speech([item] * size)
+
+        return BatchPlan(min(self.cfg.train.batch_size, len(inputs)), frames, make)
 
     def callbacks(self) -> list[Any]:
         return [_CountInfinite(self)]
