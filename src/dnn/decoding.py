@@ -32,6 +32,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from dnn.checks import choice, is_number, number_in, positive_int
 from dnn.errors import ConfigError
 from dnn.io import EOS_ID, PAD_ID, SOS_ID
 
@@ -61,12 +62,6 @@ def length_penalty_factor(length: int, alpha: float, penalty: str = "gnmt") -> f
     return float(length) ** alpha
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 @torch.no_grad()
 def greedy(
     model, src: Tensor, src_lengths: Tensor | None, max_len: int, sos_id: int = SOS_ID, eos_id: int = EOS_ID
@@ -75,7 +70,7 @@ def greedy(
 
     Returns tokens ``(B, L)``, scores ``(B,)`` and attention ``(B, L, S)`` (None without attention).
     """
-    _positive_int("max_len", max_len)
+    positive_int("max_len", max_len)
     state = model.encode(src, src_lengths)
     B = src.shape[0]
     prev = torch.full((B,), sos_id, dtype=torch.long, device=src.device)
@@ -126,14 +121,12 @@ def beam_search(
     one matrix product serves the whole batch. A stopped sentence leaves the batch at once, and the rest decode
     on as if it had never been there: every sentence gets the hypotheses it would get alone.
     """
-    K = _positive_int("beam_size", beam_size)
-    _positive_int("max_len", max_len)
-    if _positive_int("n_best", n_best) > K:
+    K = positive_int("beam_size", beam_size)
+    positive_int("max_len", max_len)
+    if positive_int("n_best", n_best) > K:
         raise ConfigError(f"n_best must be at most beam_size ({K}), got {n_best}")
-    if penalty not in PENALTIES:
-        raise ConfigError(f"penalty must be one of {', '.join(map(repr, PENALTIES))}; got {penalty!r}")
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) or length_penalty < 0:
-        raise ConfigError(f"length_penalty (α) must be a number ≥ 0, got {length_penalty!r}")
+    choice("penalty", penalty, PENALTIES)
+    number_in("length_penalty (α)", length_penalty, 0)
 
     device = src.device
     B = src.shape[0]
@@ -242,10 +235,9 @@ def sample(
     ``top_k`` keeps the k most likely tokens, ``top_p`` the smallest set whose probability reaches p. With
     ``eos_id``, a sequence that has produced it continues with <pad>. Returns the new tokens ``(B, length)``.
     """
-    _positive_int("length", length)
+    positive_int("length", length)
     if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
+        not is_number(temperature)
         or not math.isfinite(temperature)
         or (temperature != 0 and not temperature >= MIN_TEMPERATURE)
     ):
@@ -253,9 +245,9 @@ def sample(
             f"temperature must be 0 (greedy) or a finite number ≥ {MIN_TEMPERATURE:g}, got {temperature!r}"
         )
     if top_k is not None:
-        _positive_int("top_k", top_k)
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
-        raise ConfigError(f"top_p must be a number in (0, 1], got {top_p!r}")
+        positive_int("top_k", top_k)
+    if top_p is not None:
+        number_in("top_p", top_p, 0, 1, low_open=True)
     if not isinstance(prompt_tokens, Tensor) or prompt_tokens.dim() != 2 or prompt_tokens.shape[1] < 1:
         got = tuple(prompt_tokens.shape) if isinstance(prompt_tokens, Tensor) else type(prompt_tokens).__name__
         raise ConfigError(f"prompt_tokens must have shape (B, P) with P ≥ 1, got {got}")

@@ -38,7 +38,8 @@ MAX_LINES = 500  # a file must stay below this many lines (DESIGN.md: "a module 
 # names dnn/__init__.py alone (Python runs it before any dnn module, so it sits at the bottom and imports only the
 # basics; the public API reaches higher modules lazily). A module imports only modules of its own layer or lower.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("dnn", "dnn.errors", "dnn.io", "dnn.device"),  # the basics: errors, the atomic writer, what the device can do
+    # the basics: errors, the checks of numbers and choices, the atomic writer, what the device can do
+    ("dnn", "dnn.errors", "dnn.checks", "dnn.io", "dnn.device"),
     ("dnn.config",),  # typed dataclass configs, YAML + dotted overrides
     ("dnn.run_manifest", "dnn.rundir"),  # a run's file names and manifest; the one module that touches its files
     ("dnn.layers",),

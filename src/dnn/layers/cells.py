@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dnn.checks import choice, number_in, positive_int
 from dnn.errors import ConfigError
 
 __all__ = [
@@ -23,12 +24,10 @@ __all__ = [
     "GRUCell",
     "LSTMCell",
     "RNNCell",
-    "check_choice",
     "check_forget_bias",
     "gru_update",
     "init_forget_bias",
     "lstm_update",
-    "positive_int",
 ]
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
@@ -72,19 +71,8 @@ def gru_update(gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Validation helpers
+# The forget gate's initial bias
 # --------------------------------------------------------------------------------------------------------------
-
-
-def positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def check_choice(name: str, value: object, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
 def init_forget_bias(bias_ih: Tensor, bias_hh: Tensor, hidden_size: int, forget_bias: float | None) -> None:
@@ -97,8 +85,8 @@ def init_forget_bias(bias_ih: Tensor, bias_hh: Tensor, hidden_size: int, forget_
 
 
 def check_forget_bias(forget_bias: object) -> None:
-    if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))):
-        raise ConfigError(f"forget_bias must be a number or None (torch's init), got {forget_bias!r}")
+    if forget_bias is not None:
+        number_in("forget_bias", forget_bias, expected="a number or None (torch's init)")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -156,7 +144,7 @@ class RNNCell(_CellBase):
     gates = 1
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh"):
-        check_choice("nonlinearity", nonlinearity, tuple(NONLINEARITIES))
+        choice("nonlinearity", nonlinearity, tuple(NONLINEARITIES))
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, bias)
 

@@ -46,18 +46,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from dnn.checks import choice, number_in, positive_int
 from dnn.errors import ConfigError
 from dnn.layers.cells import (
     NONLINEARITIES,
     GRUCell,
     LSTMCell,
     RNNCell,
-    check_choice,
     check_forget_bias,
     gru_update,
     init_forget_bias,
     lstm_update,
-    positive_int,
 )
 from dnn.layers.recurrent_kernels import check_lengths, fused_kernel, length_masks, reverse_in_time, scan_layer
 
@@ -103,9 +102,8 @@ class _RecurrentBase(nn.Module):
         self.input_size = positive_int("input_size", input_size)
         self.hidden_size = positive_int("hidden_size", hidden_size)
         self.num_layers = positive_int("num_layers", num_layers)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
-            raise ConfigError(f"dropout must be a number in [0, 1], got {dropout!r}")
-        check_choice("implementation", implementation, IMPLEMENTATIONS)
+        number_in("dropout", dropout, 0, 1)
+        choice("implementation", implementation, IMPLEMENTATIONS)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
@@ -365,7 +363,7 @@ class RNN(_RecurrentBase):
         dense: bool = False,
         implementation: str = "auto",
     ):
-        check_choice("nonlinearity", nonlinearity, tuple(NONLINEARITIES))
+        choice("nonlinearity", nonlinearity, tuple(NONLINEARITIES))
         self.nonlinearity = nonlinearity
         mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
         super().__init__(

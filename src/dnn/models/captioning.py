@@ -39,11 +39,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from dnn.checks import choice, number_in, positive_int
 from dnn.errors import ConfigError
+from dnn.io import PAD_ID
 from dnn.layers.attention import SCORES, Attention
 from dnn.layers.conv import ConvBNAct
 from dnn.models.registry import register_model
-from dnn.models.sequence import PAD_ID, check_positive, check_tokens, make_rnn, stack_of, token_cross_entropy
+from dnn.models.sequence import check_tokens, make_rnn, stack_of, token_cross_entropy
 
 __all__ = ["CaptionConfig", "CaptionEncoder", "CaptionModel", "CaptionState", "coordinate_channels"]
 
@@ -71,19 +73,16 @@ class CaptionConfig:
     def __post_init__(self):
         where = "caption_attention"
         for name in ("vocab_size", "in_channels", "feature_size", "embedding_size", "hidden_size", "num_layers"):
-            check_positive(where, name, getattr(self, name))
+            positive_int(f"{where}: {name}", getattr(self, name))
         if self.vocab_size < 5:
             raise ConfigError(f"{where}: vocab_size must be at least 5 (4 special tokens and a word), got "
                               f"{self.vocab_size}")  # fmt: skip
         if not self.channels:
             raise ConfigError(f"{where}: channels must list at least one conv stage, got {self.channels!r}")
         for c in self.channels:
-            check_positive(where, "channels[i]", c)
-        if self.cell not in ("lstm", "gru"):
-            raise ConfigError(f"{where}: cell must be 'lstm' or 'gru', got {self.cell!r}")
-        if self.attention not in SCORES:
-            raise ConfigError(f"{where}: attention must be one of {', '.join(map(repr, SCORES))}; got "
-                              f"{self.attention!r}")  # fmt: skip
+            positive_int(f"{where}: channels[i]", c)
+        choice(f"{where}: cell", self.cell, ("lstm", "gru"))
+        choice(f"{where}: attention", self.attention, SCORES)
         if self.attention == "dot" and self.feature_size != self.hidden_size:
             raise ConfigError(
                 f"{where}: attention='dot' needs feature_size ({self.feature_size}) == hidden_size "
@@ -91,8 +90,7 @@ class CaptionConfig:
             )
         if self.attention_hidden_size is not None and self.attention != "concat":
             raise ConfigError(f"{where}: attention_hidden_size is only used by attention='concat'")
-        if isinstance(self.dropout, bool) or not 0 <= self.dropout < 1:
-            raise ConfigError(f"{where}: dropout must be a number in [0, 1), got {self.dropout!r}")
+        number_in(f"{where}: dropout", self.dropout, 0, 1, high_open=True)
         if not self.doubly_stochastic >= 0:
             raise ConfigError(f"{where}: doubly_stochastic (λ) must be ≥ 0, got {self.doubly_stochastic!r}")
 

@@ -21,8 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from dnn.errors import ConfigError
+from dnn.io import PAD_ID
 from dnn.models.registry import register_model
-from dnn.models.sequence import PAD_ID, check_tokens, make_rnn, stack_of, token_cross_entropy, validate_recurrent_fields
+from dnn.models.sequence import check_tokens, make_rnn, stack_of, token_cross_entropy, validate_recurrent_fields
 
 __all__ = ["LMState", "LanguageModel", "LanguageModelConfig"]
 

@@ -7,9 +7,10 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from dnn.checks import choice, number_in, positive_int
 from dnn.errors import ConfigError
 from dnn.models.registry import register_model
-from dnn.models.sequence import CELLS, check_connections, check_positive, make_rnn, stack_of
+from dnn.models.sequence import CELLS, check_connections, make_rnn, stack_of
 
 __all__ = ["SequenceRegressor", "SequenceRegressorConfig"]
 
@@ -32,11 +33,9 @@ class SequenceRegressorConfig:
 
     def __post_init__(self):
         for name in ("input_size", "hidden_size", "num_layers"):
-            check_positive("sequence_regressor", name, getattr(self, name))
-        if self.cell not in CELLS:
-            raise ConfigError(f"sequence_regressor: cell must be one of {', '.join(CELLS)}; got {self.cell!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ConfigError(f"sequence_regressor: dropout must be a number in [0, 1), got {self.dropout!r}")
+            positive_int(f"sequence_regressor: {name}", getattr(self, name))
+        choice("sequence_regressor: cell", self.cell, CELLS)
+        number_in("sequence_regressor: dropout", self.dropout, 0, 1, high_open=True)
         check_connections("sequence_regressor", self.residual, self.dense, self.num_layers)
 
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dnn.checks import choice, number_in, positive_int
 from dnn.errors import ConfigError
 from dnn.io import PAD_ID
 from dnn.layers.attention import Attention
@@ -32,7 +33,6 @@ from dnn.models.registry import register_model
 __all__ = [
     "CELLS",
     "IGNORE_INDEX",
-    "PAD_ID",
     "StackConfig",
     "POOLINGS",
     "EncoderOutput",
@@ -42,7 +42,6 @@ __all__ = [
     "SequenceTagger",
     "SequenceTaggerConfig",
     "check_connections",
-    "check_positive",
     "check_tokens",
     "make_rnn",
     "stack_of",
@@ -61,11 +60,6 @@ _ID_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 # --------------------------------------------------------------------------------------------------------------
 
 
-def check_positive(where: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}: {name} must be a positive integer, got {value!r}")
-
-
 def validate_recurrent_fields(
     where: str, config, min_vocab: int = 2, vocab_fields: tuple[str, ...] = (), dense: bool = False
 ) -> None:
@@ -74,21 +68,18 @@ def validate_recurrent_fields(
     ``dense``: the config's own ``dense`` field, for the configs that have one.
     """
     for name in (*vocab_fields, "embedding_size", "hidden_size", "num_layers"):
-        check_positive(where, name, getattr(config, name))
+        positive_int(f"{where}: {name}", getattr(config, name))
     for name in vocab_fields:
         if getattr(config, name) < min_vocab:
             raise ConfigError(
                 f"{where}: {name} must be at least {min_vocab} (ids 0..{min_vocab - 1} are <pad>, <unk>, <sos>, "
                 f"<eos>), got {getattr(config, name)}"
             )
-    if config.cell not in CELLS:
-        raise ConfigError(f"{where}: cell must be one of {', '.join(map(repr, CELLS))}; got {config.cell!r}")
-    if isinstance(config.dropout, bool) or not isinstance(config.dropout, (int, float)) or not 0 <= config.dropout < 1:
-        raise ConfigError(f"{where}: dropout must be a number in [0, 1), got {config.dropout!r}")
+    choice(f"{where}: cell", config.cell, CELLS)
+    number_in(f"{where}: dropout", config.dropout, 0, 1, high_open=True)
     check_connections(where, config.residual, dense, config.num_layers)
-    fb = config.forget_bias
-    if fb is not None and (isinstance(fb, bool) or not isinstance(fb, (int, float))):
-        raise ConfigError(f"{where}: forget_bias must be a number or None, got {fb!r}")
+    if config.forget_bias is not None:
+        number_in(f"{where}: forget_bias", config.forget_bias, expected="a number or None")
 
 
 def check_connections(where: str, residual: bool, dense: bool, num_layers: int) -> None:
@@ -234,11 +225,8 @@ class SequenceClassifierConfig:
 
     def __post_init__(self):
         validate_recurrent_fields("sequence_classifier", self, 2, ("vocab_size",), dense=self.dense)
-        check_positive("sequence_classifier", "num_classes", self.num_classes)
-        if self.pooling not in POOLINGS:
-            raise ConfigError(
-                f"sequence_classifier: pooling must be one of {', '.join(map(repr, POOLINGS))}; got {self.pooling!r}"
-            )
+        positive_int("sequence_classifier: num_classes", self.num_classes)
+        choice("sequence_classifier: pooling", self.pooling, POOLINGS)
 
 
 class SequenceClassifier(nn.Module):
@@ -320,7 +308,7 @@ class SequenceTaggerConfig:
 
     def __post_init__(self):
         validate_recurrent_fields("sequence_tagger", self, 2, ("vocab_size",), dense=self.dense)
-        check_positive("sequence_tagger", "num_classes", self.num_classes)
+        positive_int("sequence_tagger: num_classes", self.num_classes)
 
 
 class SequenceTagger(nn.Module):

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dnn.checks import choice, int_in, number_in, positive_int
 from dnn.errors import ConfigError
 from dnn.models.registry import register_model
-from dnn.models.sequence import check_positive, make_rnn, stack_of
+from dnn.models.sequence import make_rnn, stack_of
 
 __all__ = ["BLANK", "SpeechCTC", "SpeechCTCConfig", "ctc_loss", "min_ctc_frames"]
 
@@ -58,24 +59,17 @@ class SpeechCTCConfig:
 
     def __post_init__(self):
         for name in ("num_classes", "n_mels", "conv_kernel", "hidden_size", "num_layers"):
-            check_positive("speech_ctc", name, getattr(self, name))
+            positive_int(f"speech_ctc: {name}", getattr(self, name))
         if self.num_classes < 2:
             raise ConfigError(
                 f"speech_ctc: num_classes must be at least 2 (blank + a character), got {self.num_classes}"
             )
-        if isinstance(self.conv_channels, bool) or not isinstance(self.conv_channels, int) or self.conv_channels < 0:
-            raise ConfigError(f"speech_ctc: conv_channels must be 0 (no front end) or more, got {self.conv_channels!r}")
+        int_in("speech_ctc: conv_channels", self.conv_channels, 0, expected="0 (no front end) or more")
         if self.conv_kernel % 2 == 0:
             raise ConfigError(f"speech_ctc: conv_kernel must be odd (centred on its frame), got {self.conv_kernel}")
-        if self.implementation not in ("auto", "reference", "fused"):
-            raise ConfigError(
-                f"speech_ctc: implementation must be 'auto', 'reference' or 'fused'; got {self.implementation!r}"
-            )
-        if self.cell not in ("lstm", "gru"):
-            raise ConfigError(f"speech_ctc: cell must be 'lstm' or 'gru'; got {self.cell!r}")
-        d = self.dropout
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
-            raise ConfigError(f"speech_ctc: dropout must be a number in [0, 1), got {d!r}")
+        choice("speech_ctc: implementation", self.implementation, ("auto", "reference", "fused"))
+        choice("speech_ctc: cell", self.cell, ("lstm", "gru"))
+        number_in("speech_ctc: dropout", self.dropout, 0, 1, high_open=True)
 
 
 class SpeechCTC(nn.Module):

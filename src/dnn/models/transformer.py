@@ -31,10 +31,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from dnn.checks import number_in, positive_int
 from dnn.errors import ConfigError
+from dnn.io import PAD_ID
 from dnn.layers.transformer import TransformerDecoderLayer, TransformerEncoderLayer, sinusoidal_positions
 from dnn.models.registry import register_model
-from dnn.models.sequence import PAD_ID, check_positive, check_tokens, token_cross_entropy
+from dnn.models.sequence import check_tokens, token_cross_entropy
 
 __all__ = ["TransformerConfig", "TransformerSeq2Seq", "TransformerState"]
 
@@ -57,7 +59,7 @@ class TransformerConfig:
         where = "transformer_seq2seq"
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "num_encoder_layers",
                      "num_decoder_layers", "feedforward_size"):  # fmt: skip
-            check_positive(where, name, getattr(self, name))
+            positive_int(f"{where}: {name}", getattr(self, name))
         for name in ("src_vocab_size", "tgt_vocab_size"):
             if getattr(self, name) < 4:
                 raise ConfigError(f"{where}: {name} must be at least 4 (ids 0..3 are <pad>, <unk>, <sos>, <eos>), "
@@ -66,9 +68,7 @@ class TransformerConfig:
             raise ConfigError(f"{where}: d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
         if self.d_model % 2:
             raise ConfigError(f"{where}: d_model must be even (sine and cosine positions pair up), got {self.d_model}")
-        d = self.dropout
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
-            raise ConfigError(f"{where}: dropout must be a number in [0, 1), got {d!r}")
+        number_in(f"{where}: dropout", self.dropout, 0, 1, high_open=True)
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,10 +20,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from dnn.checks import choice, number_in, positive_int
 from dnn.errors import ConfigError
 from dnn.layers.conv import ConvBNAct
 from dnn.models.registry import register_model
-from dnn.models.sequence import check_positive, make_rnn, stack_of
+from dnn.models.sequence import make_rnn, stack_of
 
 __all__ = ["VideoCNNLSTM", "VideoConfig"]
 
@@ -46,18 +47,16 @@ class VideoConfig:
     def __post_init__(self):
         where = "video_cnn_lstm"
         for name in ("num_classes", "in_channels", "image_size", "frame_features", "hidden_size", "num_layers"):
-            check_positive(where, name, getattr(self, name))
+            positive_int(f"{where}: {name}", getattr(self, name))
         if not self.channels:
             raise ConfigError(f"{where}: channels must list at least one conv stage, got {self.channels!r}")
         for c in self.channels:
-            check_positive(where, "channels[i]", c)
+            positive_int(f"{where}: channels[i]", c)
         if self.image_size >> len(self.channels) < 1:
             raise ConfigError(f"{where}: {len(self.channels)} stages halve a frame of {self.image_size} below one "
                               f"pixel; use fewer channels entries or a larger image_size")  # fmt: skip
-        if self.cell not in ("lstm", "gru", "rnn"):
-            raise ConfigError(f"{where}: cell must be 'lstm', 'gru' or 'rnn', got {self.cell!r}")
-        if isinstance(self.dropout, bool) or not 0 <= self.dropout < 1:
-            raise ConfigError(f"{where}: dropout must be a number in [0, 1), got {self.dropout!r}")
+        choice(f"{where}: cell", self.cell, ("lstm", "gru", "rnn"))
+        number_in(f"{where}: dropout", self.dropout, 0, 1, high_open=True)
 
 
 class VideoCNNLSTM(nn.Module):

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dnn.checks import int_in, positive_int
 from dnn.data.batching import StreamBatches, stream_batches
 from dnn.data.corpus import pydoc_corpus
 from dnn.data.splits import Splits
@@ -47,7 +48,7 @@ from dnn.device import model_device
 from dnn.errors import ConfigError, DataError
 from dnn.models.language import LMState
 from dnn.models.regression import SequenceRegressor, SequenceRegressorConfig
-from dnn.models.sequence import check_positive, token_cross_entropy
+from dnn.models.sequence import token_cross_entropy
 from dnn.rundir import TASK, TOKENIZER, VOCAB, RunDir
 from dnn.tasks.adding import AddingPredictor, AddingProblem  # re-exported: the adding problem lived here
 from dnn.tasks.base import Predictor, Task
@@ -174,7 +175,7 @@ class LanguageModelling(Task):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.bptt = cfg.data.length
-        check_positive("data", "length (the BPTT length k)", self.bptt)
+        positive_int("data: length (the BPTT length k)", self.bptt)
         self.log = None
         self.tokenizer: Tokenizer | None = None
         self.vocab: Vocab | None = None
@@ -408,12 +409,10 @@ class TextGenerator(Predictor):
         seeded with ``seed``. ``beam_size`` > 1 searches for the most likely continuation of ``length`` tokens
         with a beam instead of sampling (temperature, top-k and top-p do not apply then).
         """
-        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or not 1 <= beam_size <= MAX_BEAM_SIZE:
-            raise ConfigError(f"beam_size must be an integer in [1, {MAX_BEAM_SIZE}], got {beam_size!r}")
+        int_in("beam_size", beam_size, 1, MAX_BEAM_SIZE)
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt must be a str, got {type(prompt).__name__}")
-        if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= MAX_GENERATE:
-            raise ConfigError(f"length must be an integer in [1, {MAX_GENERATE:,}] (tokens to generate), got {length}")
+        int_in("length", length, 1, MAX_GENERATE, expected=f"an integer in [1, {MAX_GENERATE:,}] (tokens to generate)")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise DataError(f"the prompt has {len(prompt):,} characters; at most {MAX_PROMPT_CHARS:,}")
         ids = encode_text(prompt, self.tokenizer, self.vocab) or list(self.start)  # "" (or only spaces, for words)
