@@ -26,14 +26,35 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dnn.data.images import digits_split_indices, load_digits_dataset
 from dnn.errors import ConfigError
 
-__all__ = ["DIGIT", "DIGIT_WORDS", "DIRECTIONS", "CaptionScenes", "caption_scenes", "moving_digit_clips"]
+__all__ = ["DIGIT", "DIGIT_WORDS", "DIRECTIONS", "CaptionScenes", "caption_scenes", "digits_by_split",
+           "moving_digit_clips"]  # fmt: skip
 
 DIGIT = 8  # the side of a scikit-learn digit image, in pixels
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DIRECTIONS = ("left", "right", "up", "down")
 _STEP = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}  # (dy, dx) per frame, y grows downwards
+
+
+def digits_by_split(
+    seed: int, valid_fraction: float, test_fraction: float, sizes: tuple[int, int, int], what: str
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """The digit images ``(M_s, 1, 8, 8)`` and labels ``(M_s,)`` that each split ("train", "valid", "test") draws
+    its scenes from: scikit-learn's digits split by seed, stratified (:func:`~dnn.data.images.digits_split_indices`).
+
+    ``sizes``: how many scenes (``what``: "images", "clips") each split asks for; a split that asks for some but has
+    no digits, its fraction being 0, is a ConfigError.
+    """
+    digits, labels = load_digits_dataset()  # (M, 1, 8, 8), (M,)
+    indices = digits_split_indices(seed, valid_fraction, test_fraction)  # (train, valid, test)
+    out = {}
+    for split, idx, n in zip(("train", "valid", "test"), indices, sizes):
+        if n and not len(idx):
+            raise ConfigError(f"data.{split}_fraction is 0, so there are no digits to draw {n} {split} {what} from")
+        out[split] = (digits[idx], labels[idx])
+    return out
 
 
 def _check_digits(digits: Tensor, labels: Tensor) -> None:

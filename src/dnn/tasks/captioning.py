@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from dnn.data.batching import IGNORE_INDEX, pad_batch
-from dnn.data.digit_scenes import DIGIT_WORDS, caption_scenes
-from dnn.data.images import Normalize, channel_stats, digits_split_indices, load_digits_dataset, load_image
+from dnn.data.digit_scenes import DIGIT_WORDS, caption_scenes, digits_by_split
+from dnn.data.images import Normalize, channel_stats, load_image
 from dnn.data.splits import derive_seed
 from dnn.data.vocab import Vocab
 from dnn.decoding import beam_search, greedy
@@ -89,14 +89,9 @@ class CaptioningTask(Task):
     # -- data --------------------------------------------------------------------------------------------------
 
     def prepare(self, log) -> None:
-        data, seed = self.cfg.data, self.cfg.seed
-        digits, labels = load_digits_dataset()  # (M, 1, 8, 8), (M,)
-        indices = dict(zip(SPLITS, digits_split_indices(seed, data.valid_fraction, data.test_fraction)))
+        data = self.cfg.data
+        self.digits = digits_by_split(self.cfg.seed, data.valid_fraction, data.test_fraction, data.sizes, "images")
         for split, n in zip(SPLITS, data.sizes):
-            idx = indices[split]
-            if n and not len(idx):
-                raise ConfigError(f"data.{split}_fraction is 0, so there are no digits to draw {n} {split} images from")
-            self.digits[split] = (digits[idx], labels[idx])
             self.splits[split] = self._draw(split, n, split)
         mean, std = channel_stats(self.splits["train"].images)
         self.normalize = Normalize(mean, std.clamp_min(1e-6))

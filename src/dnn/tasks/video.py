@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dnn.data.digit_scenes import DIRECTIONS, moving_digit_clips
-from dnn.data.images import Normalize, channel_stats, digits_split_indices, load_digits_dataset
+from dnn.data.digit_scenes import DIRECTIONS, digits_by_split, moving_digit_clips
+from dnn.data.images import Normalize, channel_stats
 from dnn.data.splits import derive_seed
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.rundir import TASK, RunDir
@@ -48,16 +48,12 @@ class VideoClassification(Task):
 
     def prepare(self, log) -> None:
         data, seed = self.cfg.data, self.cfg.seed
-        digits, labels = load_digits_dataset()  # (M, 1, 8, 8), (M,)
-        indices = dict(zip(SPLITS, digits_split_indices(seed, data.valid_fraction, data.test_fraction)))
+        digits = digits_by_split(seed, data.valid_fraction, data.test_fraction, data.sizes, "clips")
         for split, n in zip(SPLITS, data.sizes):
-            idx = indices[split]
-            if n and not len(idx):
-                raise ConfigError(f"data.{split}_fraction is 0, so there are no digits to draw {n} {split} clips from")
             generator = torch.Generator().manual_seed(derive_seed(seed, "video", split))
             if n:
-                self.splits[split] = moving_digit_clips(digits[idx], labels[idx], n, data.frames, data.frame_size,
-                                                        data.speed, data.distractors, generator)  # fmt: skip
+                self.splits[split] = moving_digit_clips(*digits[split], n, data.frames, data.frame_size, data.speed,
+                                                        data.distractors, generator)  # fmt: skip
             else:
                 size = data.frame_size
                 self.splits[split] = (torch.zeros(0, data.frames, 1, size, size), torch.zeros(0, dtype=torch.int64))
