@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from dnn.checks import choice, positive_int
 from dnn.errors import ConfigError
 
 __all__ = ["SCORES", "Attention", "additive_scores"]
@@ -50,11 +51,9 @@ class Attention(nn.Module):
 
     def __init__(self, query_size: int, key_size: int, score: str = "dot", hidden_size: int | None = None):
         super().__init__()
-        if score not in SCORES:
-            raise ConfigError(f"Attention: score must be one of {', '.join(map(repr, SCORES))}; got {score!r}")
-        for name, size in (("query_size", query_size), ("key_size", key_size)):
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise ConfigError(f"Attention: {name} must be a positive int; got {size!r}")
+        choice("Attention: score", score, SCORES)
+        positive_int("Attention: query_size", query_size)
+        positive_int("Attention: key_size", key_size)
         if score == "dot" and query_size != key_size:
             raise ConfigError(
                 f"Attention: score='dot' needs key_size == query_size ({query_size}); got key_size={key_size}"
@@ -63,8 +62,7 @@ class Attention(nn.Module):
             raise ConfigError(f"Attention: hidden_size must be None for score={score!r}; got {hidden_size!r}")
         if score == "concat":
             hidden_size = key_size if hidden_size is None else hidden_size
-            if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
-                raise ConfigError(f"Attention: hidden_size must be a positive int or None; got {hidden_size!r}")
+            positive_int("Attention: hidden_size", hidden_size, expected="a positive integer or None")
 
         self.score = score
         self.query_size = query_size

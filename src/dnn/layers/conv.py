@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dnn.checks import positive_int
 from dnn.errors import ConfigError
 from dnn.layers.conv_arithmetic import (  # conv_output_size, pool_output_size re-exported: public path
     IntOrPair,
-    check_int,
     conv_output_size,
     int_pair,
     pool_output_size,
@@ -101,11 +101,11 @@ class ConvBNAct(nn.Module):
     ):
         super().__init__()
         where = "ConvBNAct"
-        check_int(where, "in_channels", in_channels, 1)
-        check_int(where, "out_channels", out_channels, 1)
+        positive_int(f"{where}: in_channels", in_channels)
+        positive_int(f"{where}: out_channels", out_channels)
         ks, _ = int_pair(where, "kernel_size", kernel_size, 1)
         int_pair(where, "stride", stride, 1)
-        check_int(where, "groups", groups, 1)
+        positive_int(f"{where}: groups", groups)
         if in_channels % groups or out_channels % groups:
             raise ConfigError(
                 f"{where}: groups must divide in_channels and out_channels, got groups={groups} with "
@@ -169,9 +169,9 @@ def make_downsample(inplanes: int, outplanes: int, stride: int) -> nn.Sequential
     ``outplanes`` is the block's ``planes * expansion``.
     """
     where = "make_downsample"
-    check_int(where, "inplanes", inplanes, 1)
-    check_int(where, "outplanes", outplanes, 1)
-    check_int(where, "stride", stride, 1)
+    positive_int(f"{where}: inplanes", inplanes)
+    positive_int(f"{where}: outplanes", outplanes)
+    positive_int(f"{where}: stride", stride)
     if stride == 1 and inplanes == outplanes:
         return None
     return nn.Sequential(conv1x1(inplanes, outplanes, stride), nn.BatchNorm2d(outplanes))
@@ -206,9 +206,9 @@ class BasicBlock(nn.Module):
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
         where = "BasicBlock"
-        check_int(where, "inplanes", inplanes, 1)
-        check_int(where, "planes", planes, 1)
-        check_int(where, "stride", stride, 1)
+        positive_int(f"{where}: inplanes", inplanes)
+        positive_int(f"{where}: planes", planes)
+        positive_int(f"{where}: stride", stride)
         _check_downsample(where, downsample, inplanes, planes * self.expansion, stride)
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -253,11 +253,11 @@ class Bottleneck(nn.Module):
     ):
         super().__init__()
         where = "Bottleneck"
-        check_int(where, "inplanes", inplanes, 1)
-        check_int(where, "planes", planes, 1)
-        check_int(where, "stride", stride, 1)
-        check_int(where, "groups", groups, 1)
-        check_int(where, "base_width", base_width, 1)
+        positive_int(f"{where}: inplanes", inplanes)
+        positive_int(f"{where}: planes", planes)
+        positive_int(f"{where}: stride", stride)
+        positive_int(f"{where}: groups", groups)
+        positive_int(f"{where}: base_width", base_width)
         width = int(planes * (base_width / 64.0)) * groups
         if width < 1:
             raise ConfigError(
@@ -309,8 +309,8 @@ class BasicConv2d(nn.Module):
     ):
         super().__init__()
         where = "BasicConv2d"
-        check_int(where, "in_channels", in_channels, 1)
-        check_int(where, "out_channels", out_channels, 1)
+        positive_int(f"{where}: in_channels", in_channels)
+        positive_int(f"{where}: out_channels", out_channels)
         int_pair(where, "kernel_size", kernel_size, 1)
         int_pair(where, "stride", stride, 1)
         int_pair(where, "padding", padding, 0)
@@ -360,7 +360,7 @@ class Inception(nn.Module):
             ("ch5x5", ch5x5),
             ("pool_proj", pool_proj),
         ):
-            check_int(where, name, value, 1)
+            positive_int(f"{where}: {name}", value, expected="a positive int")
         self.in_channels = in_channels
         self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
         self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)

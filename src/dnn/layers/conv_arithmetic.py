@@ -12,9 +12,10 @@ int or an ``(h, w)`` pair; a bad one is a one-line :class:`ConfigError` that nam
 
 from __future__ import annotations
 
+from dnn.checks import int_in, is_int
 from dnn.errors import ConfigError
 
-__all__ = ["IntOrPair", "check_int", "conv_output_size", "int_pair", "pool_output_size"]
+__all__ = ["IntOrPair", "conv_output_size", "int_pair", "pool_output_size"]
 
 IntOrPair = int | tuple[int, int]
 
@@ -23,26 +24,14 @@ IntOrPair = int | tuple[int, int]
 # ----------------------------------------------------------------------------------------------------
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_int(where: str, name: str, value: object, minimum: int) -> int:
-    """Return ``value`` if it is an int >= ``minimum``, else raise a one-line :class:`ConfigError`."""
-    if not _is_int(value) or value < minimum:
-        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ConfigError(f"{where}: {name} must be {kind}, got {value!r}")
-    return value
-
-
 def int_pair(where: str, name: str, value: object, minimum: int) -> tuple[tuple[int, int], bool]:
     """Turn an int or an (h, w) pair into an (h, w) pair; the flag says whether a pair was given."""
     if isinstance(value, (tuple, list)):
-        if len(value) != 2 or not all(_is_int(v) and v >= minimum for v in value):
+        if len(value) != 2 or not all(is_int(v) and v >= minimum for v in value):
             kind = "positive ints" if minimum == 1 else f"ints >= {minimum}"
             raise ConfigError(f"{where}: {name} must be an int or a pair (h, w) of {kind}, got {value!r}")
         return (value[0], value[1]), True
-    v = check_int(where, name, value, minimum)
+    v = int_in(f"{where}: {name}", value, minimum)
     return (v, v), False
 
 

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dnn.checks import number_in, positive_int
 from dnn.errors import ConfigError
 
 __all__ = [
@@ -98,17 +99,14 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"MultiHeadAttention: {name} must be a positive integer, got {value!r}")
+        positive_int("MultiHeadAttention: embed_dim", embed_dim)
+        positive_int("MultiHeadAttention: num_heads", num_heads)
         if embed_dim % num_heads:
             raise ConfigError(
                 f"MultiHeadAttention: embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})"
             )
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ConfigError(f"MultiHeadAttention: dropout must be a number in [0, 1), got {dropout!r}")
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
-        self.dropout = float(dropout)
+        self.dropout = number_in("MultiHeadAttention: dropout", dropout, 0, 1, high_open=True)
         self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))  # [W^Q; W^K; W^V]
         self.in_proj_bias = nn.Parameter(torch.empty(3 * embed_dim)) if bias else None
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)  # W^O
@@ -216,8 +214,7 @@ class _Sublayers(nn.Module):
 
 def _check_layer_args(where: str, d_model: int, nhead: int, dim_feedforward: int) -> None:
     for name, value in (("d_model", d_model), ("nhead", nhead), ("dim_feedforward", dim_feedforward)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{where}: {name} must be a positive integer, got {value!r}")
+        positive_int(f"{where}: {name}", value)
 
 
 class TransformerEncoderLayer(_Sublayers):

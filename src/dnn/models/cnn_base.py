@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from dnn.checks import number_in, positive_int
 from dnn.errors import ConfigError
 from dnn.layers.conv import conv_output_size, pool_output_size
 
@@ -52,10 +53,6 @@ HEAD_STAGE = "head"
 SpatialOp = tuple[str, int, int, int, bool]
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclass
 class ImageClassifierConfig:
     """Fields shared by every CNN config (the published ImageNet setting by default).
@@ -75,14 +72,10 @@ class ImageClassifierConfig:
     def __post_init__(self):
         where = type(self).__name__
         for name in ("num_classes", "in_channels", "image_size"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ConfigError(f"{where}: {name} must be a positive integer, got {value!r}")
+            positive_int(f"{where}: {name}", getattr(self, name))
         if self.small_input is not None and not isinstance(self.small_input, bool):
             raise ConfigError(f"{where}: small_input must be true, false or null, got {self.small_input!r}")
-        p = self.dropout
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            raise ConfigError(f"{where}: dropout must be a number in [0, 1), got {p!r}")
+        number_in(f"{where}: dropout", self.dropout, 0, 1, high_open=True)
 
     def resolve_small_input(self, below: int = SMALL_INPUT_BELOW) -> bool:
         """``small_input`` if given, else ``image_size < below``."""
@@ -99,9 +92,7 @@ class FCHeadConfig(ImageClassifierConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        h = self.hidden_size
-        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
-            raise ConfigError(f"{type(self).__name__}: hidden_size must be a positive integer, got {h!r}")
+        positive_int(f"{type(self).__name__}: hidden_size", self.hidden_size)
 
 
 def min_input_size(path: list[SpatialOp], limit: int = 4096) -> int:
@@ -206,8 +197,7 @@ class ImageClassifier(nn.Module):
 
         The body is untouched; the new layer has the old one's input size, device and dtype.
         """
-        if not _is_int(num_classes) or num_classes < 1:
-            raise ConfigError(f"{self.name}: num_classes must be a positive integer, got {num_classes!r}")
+        positive_int(f"{self.name}: num_classes", num_classes)
         old = self.get_classifier()
         new = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
         self.init_head(new)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from dnn.checks import int_in, is_int, positive_int
 from dnn.errors import ConfigError
 from dnn.layers.conv import conv_output_size
 from dnn.models.cnn_base import HEAD_STAGE, ImageClassifier, ImageClassifierConfig
@@ -48,16 +49,13 @@ class ConvNetConfig(ImageClassifierConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.channels):
+        if not all(is_int(c) and c >= 1 for c in self.channels):
             raise ConfigError(f"ConvNetConfig: channels must be three positive integers, got {list(self.channels)}")
         for name in ("kernel_size", "stride", "pool"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ConvNetConfig: {name} must be a positive integer, got {value!r}")
+            positive_int(f"ConvNetConfig: {name}", getattr(self, name))
         if self.padding is None:
             self.padding = self.kernel_size // 2
-        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
-            raise ConfigError(f"ConvNetConfig: padding must be an integer ≥ 0 or null, got {self.padding!r}")
+        int_in("ConvNetConfig: padding", self.padding, 0, expected="an integer ≥ 0 or null")
         size = self.image_size
         for layer, (_, k, st, pad) in zip(("conv1", "conv2", "pool", "conv3"), self.layers()):
             try:

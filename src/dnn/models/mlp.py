@@ -22,6 +22,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from dnn.checks import is_int
 from dnn.errors import ConfigError
 from dnn.models.cnn_base import HEAD_STAGE, ImageClassifier, ImageClassifierConfig
 from dnn.models.registry import register_model
@@ -43,7 +44,7 @@ class MLPConfig(ImageClassifierConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_sizes):
+        if not all(is_int(h) and h >= 1 for h in self.hidden_sizes):
             raise ConfigError(f"MLPConfig: hidden_sizes must be positive integers, got {list(self.hidden_sizes)}")
         if self.activation not in ("relu", "tanh"):
             raise ConfigError(f"MLPConfig: activation must be 'relu' or 'tanh', got {self.activation!r}")

@@ -37,11 +37,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from dnn.checks import choice, number_in, positive_int
 from dnn.errors import ConfigError
+from dnn.io import PAD_ID
 from dnn.layers.attention import Attention
 from dnn.models.registry import register_model
 from dnn.models.sequence import (
-    PAD_ID,
     RecurrentEncoder,
     check_tokens,
     make_rnn,
@@ -80,18 +81,13 @@ class Seq2SeqConfig:
     def __post_init__(self):
         where = "seq2seq"
         validate_recurrent_fields(where, self, min_vocab=4, vocab_fields=("src_vocab_size", "tgt_vocab_size"))
-        ls = self.label_smoothing
-        if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not 0.0 <= ls < 1.0:
-            raise ConfigError(f"{where}: label_smoothing must be a number in [0, 1), got {ls!r}")
+        number_in(f"{where}: label_smoothing", self.label_smoothing, 0, 1, high_open=True)
         if self.encoder_hidden_size is None:
             self.encoder_hidden_size = self.hidden_size
-        enc = self.encoder_hidden_size
-        if isinstance(enc, bool) or not isinstance(enc, int) or enc < 1:
-            raise ConfigError(f"{where}: encoder_hidden_size must be a positive integer or None, got {enc!r}")
-        if self.attention not in ATTENTIONS:
-            raise ConfigError(
-                f"{where}: attention must be one of {', '.join(map(repr, ATTENTIONS))}; got {self.attention!r}"
-            )
+        enc = positive_int(
+            f"{where}: encoder_hidden_size", self.encoder_hidden_size, expected="a positive integer or None"
+        )
+        choice(f"{where}: attention", self.attention, ATTENTIONS)
         # options that fit one attention kind follow the kind (switching model.attention never needs two edits):
         # concat's own hidden size is dropped by the others, and dot scores s·h need a memory as wide as the decoder
         directions = 2 if self.bidirectional else 1
@@ -106,9 +102,7 @@ class Seq2SeqConfig:
             self.encoder_hidden_size = enc = self.hidden_size // directions
         if self.input_feeding and self.attention == "none":
             raise ConfigError(f"{where}: input_feeding needs an attention (feeds h̃_(t−1)), got attention='none'")
-        tf = self.teacher_forcing
-        if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not 0.0 <= tf <= 1.0:
-            raise ConfigError(f"{where}: teacher_forcing must be a number in [0, 1], got {tf!r}")
+        number_in(f"{where}: teacher_forcing", self.teacher_forcing, 0, 1)
 
     @property
     def memory_size(self) -> int:
