@@ -245,6 +245,14 @@ def stream_batches(token_ids: Tensor, batch_size: int, bptt: int) -> StreamBatch
     return StreamBatches(token_ids, batch_size, bptt)
 
 
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """One epoch of an in-memory dataset of ``n`` examples: the indices ``0 … n−1`` in the order of one
+    ``torch.randperm`` drawn from ``generator``, cut into batches of ``batch_size`` (the last one shorter)."""
+    order = torch.randperm(n, generator=generator)  # (n,)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]  # (B,)
+
+
 def make_generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed``, for ``DataLoader(generator=...)``: it fixes the shuffling order and the
     base seed of every worker, hence (with :func:`seed_worker`) all randomness in workers."""

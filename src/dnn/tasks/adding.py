@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dnn.data.batching import shuffled_batches
 from dnn.data.splits import derive_seed
 from dnn.data.synthetic import adding_splits
 from dnn.device import model_device
@@ -63,9 +64,7 @@ class AddingProblem(Task):
         x, y = self.splits["train"]
         bs = self.cfg.train.batch_size
         generator = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "adding", "order", str(epoch)))
-        order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(y), bs):
-            idx = order[start : start + bs]
+        for idx in shuffled_batches(len(y), bs, generator):
             yield x[idx], y[idx]  # (B, T, 2), (B,)
 
     def batches_per_epoch(self) -> int:

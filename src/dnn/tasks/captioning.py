@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from dnn.data.batching import IGNORE_INDEX, pad_batch
+from dnn.data.batching import IGNORE_INDEX, pad_batch, shuffled_batches
 from dnn.data.digit_scenes import DIGIT_WORDS, caption_scenes, digits_by_split
 from dnn.data.images import Normalize, channel_stats, load_image
 from dnn.data.splits import derive_seed
@@ -121,9 +121,8 @@ class CaptioningTask(Task):
             train = self._draw("train", len(train), "train", "epoch", str(epoch))
         bs = self.cfg.train.batch_size
         generator = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "captioning", "epoch", str(epoch)))
-        order = torch.randperm(len(train), generator=generator).tolist()
-        for start in range(0, len(order), bs):
-            idx = order[start : start + bs]
+        for batch in shuffled_batches(len(train), bs, generator):
+            idx = batch.tolist()
             yield collate_captions(self.normalize(train.images[idx]), [train.ids[i] for i in idx])
 
     def batches_per_epoch(self) -> int:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dnn.data.batching import shuffled_batches
 from dnn.data.images import (
     AugmentationConfig,
     ImageFolder,
@@ -145,9 +146,8 @@ class ImageClassification(Task):
     def train_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         x, y = self.splits["train"]
         bs = self.cfg.train.batch_size
-        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch))
-        for b, start in enumerate(range(0, len(y), bs)):
-            idx = order[start : start + bs]
+        generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+        for b, idx in enumerate(shuffled_batches(len(y), bs, generator)):
             images = x[idx]
             if self.augment is not None:
                 g = torch.Generator().manual_seed((self.cfg.seed * 100_003 + epoch) * 1_000_003 + b)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dnn.data.batching import shuffled_batches
 from dnn.data.digit_scenes import DIRECTIONS, digits_by_split, moving_digit_clips
 from dnn.data.images import Normalize, channel_stats
 from dnn.data.splits import derive_seed
@@ -70,9 +71,7 @@ class VideoClassification(Task):
         x, y = self.splits["train"]
         bs = self.cfg.train.batch_size
         generator = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "video", "epoch", str(epoch)))
-        order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(y), bs):
-            idx = order[start : start + bs]
+        for idx in shuffled_batches(len(y), bs, generator):
             yield self.normalize(x[idx]), y[idx]
 
     def batches_per_epoch(self) -> int:
