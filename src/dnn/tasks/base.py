@@ -71,6 +71,7 @@ __all__ = [
     "SpectrogramAlignment",
     "StageFeatureMaps",
     "Task",
+    "most_likely_classes",
 ]
 
 Log = Callable[[str], None]
@@ -161,6 +162,16 @@ class Predictor:
     def explain(self, input: str, **options: Any) -> Figure:
         """The figure data of why the model answered ``input`` as it did (see :attr:`explains`)."""
         raise ConfigError(f"{self.what} has no per-input picture to draw (its report shows what it has)")
+
+
+def most_likely_classes(inputs: Sequence[Any], probs: Tensor, classes: Sequence[str]) -> list[dict[str, Any]]:
+    """A classifier's :meth:`Predictor.predict` rows, ``[{"input", "label", "probability"}]``: for each input its
+    row of ``probs (B, K)``'s most likely class, named by ``classes``, and that class's probability."""
+    out = []
+    for item, p in zip(inputs, probs):
+        top = int(p.argmax())
+        out.append({"input": str(item), "label": classes[top], "probability": float(p[top])})
+    return out
 
 
 # -- the data behind the report's pictures ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ from dnn.data.splits import derive_seed, split_indices
 from dnn.device import model_device
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.rundir import TASK, RunDir
-from dnn.tasks.base import ClassPredictions, Figure, Predictor, StageFeatureMaps, Task
+from dnn.tasks.base import ClassPredictions, Figure, Predictor, StageFeatureMaps, Task, most_likely_classes
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
 from dnn.training.memory import BatchPlan
@@ -321,11 +321,7 @@ class ImagePredictor(Predictor):
 
     def predict(self, inputs: Sequence[str], **options: Any) -> list[dict[str, Any]]:
         probs = self.predict_tensor(torch.stack([self.load(p) for p in inputs]))
-        out = []
-        for path, p in zip(inputs, probs):
-            top = int(p.argmax())
-            out.append({"input": str(path), "label": self.classes[top], "probability": float(p[top])})
-        return out
+        return most_likely_classes(inputs, probs, self.classes)
 
     predict_files = predict  # the name earlier versions used
 

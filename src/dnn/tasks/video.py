@@ -24,7 +24,7 @@ from dnn.data.images import Normalize, channel_stats
 from dnn.data.splits import derive_seed
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.rundir import TASK, RunDir
-from dnn.tasks.base import ClassPredictions, FramesWithBelief, Predictor, Task
+from dnn.tasks.base import ClassPredictions, FramesWithBelief, Predictor, Task, most_likely_classes
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
 from dnn.training.memory import BatchPlan
@@ -214,10 +214,6 @@ class VideoPredictor(Predictor):
         for b, clip in enumerate(clips):
             batch[b, : len(clip)] = clip
         probs = self.predict_tensor(batch, lengths)
-        out = []
-        for path, p in zip(paths, probs):
-            top = int(p.argmax())
-            out.append({"input": str(path), "label": self.classes[top], "probability": float(p[top])})
-        return out
+        return most_likely_classes(paths, probs, self.classes)
 
     predict_files = predict  # the name earlier versions used
