@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dnn.checks import positive_int
 from dnn.errors import ConfigError, DataError
 
 TOP_DB = 80.0  # the log-mel floor: this many dB below the utterance's loudest band
@@ -58,9 +59,7 @@ class FeatureConfig:
 
     def __post_init__(self):
         for name in ("sample_rate", "n_mels", "n_fft"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"features: {name} must be a positive integer, got {value!r}")
+            positive_int(f"features: {name}", getattr(self, name))
         if self.win_length > self.n_fft:
             raise ConfigError(f"features: the window ({self.win_length} samples) must fit in n_fft={self.n_fft}")
         if self.hop_length < 1:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from dnn.checks import positive_int
 from dnn.errors import ConfigError, DataError
 from dnn.io import EOS_ID, PAD_ID, SOS_ID
 
@@ -171,9 +172,8 @@ class BucketBatchSampler(Sampler[list[int]]):
             raise ConfigError(
                 f"lengths must be a non-empty 1-D sequence of ints, got shape {tuple(self.lengths.shape)}"
             )
-        for name, value in (("batch_size", batch_size), ("bucket_size_multiplier", bucket_size_multiplier)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        positive_int("batch_size", batch_size)
+        positive_int("bucket_size_multiplier", bucket_size_multiplier)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.bucket_size_multiplier, self.drop_last = bucket_size_multiplier, drop_last
         self.epoch = 0
@@ -218,9 +218,8 @@ class StreamBatches:
         token_ids = torch.as_tensor(token_ids)
         if token_ids.dim() != 1:
             raise DataError(f"stream_batches needs a 1-D tensor of token ids, got shape {tuple(token_ids.shape)}")
-        for name, value in (("batch_size", batch_size), ("bptt", bptt)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        positive_int("batch_size", batch_size)
+        positive_int("bptt", bptt)
         length = token_ids.numel() // batch_size
         if length < 2:
             raise DataError(

@@ -24,6 +24,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 
+from dnn.checks import int_in
 from dnn.data.splits import Splits, check_fractions
 from dnn.errors import ConfigError
 
@@ -53,8 +54,7 @@ def pydoc_topic_splits(seed: int = 0, fractions: Sequence[float] = (0.9, 0.05, 0
     fractions = check_fractions(fractions)
     if fractions[0] <= 0:
         raise ConfigError(f"pydoc_corpus: the train fraction must be > 0, got fractions={fractions}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"pydoc_corpus: seed must be an integer, got {seed!r}")
+    int_in("pydoc_corpus: seed", seed)
     topics = pydoc_topics()
     order = list(topics)
     random.Random(seed).shuffle(order)

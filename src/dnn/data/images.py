@@ -27,6 +27,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
+from dnn.checks import is_int
 from dnn.errors import ConfigError, DataError
 from dnn.io import check_file
 
@@ -38,7 +39,7 @@ _PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBo
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     """``n`` -> ``(n, n)``; ``(h, w)`` -> ``(h, w)``; both positive ints, else ConfigError naming ``name``."""
     pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+    if len(pair) != 2 or not all(is_int(v) and v > 0 for v in pair):
         raise ConfigError(f"{name} must be a positive int or (H, W) of positive ints, got {value!r}")
     return pair  # type: ignore[return-value]
 

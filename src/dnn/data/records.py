@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from dnn.checks import positive_int
 from dnn.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -114,9 +115,8 @@ class LengthPolicy:
     def __post_init__(self):
         if self.split not in SPLITS:
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
-        length = self.max_length
-        if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
-            raise ConfigError(f"max_length must be a positive int or None, got {self.max_length!r}")
+        if self.max_length is not None:
+            positive_int("max_length", self.max_length, expected="a positive integer or None")
 
     def fit(self, tokens: list[str], stats: ReadStats, where: str) -> list[str] | None:
         """``tokens``, cut to ``max_length`` when truncating; None when the example is dropped."""

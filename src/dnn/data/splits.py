@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from dnn.checks import int_in, is_int, is_number
 from dnn.errors import ConfigError
 
 __all__ = [
@@ -59,7 +60,7 @@ def check_fractions(fractions: Sequence[float], name: str = "fractions") -> tupl
     if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Sequence) or len(fractions) != 3:
         raise ConfigError(f"{name} must be three numbers (train, valid, test), got {fractions!r}")
     for split, f in zip(SPLIT_NAMES, fractions):
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or f < 0:
+        if not is_number(f) or not math.isfinite(f) or f < 0:
             raise ConfigError(f"{name}: the {split} fraction must be a number ≥ 0, got {f!r} in {tuple(fractions)}")
     if abs(sum(fractions) - 1.0) > 1e-6:
         raise ConfigError(f"{name} must add up to 1, got {tuple(fractions)} (sum {sum(fractions):g})")
@@ -71,7 +72,7 @@ def check_sizes(sizes: Sequence[int], name: str = "sizes") -> tuple[int, int, in
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) != 3:
         raise ConfigError(f"{name} must be three integers (n_train, n_valid, n_test), got {sizes!r}")
     for split, s in zip(SPLIT_NAMES, sizes):
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+        if not is_int(s) or s < 0:
             raise ConfigError(f"{name}: the {split} size must be an integer ≥ 0, got {s!r} in {tuple(sizes)}")
     return int(sizes[0]), int(sizes[1]), int(sizes[2])
 
@@ -95,10 +96,8 @@ def split_indices(
     Deterministic for a given ``(n, fractions, seed)``; the three lists are disjoint and together hold every
     index in ``range(n)`` exactly once.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ConfigError(f"split_indices: n must be an integer ≥ 0, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"split_indices: seed must be an integer, got {seed!r}")
+    int_in("split_indices: n", n, 0)
+    int_in("split_indices: seed", seed)
     n_train, n_valid, _ = _split_sizes(n, check_fractions(fractions))
     order = list(range(n))
     random.Random(seed).shuffle(order)
@@ -135,7 +134,6 @@ def derive_seed(seed: int, *keys: str) -> int:
     A hash of the text ``"seed/key/key"`` (BLAKE2b, not Python's salted ``hash``), so it is the same in every
     process; different keys give unrelated streams.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    int_in("seed", seed)
     text = "/".join([str(seed), *keys]).encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from dnn.checks import int_in
 from dnn.data.splits import SPLIT_NAMES, Splits, check_sizes, derive_seed
 from dnn.errors import ConfigError
 
@@ -37,14 +38,8 @@ def _as_generator(seed: int | torch.Generator | None, where: str) -> torch.Gener
     """An ``int`` seeds a fresh CPU generator; a generator is used as it is; ``None`` uses torch's global RNG."""
     if seed is None or isinstance(seed, torch.Generator):
         return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"{where}: generator must be an int seed or a torch.Generator, got {seed!r}")
+    int_in(f"{where}: generator", seed, expected="an int seed or a torch.Generator")
     return torch.Generator().manual_seed(seed)
-
-
-def _check_int(where: str, name: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{where}: {name} must be an integer ≥ {low}, got {value!r}")
 
 
 def adding_problem(n: int, length: int, generator: int | torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -57,8 +52,8 @@ def adding_problem(n: int, length: int, generator: int | torch.Generator | None 
 
     Returns ``inputs (T, n, 2)`` (time-major) and ``targets (n,)``.
     """
-    if n < 1 or length < 2:
-        raise ConfigError(f"adding_problem needs n ≥ 1 and length ≥ 2, got n={n}, length={length}")
+    int_in("adding_problem: n", n, 1)
+    int_in("adding_problem: length", length, 2)
     generator = _as_generator(generator, "adding_problem")
     values = torch.rand(length, n, generator=generator)  # (T, n)
     half = length // 2
@@ -104,8 +99,8 @@ def copy_memory(
     Returns ``inputs (n, T + 2L)`` and ``targets (n, T + 2L)``, both int64 token ids, batch-first; the blank
     and delimiter ids are :func:`copy_memory_tokens` ``(n_symbols)``.
     """
-    for name, value, low in (("n", n, 1), ("delay", delay, 1), ("n_symbols", n_symbols, 1), ("length", length, 1)):
-        _check_int("copy_memory", name, value, low)
+    for name, value in (("n", n), ("delay", delay), ("n_symbols", n_symbols), ("length", length)):
+        int_in(f"copy_memory: {name}", value, 1)
     generator = _as_generator(generator, "copy_memory")
     blank, delimiter = copy_memory_tokens(n_symbols)
     steps = delay + 2 * length
@@ -120,8 +115,8 @@ def copy_memory(
 
 def copy_memory_baseline(delay: int, n_symbols: int = 8, length: int = 10) -> float:
     """Cross-entropy per step (nats) of the memoryless strategy: ``length · ln(n_symbols) / (delay + 2·length)``."""
-    for name, value, low in (("delay", delay, 1), ("n_symbols", n_symbols, 1), ("length", length, 1)):
-        _check_int("copy_memory_baseline", name, value, low)
+    for name, value in (("delay", delay), ("n_symbols", n_symbols), ("length", length)):
+        int_in(f"copy_memory_baseline: {name}", value, 1)
     return length * math.log(n_symbols) / (delay + 2 * length)
 
 

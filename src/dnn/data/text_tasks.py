@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dnn.checks import int_in
 from dnn.data.splits import Splits, check_sizes, derive_seed
 from dnn.errors import ConfigError
 
@@ -60,13 +61,6 @@ DIGITS = "0123456789"
 COPY_BLANK, COPY_DELIMITER = "_", ":"
 
 
-def _check_int(task: str, name: str, value: Any, low: int, high: int | None = None) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int) and value >= low and (high is None or value <= high)
-    if not ok:
-        expected = f"an integer in [{low}, {high}]" if high is not None else f"an integer ≥ {low}"
-        raise ConfigError(f"task {task!r}: {name} must be {expected}, got {value!r}")
-
-
 # --------------------------------------------------------------------------------------------- digit strings
 
 
@@ -79,9 +73,9 @@ class DigitStringConfig:
     n_symbols: int = 10
 
     def __post_init__(self):
-        _check_int("reverse/sort", "min_len", self.min_len, 1)
-        _check_int("reverse/sort", "max_len", self.max_len, self.min_len)
-        _check_int("reverse/sort", "n_symbols", self.n_symbols, 2, len(DIGITS))
+        int_in("task 'reverse/sort': min_len", self.min_len, 1)
+        int_in("task 'reverse/sort': max_len", self.max_len, self.min_len)
+        int_in("task 'reverse/sort': n_symbols", self.n_symbols, 2, len(DIGITS))
 
 
 def _digit_string(config: DigitStringConfig, rng: random.Random) -> str:
@@ -109,7 +103,7 @@ class AdditionConfig:
     digits: int = 3
 
     def __post_init__(self):
-        _check_int("addition", "digits", self.digits, 1, 18)
+        int_in("task 'addition': digits", self.digits, 1, 18)
 
 
 def _operand(digits: int, rng: random.Random) -> int:
@@ -134,9 +128,9 @@ class CopyMemoryConfig:
     length: int = 10
 
     def __post_init__(self):
-        _check_int("copy_memory", "delay", self.delay, 1)
-        _check_int("copy_memory", "n_symbols", self.n_symbols, 1, len(DIGITS))
-        _check_int("copy_memory", "length", self.length, 1)
+        int_in("task 'copy_memory': delay", self.delay, 1)
+        int_in("task 'copy_memory': n_symbols", self.n_symbols, 1, len(DIGITS))
+        int_in("task 'copy_memory': length", self.length, 1)
 
 
 def _copy_memory(config: CopyMemoryConfig, rng: random.Random) -> tuple[str, str]:
@@ -216,8 +210,8 @@ class DatesConfig:
     formats: tuple[str, ...] | None = None
 
     def __post_init__(self):
-        _check_int("dates", "year_min", self.year_min, 1000, 9999)
-        _check_int("dates", "year_max", self.year_max, self.year_min, 9999)
+        int_in("task 'dates': year_min", self.year_min, 1000, 9999)
+        int_in("task 'dates': year_max", self.year_max, self.year_min, 9999)
         if self.formats is not None:
             if isinstance(self.formats, str) or not isinstance(self.formats, (tuple, list)) or not self.formats:
                 raise ConfigError(f"task 'dates': formats must be a non-empty list of names, got {self.formats!r}")
@@ -296,16 +290,11 @@ def task_config(name: str, **params: Any) -> Any:
     return spec.config_cls(**params)
 
 
-def _check_seed(seed: Any) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
-
-
 def make_task(name: str, n: int, seed: int = 0, **params: Any) -> list[tuple[str, str]]:
     """``n`` independent ``(source, target)`` pairs of task ``name``, drawn with ``random.Random(seed)``."""
     config = task_config(name, **params)
-    _check_int(name, "n", n, 0)
-    _check_seed(seed)
+    int_in(f"task {name!r}: n", n, 0)
+    int_in("seed", seed)
     rng = random.Random(seed)
     return [TASKS[name].sample(config, rng) for _ in range(n)]
 
@@ -338,7 +327,7 @@ def task_splits(
     """
     config = task_config(name, **params)
     n_train, n_valid, n_test = check_sizes(sizes)
-    _check_seed(seed)
+    int_in("seed", seed)
     test = _draw_excluding(name, config, n_test, derive_seed(seed, name, "test"), set())
     held_out = {source for source, _ in test}
     valid = _draw_excluding(name, config, n_valid, derive_seed(seed, name, "valid"), held_out)

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import tokenizers as hf
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
+from dnn.checks import int_in, positive_int
 from dnn.data.vocab import FORMAT_VERSION, load_json, save_json
 from dnn.errors import ConfigError, DataError
 
@@ -37,11 +38,6 @@ BYTE_ALPHABET = 256  # byte-level BPE starts from one symbol per byte value
 def _check_bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be a bool, got {value!r}")
-
-
-def _check_int(name: str, value: object, least: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise ConfigError(f"{name} must be an int ≥ {least}, got {value!r}")
 
 
 class Tokenizer(ABC):
@@ -176,8 +172,8 @@ class BPETokenizer(Tokenizer):
     state_keys = ("model",)
 
     def __init__(self, vocab_size: int = 1000, min_frequency: int = 2, lowercase: bool = False):
-        _check_int("vocab_size", vocab_size, BYTE_ALPHABET)
-        _check_int("min_frequency", min_frequency, 1)
+        int_in("vocab_size", vocab_size, BYTE_ALPHABET, expected=f"an int ≥ {BYTE_ALPHABET}")
+        positive_int("min_frequency", min_frequency)
         _check_bool("lowercase", lowercase)
         self.vocab_size, self.min_frequency, self.lowercase = vocab_size, min_frequency, lowercase
         self._model: hf.Tokenizer | None = None
@@ -192,8 +188,8 @@ class BPETokenizer(Tokenizer):
         """Learn the merges from ``texts`` (the training split); None keeps the constructor's value. Returns self."""
         vocab_size = self.vocab_size if vocab_size is None else vocab_size
         min_frequency = self.min_frequency if min_frequency is None else min_frequency
-        _check_int("vocab_size", vocab_size, BYTE_ALPHABET)
-        _check_int("min_frequency", min_frequency, 1)
+        int_in("vocab_size", vocab_size, BYTE_ALPHABET, expected=f"an int ≥ {BYTE_ALPHABET}")
+        positive_int("min_frequency", min_frequency)
         model = hf.Tokenizer(models.BPE())
         if self.lowercase:
             model.normalizer = normalizers.Lowercase()
