@@ -33,7 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -60,8 +59,7 @@ from dnn.tasks.text_base import (
     model_size,
     read_task_json,
 )
-from dnn.tasks.text_predictors import TaggingPredictor, TextClassifierPredictor, on_model
-from dnn.training import metrics
+from dnn.tasks.text_predictors import TaggingPredictor, TextClassifierPredictor
 
 __all__ = ["Tagging", "TaggingPredictor", "TextClassification", "TextClassifierPredictor"]
 
@@ -210,23 +208,6 @@ class TextClassification(TextTask):
         self._check_classes(logits)
         return F.cross_entropy(logits, batch.labels), len(batch.labels)
 
-    def evaluate(self, model: nn.Module, split: str = "valid") -> dict[str, float]:
-        if not self.examples.get(split):
-            return {}
-        preds, targets, total = [], [], 0.0
-        with torch.no_grad():
-            for batch in self._eval_batches(split):
-                logits = model(*on_model(model, batch.tokens, batch.lengths)).float().cpu()  # (B, K)
-                total += F.cross_entropy(logits, batch.labels, reduction="sum").item()
-                preds.append(logits.argmax(-1))
-                targets.append(batch.labels)
-        pred, target = torch.cat(preds), torch.cat(targets)
-        return {
-            "accuracy": metrics.accuracy(pred, target),
-            "macro_f1": metrics.macro_f1(pred, target),
-            "loss": total / len(target),
-        }
-
     def save_artifacts(self, run_dir: RunDir) -> None:
         self.vocab.save(run_dir.output(FILES["vocab"]))
         self.labels.save(run_dir.output(FILES["labels"]))
@@ -319,26 +300,6 @@ class Tagging(TextTask):
         K = logits.shape[-1]
         loss = F.cross_entropy(logits.reshape(-1, K), batch.labels.reshape(-1), ignore_index=IGNORE_INDEX)
         return loss, int(batch.lengths.sum())
-
-    def evaluate(self, model: nn.Module, split: str = "valid") -> dict[str, float]:
-        if not self.examples.get(split):
-            return {}
-        preds, targets, total = [], [], 0.0
-        with torch.no_grad():
-            for batch in self._eval_batches(split):
-                logits = model(*on_model(model, batch.tokens, batch.lengths)).float().cpu()  # (B, T, K)
-                K = logits.shape[-1]
-                total += F.cross_entropy(
-                    logits.reshape(-1, K), batch.labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-                ).item()
-                preds.append(logits.argmax(-1)[batch.mask])  # (N_b,) real tokens only
-                targets.append(batch.labels[batch.mask])
-        pred, target = torch.cat(preds), torch.cat(targets)
-        return {
-            "accuracy": metrics.accuracy(pred, target),
-            "macro_f1": metrics.macro_f1(pred, target),
-            "loss": total / len(target),
-        }
 
     def save_artifacts(self, run_dir: RunDir) -> None:
         self.vocab.save(run_dir.output(FILES["vocab"]))

@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dnn.data.batching import Batch, BucketBatchSampler
+from dnn.data.batching import IGNORE_INDEX, Batch, BucketBatchSampler
 from dnn.data.splits import SPLIT_NAMES, derive_seed, split_indices
 from dnn.data.vocab import LabelVocab, Vocab
 from dnn.errors import ConfigError, DataError
 from dnn.rundir import LABELS, TASK, TOKENIZER, VOCAB, as_run
 from dnn.tasks.base import ClassPredictions, Task
 from dnn.tasks.text_predictors import EVAL_BATCH, on_model
+from dnn.training import metrics
 from dnn.training.memory import BatchPlan
 
 __all__ = ["FILES", "ExampleKey", "TextTask", "assign_splits", "missing_fractions", "model_size", "read_task_json"]
@@ -136,6 +138,29 @@ class TextTask(Task):
         order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
         for start in range(0, len(order), EVAL_BATCH):
             yield self.collate([examples[i] for i in order[start : start + EVAL_BATCH]])
+
+    def evaluate(self, model: nn.Module, split: str = "valid") -> dict[str, float]:
+        """``accuracy`` and ``macro_f1`` over the split's targets (tagging: its real tokens) and ``loss``, the mean
+        cross-entropy per target; {} for an empty split."""
+        if not self.examples.get(split):
+            return {}
+        preds, targets, total = [], [], 0.0
+        with torch.no_grad():
+            for batch in self._eval_batches(split):
+                logits = model(*on_model(model, batch.tokens, batch.lengths)).float().cpu()  # (B, K) or (B, T, K)
+                K = logits.shape[-1]
+                total += F.cross_entropy(
+                    logits.reshape(-1, K), batch.labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+                ).item()  # tagging: padding (IGNORE_INDEX) left out
+                keep = batch.mask if logits.dim() == 3 else slice(None)  # tagging: (N_b,) real tokens only
+                preds.append(logits.argmax(-1)[keep])
+                targets.append(batch.labels[keep])
+        pred, target = torch.cat(preds), torch.cat(targets)
+        return {
+            "accuracy": metrics.accuracy(pred, target),
+            "macro_f1": metrics.macro_f1(pred, target),
+            "loss": total / len(target),
+        }
 
     def predictions(self, model: nn.Module, split: str = "test", limit: int = 2000) -> ClassPredictions | None:
         """Predicted and true classes of the first ``limit`` examples (tagging: of every real token in them)."""
