@@ -7,6 +7,9 @@ argument at fault and says what was expected and what was received.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class DnnError(Exception):
     """Base class of every error caused by what the user asked for (not by a bug in dnn)."""
@@ -26,3 +29,10 @@ class DataError(DnnError, ValueError):
 
 class CheckpointError(DnnError):
     """A run directory or checkpoint is missing, incomplete or incompatible."""
+
+
+def did_you_mean(name: str, known: Iterable[str], otherwise: str = "") -> str:
+    """The end of a message about an unknown ``name``: ``"; did you mean 'x'?"`` with the closest of ``known``
+    (:func:`difflib.get_close_matches`), or ``otherwise`` (e.g. ``"; known: a, b"``) when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else otherwise

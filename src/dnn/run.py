@@ -26,7 +26,7 @@ import torch
 
 from dnn.config import apply_overrides, load_yaml
 from dnn.device import resolve_device
-from dnn.errors import CheckpointError, ConfigError
+from dnn.errors import CheckpointError, ConfigError, did_you_mean
 from dnn.models.cnn_base import in_memory_layout
 from dnn.models.registry import create_model
 from dnn.run_config import RunConfig, validate_model_section
@@ -51,10 +51,7 @@ def recipe_path(name_or_path: str) -> Path:
     builtin = RECIPES / f"{name_or_path}.yaml"
     if builtin.is_file():
         return builtin
-    import difflib
-
-    close = difflib.get_close_matches(name_or_path, list_recipes(), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; recipes: {', '.join(list_recipes())}"
+    hint = did_you_mean(name_or_path, list_recipes(), f"; recipes: {', '.join(list_recipes())}")
     raise ConfigError(f"no recipe or YAML file named {name_or_path!r}{hint}")
 
 

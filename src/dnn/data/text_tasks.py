@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import difflib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from typing import Any
 
 from dnn.checks import int_in
 from dnn.data.splits import Splits, check_sizes, derive_seed
-from dnn.errors import ConfigError
+from dnn.errors import ConfigError, did_you_mean
 
 __all__ = [
     "DATE_FORMATS",
@@ -265,8 +264,7 @@ TASKS: dict[str, TaskSpec] = {
 
 
 def _closest(name: str, names: Sequence[str] | dict) -> str:
-    close = difflib.get_close_matches(name, list(names), n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(names))}"
+    return did_you_mean(name, names, f"; known: {', '.join(sorted(names))}")
 
 
 def list_tasks() -> list[str]:

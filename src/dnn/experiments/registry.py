@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import math
 import re
@@ -11,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dnn.errors import ConfigError
+from dnn.errors import ConfigError, did_you_mean
 from dnn.experiments.base import Context, ExperimentResult
 from dnn.experiments.protocol import NONE, Protocol, fingerprint
 from dnn.experiments.resume import Records
@@ -80,8 +79,7 @@ def list_experiments() -> list[Experiment]:
 def get_experiment(name: str) -> Experiment:
     _load()
     if name not in _EXPERIMENTS:
-        close = difflib.get_close_matches(name, list(_EXPERIMENTS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; experiments: {', '.join(ORDER)}"
+        hint = did_you_mean(name, _EXPERIMENTS, f"; experiments: {', '.join(ORDER)}")
         raise ConfigError(f"no experiment named {name!r}{hint}")
     return _EXPERIMENTS[name]
 

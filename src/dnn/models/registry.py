@@ -15,7 +15,6 @@ expected and what it got.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 from torch import nn
 
 from dnn.config import config_from_kwargs
-from dnn.errors import ConfigError
+from dnn.errors import ConfigError, did_you_mean
 
 __all__ = ["ModelSpec", "config_from_kwargs", "create_model", "get_model_spec", "list_models", "register_model"]
 
@@ -88,8 +87,7 @@ def list_models(pattern: str = "*") -> list[str]:
 def get_model_spec(name: str) -> ModelSpec:
     _load_builtin_models()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known models: {', '.join(sorted(_REGISTRY))}"
+        hint = did_you_mean(name, _REGISTRY, f"; known models: {', '.join(sorted(_REGISTRY))}")
         raise ConfigError(f"unknown model {name!r}{hint}")
     return _REGISTRY[name]
 
