@@ -64,7 +64,9 @@ def predictor_classes() -> list[type[Predictor]]:
         found.append(cls)
         todo += cls.__subclasses__()
     order = list(PREDICTOR_KINDS)
-    return sorted(set(found), key=lambda cls: (order.index(cls.kind), cls.__name__))
+    # a class whose declaration was refused (an unknown kind) may linger among the subclasses until it is collected
+    valid = {cls for cls in found if cls.kind in PREDICTOR_KINDS}
+    return sorted(valid, key=lambda cls: (order.index(cls.kind), cls.__name__))
 
 
 def list_tasks() -> list[str]:
