@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from dnn.checks import is_int, is_number
 from dnn.errors import ConfigError
 
 __all__ = [
@@ -200,11 +201,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             items = [_coerce(v, args[0], f"{where}[{i}]") if args else v for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else list(items)
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not is_number(value):
             raise ConfigError(f"{where} must be a number, got {_short(value)}")
         return float(value)
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_int(value):
             raise ConfigError(f"{where} must be an integer, got {_short(value)}")
         return value
     if tp is bool:

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from dnn.checks import positive_int
 from dnn.errors import ConfigError
 
 __all__ = ["collapse", "greedy_ctc", "greedy_path", "prefix_beam_search"]
@@ -94,8 +95,7 @@ def prefix_beam_search(log_probs: Tensor, beam_size: int = 8, blank: int = 0,
     ``prune``: labels whose log-probability at a frame is below it are not appended there (a speed-up; the
     default keeps every label, so the search is exact up to the beam).
     """
-    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-        raise ConfigError(f"beam_size must be a positive integer, got {beam_size!r}")
+    positive_int("beam_size", beam_size)
     if log_probs.dim() != 2:
         raise ConfigError(f"log_probs must have shape (T, V), got {tuple(log_probs.shape)}")
     rows = log_probs.double().tolist()  # T lists of V floats

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dnn.checks import int_in, is_number, number_in, positive_int
 from dnn.config import config_from_kwargs, from_dict, to_dict
 from dnn.errors import ConfigError
 
@@ -37,11 +38,6 @@ __all__ = [
     "duration_seconds",
     "validate_model_section",
 ]
-
-
-def _positive_or_none(where: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise ConfigError(f"{where} must be a positive integer or null, got {value}")
 
 
 @dataclass
@@ -100,7 +96,8 @@ class _LengthData:
     truncate: bool = False  # cut over-long examples instead
 
     def _check_length(self) -> None:
-        _positive_or_none("data.max_length", self.max_length)
+        if self.max_length is not None:
+            positive_int("data.max_length", self.max_length, expected="a positive integer or null")
 
 
 @dataclass
@@ -120,7 +117,8 @@ class ImageData(DataConfig):
     def __post_init__(self):
         super().__post_init__()
         for name in ("image_size", "per_class", "canvas_size"):
-            _positive_or_none(f"data.{name}", getattr(self, name))
+            if getattr(self, name) is not None:
+                positive_int(f"data.{name}", getattr(self, name), expected="a positive integer or null")
         if self.classes is not None and (not self.classes or len({str(c) for c in self.classes}) < len(self.classes)):
             raise ConfigError(f"data.classes must list distinct class names, got {self.classes}")
 
@@ -165,9 +163,8 @@ class Seq2SeqData(_LengthData, _TokenData, _BuiltinData, DataConfig):
         super().__post_init__()
         self._check_tokens()
         self._check_length()
-        if isinstance(self.valid_subset, bool) or not isinstance(self.valid_subset, int) or self.valid_subset < 0:
-            raise ConfigError(f"data.valid_subset must be 0 (the whole validation split) or a positive number of "
-                              f"pairs, got {self.valid_subset!r}")  # fmt: skip
+        int_in("data.valid_subset", self.valid_subset, 0,
+               expected="0 (the whole validation split) or a positive number of pairs")  # fmt: skip
 
 
 @dataclass
@@ -351,27 +348,20 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+            int_in(f"train.{name}", getattr(self, name), 1, expected="at least 1")
         for name in ("max_steps", "warmup_steps", "eval_every", "patience", "checkpoint_every", "threads"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
-        if not (math.isfinite(self.layer_lr_factor) and self.layer_lr_factor >= 1):
-            raise ConfigError(f"train.layer_lr_factor must be a finite number ≥ 1, got {self.layer_lr_factor}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"train.lr must be a positive, finite number, got {self.lr}")
+            int_in(f"train.{name}", getattr(self, name), 0, expected="0 or more")
+        number_in("train.layer_lr_factor", self.layer_lr_factor, 1)
+        number_in("train.lr", self.lr, 0, low_open=True, expected="a positive, finite number")
         for name in ("clip_norm", "clip_value"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"train.{name} must be a positive, finite number or null, got {value}")
+            if getattr(self, name) is not None:
+                number_in(f"train.{name}", getattr(self, name), 0, low_open=True,
+                          expected="a positive, finite number or null")  # fmt: skip
         for name in ("weight_decay", "momentum"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"train.{name} must be a finite number ≥ 0, got {value}")
+            number_in(f"train.{name}", getattr(self, name), 0)
         if self.momentum >= 1:
             raise ConfigError(f"train.momentum must be below 1 (a momentum of 1 never forgets), got {self.momentum}")
-        if not (math.isfinite(self.gamma) and self.gamma > 0):
-            raise ConfigError(f"train.gamma (the learning rate's decay factor) must be positive, got {self.gamma}")
+        number_in("train.gamma (the learning rate's decay factor)", self.gamma, 0, low_open=True, expected="positive")
         duration_seconds(self.checkpoint_interval, "train.checkpoint_interval")
         if duration_seconds(self.max_time, "train.max_time") == 0:
             raise ConfigError("train.max_time must be a positive duration such as 90s, 10m or 1h30m (null: no limit)")
@@ -395,7 +385,7 @@ def duration_seconds(value: str | float | None, key: str) -> float | None:
     else is a one-line ConfigError naming ``key``."""
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if is_number(value):
         seconds = float(value)
     else:
         text = str(value).strip().lower().replace(" ", "")

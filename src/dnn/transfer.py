@@ -22,7 +22,6 @@ and plain containers.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from dnn.checks import number_in
 from dnn.errors import CheckpointError, ConfigError
 from dnn.models.cnn_base import HEAD_STAGE, ImageClassifier
 
@@ -145,12 +145,6 @@ def replace_head(model: ImageClassifier, num_classes: int) -> nn.Linear:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _check_rate(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"param_groups: {name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 def param_groups(
     model: ImageClassifier, body_lr: float, head_lr: float, weight_decay: float = 0.0, include_frozen: bool = False
 ) -> list[dict[str, Any]]:
@@ -162,8 +156,8 @@ def param_groups(
     not changed by it), and so is a group with nothing left in it. Raises :class:`ConfigError` if every parameter
     is frozen.
     """
-    rates = {n: _check_rate(n, v) for n, v in (("body_lr", body_lr), ("head_lr", head_lr))}
-    decay = _check_rate("weight_decay", weight_decay)
+    rates = {n: number_in(f"param_groups: {n}", v, 0) for n, v in (("body_lr", body_lr), ("head_lr", head_lr))}
+    decay = number_in("param_groups: weight_decay", weight_decay, 0)
     head_ids = {id(p) for p in _stage_params(_stages(model)[HEAD_STAGE])}
     body, head = [], []
     for p in model.parameters():
@@ -390,8 +384,9 @@ def discriminative_groups(model: nn.Module, lr: float, factor: float = 2.6, weig
     """One optimiser group per layer group, ``lr`` for the head and ``lr / factor^d`` d groups below it
     (ULMFiT's discriminative fine-tuning: η^{l−1} = η^l / 2.6). Frozen parameters are included: a group
     unfrozen later trains on in the same optimiser (a parameter without a gradient is not stepped)."""
-    lr, factor = _check_rate("lr", lr), _check_rate("factor", factor)
-    decay = _check_rate("weight_decay", weight_decay)
+    lr = number_in("discriminative_groups: lr", lr, 0)
+    factor = number_in("discriminative_groups: factor", factor, 0, low_open=True)  # lr / factor^d
+    decay = number_in("discriminative_groups: weight_decay", weight_decay, 0)
     groups = text_layer_groups(model)
     top = len(groups) - 1
     return [{"name": name, "params": params, "lr": lr / factor ** (top - i), "weight_decay": decay}

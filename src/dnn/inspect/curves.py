@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from dnn.checks import is_number
 from dnn.errors import DataError
 from dnn.inspect.figures import fit_title, new_figure, placeholder, save_png
 
@@ -55,7 +56,7 @@ def _series(records: Iterable[Mapping[str, Any]], key: str) -> tuple[list[float]
     steps, values = [], []
     for r in records:
         value = r.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and "step" in r:
+        if is_number(value) and math.isfinite(value) and "step" in r:
             steps.append(float(r["step"]))
             values.append(float(value))
     return steps, values

@@ -22,6 +22,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from dnn.checks import is_int, is_number
 from dnn.errors import CheckpointError
 from dnn.rundir import METRICS, REPORT
 from dnn.serve.inference import check_deadline
@@ -132,7 +133,7 @@ def _records(lines: list[bytes]) -> list[dict[str, Any]]:
             record = json.loads(line)
         except ValueError:  # damaged or cut short (a run killed mid-write): skipped, never echoed
             continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int) and not isinstance(record["step"], bool):
+        if isinstance(record, dict) and is_int(record.get("step")):
             records.append(record)
     return records
 
@@ -154,21 +155,17 @@ def read_curves(run_dir: Path, max_points: int = 400, max_bytes: int = MAX_CURVE
     del lines
     train: dict[str, list] = {"step": [], "loss": [], "lr": []}
     for record in _records([train_raw[i] for i in _evenly(len(train_raw), max_points)]):
-        if _number(record.get("loss")):
+        if is_number(record.get("loss")):
             for key in train:
                 train[key].append(record.get(key))
     evals = [r for r in _records([evals_raw[i] for i in _evenly(len(evals_raw), max_points)])
              if (r.get("kind") == "eval" or "split" in r) and r.get("split", "valid") == "valid"]  # fmt: skip
-    names = sorted({k for r in evals for k, v in r.items() if _number(v) and k not in _NOT_METRICS})
+    names = sorted({k for r in evals for k, v in r.items() if is_number(v) and k not in _NOT_METRICS})
     eval_series = {"step": [r["step"] for r in evals], **{k: [r.get(k) for r in evals] for k in names}}
     return {"train": _json_safe(train), "eval": _json_safe(eval_series), "sampled": sampled}
 
 
 _NOT_METRICS = {"step", "epoch", "kind", "split"}
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _json_safe(series: dict[str, list]) -> dict[str, list]:
@@ -179,4 +176,4 @@ def _finite(value: Any) -> Any:
     """JSON has no NaN or infinity: such a value (a diverged loss) becomes null; only numbers are sent."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    return value if _number(value) else None
+    return value if is_number(value) else None

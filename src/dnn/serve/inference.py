@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from dnn.checks import int_in
 from dnn.errors import ConfigError, DataError, DnnError
 from dnn.inspect.draw import draw_figure
 from dnn.serve.images import decode_image, feature_maps, first_conv_maps
@@ -199,8 +200,7 @@ def generate(served: ServedRun, limits: ServeLimits, prompt: str = "", length: i
     (see :meth:`dnn.tasks.language.TextGenerator.generate`)."""
     _needs(served, "generate")
     length = min(DEFAULT_LENGTH, limits.max_tokens) if length is None else length
-    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= limits.max_tokens:
-        raise ConfigError(f"length must be an integer from 1 to {limits.max_tokens} (--max-tokens), got {length!r}")
+    int_in("length", length, 1, limits.max_tokens, expected=f"an integer from 1 to {limits.max_tokens} (--max-tokens)")
     given = {"length": length, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
     options = served.predictor.check({k: v for k, v in given.items() if v is not None})  # the schema, its rules
     _check_text(served.predictor, prompt, limits, field="prompt", allow_empty=True)

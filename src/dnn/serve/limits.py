@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from dnn.errors import ConfigError
+from dnn.checks import number_in, positive_int
 
 # what one decoding may ask for is declared once, with the predictors' options (re-exported here for the server)
 from dnn.tasks.options import MAX_BEAM_SIZE, MAX_SEED, MAX_TEMPERATURE, MAX_TOP_K, MIN_TEMPERATURE, MIN_TOP_P
@@ -44,11 +44,10 @@ class ServeLimits:
         for f in fields(self):
             value = getattr(self, f.name)
             name = f"{f.name} ({FLAGS[f.name]})" if f.name in FLAGS else f.name
-            if f.name.endswith("_s"):
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                    raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            if f.name.endswith("_s"):  # finite=False: an infinite timeout stays allowed, as it always was
+                number_in(name, value, 0, low_open=True, finite=False, expected="a number of seconds > 0")
+            else:
+                positive_int(name, value)
 
 
 FLAGS = {"max_body_bytes": "--max-body-bytes", "max_tokens": "--max-tokens", "max_pixels": "--max-pixels",

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from dnn.checks import int_in
 from dnn.errors import ConfigError
 from dnn.serve.access import check_token, is_loopback, new_token
 from dnn.serve.limits import ServeLimits
@@ -48,8 +49,7 @@ WILDCARDS = ("0.0.0.0", "::", "")  # a host that binds every address of the mach
 
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0: any free port); a port in use is a one-line ConfigError."""
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ConfigError(f"--port must be an integer from 0 to 65535, got {port!r}")
+    int_in("--port", port, 0, 65535, expected="an integer from 0 to 65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         return socket.create_server((host, port), family=family)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dnn.checks import int_in
 from dnn.data.batching import shuffled_batches
 from dnn.data.splits import derive_seed
 from dnn.data.synthetic import adding_splits
@@ -43,8 +44,7 @@ class AddingProblem(Task):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        if isinstance(cfg.data.length, bool) or not isinstance(cfg.data.length, int) or cfg.data.length < 2:
-            raise ConfigError(f"data.length (the sequence length T) must be an integer ≥ 2, got {cfg.data.length!r}")
+        int_in("data.length (the sequence length T)", cfg.data.length, 2)
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     def prepare(self, log) -> None:

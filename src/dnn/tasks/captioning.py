@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from dnn.checks import positive_int
 from dnn.data.batching import IGNORE_INDEX, pad_batch, shuffled_batches
 from dnn.data.digit_scenes import DIGIT_WORDS, caption_scenes, digits_by_split
 from dnn.data.images import Normalize, channel_stats, load_image
@@ -301,8 +302,7 @@ class CaptionPredictor(Predictor):
         row, summing to 1), ``grid`` ``[h, w]``, and ``focus``: per word the (x, y) pixel of the image at the
         centre of its most attended position.
         """
-        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-            raise ConfigError(f"beam_size must be a positive integer, got {beam_size!r}")
+        positive_int("beam_size", beam_size)
         names, images = self.load(inputs)
         self.model.eval()
         rows: list[dict[str, Any]] = []

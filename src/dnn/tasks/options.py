@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dnn.checks import is_number
 from dnn.decoding import MIN_TEMPERATURE
 from dnn.errors import ConfigError
 
@@ -82,7 +83,7 @@ class Option:
             if not isinstance(value, str) or (self.choices and value not in self.choices):
                 raise ConfigError(f"{self.flag}: must be {want}, got {_show(value)}")
             return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not is_number(value):
             raise ConfigError(f"{self.flag}: must be {want}, got {_show(value)}")
         if self.type is int:
             if isinstance(value, float) and not value.is_integer():

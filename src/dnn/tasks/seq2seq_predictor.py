@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dnn.checks import int_in, number_in, positive_int
 from dnn.data.batching import pad_batch
 from dnn.data.tokenizers import Tokenizer
 from dnn.data.vocab import Vocab
@@ -152,13 +153,9 @@ class Seq2SeqPredictor(Predictor):
         search also ``score`` (log p / lp(n)), and with ``n_best`` > 1 ``alternatives``: the next best as
         ``{"output", "output_tokens", "score"}``, best first.
         """
-        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-            raise ConfigError(f"beam_size must be a positive integer, got {beam_size!r}")
-        if isinstance(n_best, bool) or not isinstance(n_best, int) or not 1 <= n_best <= beam_size:
-            raise ConfigError(f"n_best must be an integer from 1 to beam_size={beam_size}, got {n_best!r}")
-        alpha = length_penalty
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 5:
-            raise ConfigError(f"length_penalty (GNMT's α) must be a number in [0, 5], got {length_penalty!r}")
+        positive_int("beam_size", beam_size)
+        int_in("n_best", n_best, 1, beam_size, expected=f"an integer from 1 to beam_size={beam_size}")
+        alpha = number_in("length_penalty (GNMT's α)", length_penalty, 0, 5)
         if isinstance(texts, str):
             texts = [texts]
         ids = self.encode(texts)

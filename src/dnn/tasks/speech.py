@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dnn.checks import positive_int
 from dnn.data.audio import FeatureConfig, log_mel, read_audio
 from dnn.data.batching import BucketBatchSampler
 from dnn.data.speech import (
@@ -378,8 +379,7 @@ class SpeechPredictor(Predictor):
         the best path's), else CTC prefix beam search (the labelling's summed log-probability)."""
         if isinstance(paths, (str, Path)):
             paths = [paths]
-        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-            raise ConfigError(f"beam_size must be a positive integer, got {beam_size!r}")
+        positive_int("beam_size", beam_size)
         features = [self.load(p) for p in paths]
         out = []
         for start in range(0, len(features), EVAL_BATCH):
