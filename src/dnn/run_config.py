@@ -84,10 +84,8 @@ class _TokenData:
     min_freq: int = 1
 
     def _check_tokens(self) -> None:
-        if self.vocab_size < 1:
-            raise ConfigError(f"data.vocab_size must be a positive integer, got {self.vocab_size}")
-        if self.min_freq < 1:
-            raise ConfigError(f"data.min_freq must be at least 1, got {self.min_freq}")
+        positive_int("data.vocab_size", self.vocab_size)
+        int_in("data.min_freq", self.min_freq, 1, expected="at least 1")
 
 
 @dataclass
@@ -205,8 +203,7 @@ class SpeechData(_BuiltinData, DataConfig):
         if self.train and self.source is not None:  # a user's recordings win over the recipe's built-in speech
             self.source = None
         for name in ("n_mels", "freq_mask_width", "time_mask_width"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"data.{name} must be a positive integer, got {getattr(self, name)}")
+            positive_int(f"data.{name}", getattr(self, name))
         if self.sample_rate < 1000:
             raise ConfigError(f"data.sample_rate must be at least 1000 Hz, got {self.sample_rate}")
         for name in ("freq_masks", "time_masks"):
@@ -412,8 +409,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
-        if not 0 <= self.seed < 2**32:
-            raise ConfigError(f"seed must be an integer in [0, 2**32), got {self.seed}")
+        int_in("seed", self.seed, 0, 2**32 - 1, expected="an integer in [0, 2**32)")
         if type(self.data) is not DATA_CONFIGS.get(self.data.task):  # a bare DataConfig: the task's own, filled
             self.data = data_config(to_dict(self.data))
         validate_model_section(self.model, complete=False)

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dnn.checks import positive_int
 from dnn.data.records import (  # the record types, Records/ReadStats and LengthPolicy re-exported: public path
     LengthPolicy,
     Pair,
@@ -376,8 +377,7 @@ def read_lines(path: str | os.PathLike, *, skip_blank: bool = True) -> Records[s
 def read_chunks(path: str | os.PathLike, chunk_size: int = 1 << 20) -> Iterator[str]:
     """The whole text of a file, streamed as the strings decoded from ``chunk_size``-byte blocks."""
     p = check_file(path, expected="text")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ConfigError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    positive_int("chunk_size", chunk_size)
 
     def chunks() -> Iterator[str]:
         decoder = codecs.getincrementaldecoder("utf-8-sig")()  # drops a leading BOM
