@@ -3,23 +3,30 @@
     check_memory(task, cfg)                        # before task.prepare(): the data it will hold
     check_memory(task, cfg, model_cfg, device)     # after: one training step, before the model is built
 
-An :class:`Estimate` has five terms: the data the task holds (:meth:`Task.data_bytes`, from the config, before the
+An :class:`Estimate` has six terms: the data the task holds (:meth:`Task.data_bytes`, from the config, before the
 data exists), the parameters, their gradients, the optimiser's state (Adam/AdamW: two moments; SGD: one with
-momentum, none without) and the activations autograd keeps for the largest batch (:meth:`Task.batch_plan`).
+momentum, none without), the activations autograd keeps for the largest batch (:meth:`Task.batch_plan`) and what
+torch's kernels take on a first step whatever the model (KERNELS, measured).
 
 The activations follow the real model. It is built on the meta device (shapes only) and its tensors become fake CPU
 tensors (torch's FakeTensorMode: shapes, dtypes and devices, no storage); the task's own ``step`` (forward and loss)
 runs on a batch of the plan under :func:`torch.autograd.graph.saved_tensors_hooks`, which sum the bytes of every
-tensor saved for backward, once per storage, parameters excluded. The peak holds more than that: the gradients
-backward computes beside them, and the allocator's slack; measured against real steps (benchmarks/memory.py) the
-activations took 1.1–1.9 times the saved bytes, so the estimate takes BACKWARD = 1.5 times them. Fake rather than
-meta tensors: the fused recurrent kernels ask autocast about their input's
-device, which meta is not. The batch's token ids and lengths stay real (small) CPU tensors and ops on real tensors
-alone run for real, because the models check ids (``int(tokens.max())``) and pack sequences by their lengths.
+tensor saved for backward, once per storage, parameters excluded. Fake rather than meta tensors: the fused recurrent
+kernels ask autocast about their input's device, which meta is not. The batch's token ids and lengths stay real
+(small) CPU tensors and ops on real tensors alone run for real, because the models check ids
+(``int(tokens.max())``) and pack sequences by their lengths. Two ops do not run faithfully on fake tensors, and get
+an analytic stand-in: oneDNN's LSTM layer, whose workspace for backward its fake kernel returns empty, is given the
+size measured on the real kernel (64 bytes per step, example and hidden unit); the CTC loss has no fake kernel, so
+what was saved before it counts (its own alpha table, B × T' × (2U + 1) floats, is left out).
+
+The peak holds more than the saved tensors: the gradients backward computes beside them, and the allocator's slack;
+against real steps of seven recipes (benchmarks/MEMORY.md) the activations' share of the peak was 1.2–2.6 times
+the saved bytes (median 1.7); the estimate takes BACKWARD = 1.5 times them. The probe runs in fp32 (bf16/fp16
+autocast saves less: there it overestimates).
 
 A probe runs at most PROBE_SIZE examples and PROBE_LENGTH steps: activations grow linearly with the batch size, and
 a longer time axis is extrapolated from three probes (exact for a + b·L + c·L²: recurrent layers are linear in L,
-attention quadratic). Where an op has no fake kernel (the CTC loss), what was saved before it is counted.
+attention quadratic).
 
 Available memory: ``MemAvailable`` in /proc/meminfo, else the machine's physical memory, else no check; on CUDA the
 device's free memory (the data stays in the host's). The environment variable ``DNN_MEMORY_AVAILABLE`` (bytes, or
@@ -28,6 +35,7 @@ with a unit: 512M, 8G, 1.5T; binary units) overrides it, for tests that must not
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
@@ -36,7 +44,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
+from torch._subclasses import fake_tensor as fakes
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -49,9 +57,13 @@ OVERRIDE = "DNN_MEMORY_AVAILABLE"
 PROBE_SIZE = 16  # examples in a probe batch
 PROBE_LENGTH = 64  # steps in the longest probe
 BACKWARD = 1.5  # the activations' peak over the bytes saved for backward (see the module docstring)
+KERNELS = 16 * 2**20  # what a first step adds whatever the model: oneDNN's primitives and scratchpads, code paged in
+# (measured: 13–17 MiB for a 1-unit LSTM and a batch of 1 through LeNet-5, benchmarks/memory.py)
 LABELS = {"data": "data held in memory", "parameters": "parameters", "gradients": "gradients",
-          "optimizer": "optimizer state", "activations": "activations"}  # fmt: skip
+          "optimizer": "optimizer state", "activations": "activations", "kernels": "torch's kernels"}  # fmt: skip
 MODEL_HINT = "choose a smaller model (fewer or narrower layers)"
+NO_FAKE_KERNEL = (fakes.DynamicOutputShapeException, fakes.DataDependentOutputException,
+                  fakes.UnsupportedOperatorException, NotImplementedError)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,7 @@ def estimate(task: Any, cfg: Any, model_cfg: Any, device: torch.device | None = 
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     t = cfg.train
     moments = {"adam": 2, "adamw": 2, "sgd": 1 if t.momentum > 0 else 0}.get(t.optimizer, 2)
-    out.terms.update(parameters=weights, gradients=trainable, optimizer=moments * trainable)
+    out.terms.update(parameters=weights, gradients=trainable, optimizer=moments * trainable, kernels=KERNELS)
     out.why["optimizer"] = f"{t.optimizer}, {moments} per parameter"
     plan = task.batch_plan()
     if plan is not None:
@@ -164,7 +176,7 @@ def _data_estimate(task: Any) -> Estimate:
 
 def _activations(model: nn.Module, task: Any, plan: BatchPlan, device: torch.device | None) -> int:
     """Bytes autograd saves for one batch of ``plan``: probes of at most PROBE_SIZE × PROBE_LENGTH, scaled up."""
-    fake = FakeTensorMode(allow_non_fake_inputs=True)  # the batch's real CPU tensors join in as fakes
+    fake = fakes.FakeTensorMode(allow_non_fake_inputs=True)  # the batch's real CPU tensors join in as fakes
     where = device if device is not None and device.type == "cuda" else torch.device("cpu")
     model = model._apply(lambda t: fake.fake_tensor_converter.from_meta_and_device(fake, t, where)).train()
     size = min(plan.size, PROBE_SIZE)
@@ -185,15 +197,13 @@ def _activations(model: nn.Module, task: Any, plan: BatchPlan, device: torch.dev
 class _Probe(TorchDispatchMode):
     """Above FakeTensorMode: an op whose tensors are all real (a batch's ids and lengths) runs for real, so that a
     model can read their values; an op with any fake tensor (the model's) or none at all (factories) stays fake.
-
-    oneDNN's LSTM layer (torch's CPU LSTM in training) saves a workspace for backward that its fake kernel returns
-    empty; here it gets the size measured on the real kernel: 64 bytes per step, example and hidden unit."""
+    oneDNN's LSTM layer gets its workspace (empty from its fake kernel): 64 bytes per step, example, hidden unit."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         tensors = [a for a in tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
-        if tensors and not any(isinstance(a, FakeTensor) for a in tensors):
-            with unset_fake_temporarily():
+        if tensors and not any(isinstance(a, fakes.FakeTensor) for a in tensors):
+            with fakes.unset_fake_temporarily():
                 return func(*args, **kwargs)
         out = func(*args, **kwargs)
         if func is torch.ops.aten.mkldnn_rnn_layer.default and args[15]:  # (input, ..., hidden_size=10, ..., train=15)
@@ -202,7 +212,7 @@ class _Probe(TorchDispatchMode):
         return out
 
 
-def _saved_bytes(model: nn.Module, task: Any, batch: Any, fake: FakeTensorMode) -> int:
+def _saved_bytes(model: nn.Module, task: Any, batch: Any, fake: fakes.FakeTensorMode) -> int:
     """What autograd saves for backward in ``task.step`` on ``batch``, once per storage, the model's own tensors
     excluded."""
     own = {t.untyped_storage()._cdata for t in [*model.parameters(), *model.buffers()]}
@@ -218,21 +228,14 @@ def _saved_bytes(model: nn.Module, task: Any, batch: Any, fake: FakeTensorMode) 
         try:
             with fake, _Probe():
                 task.step(model, batch, {})
-        except (NotImplementedError, RuntimeError):  # an op without a fake kernel (CTC): what came before counts
+        except NO_FAKE_KERNEL:  # e.g. the CTC loss: what was saved before it counts
             pass
     return sum(saved.values())
 
 
 def _through(xs: tuple[int, ...], ys: list[int], x: float) -> float:
     """The parabola through the points (xs, ys), at ``x`` (Lagrange)."""
-    total = 0.0
-    for i, (xi, yi) in enumerate(zip(xs, ys)):
-        term = float(yi)
-        for j, xj in enumerate(xs):
-            if j != i:
-                term *= (x - xj) / (xi - xj)
-        total += term
-    return total
+    return sum(y * math.prod((x - b) / (a - b) for b in xs if b != a) for a, y in zip(xs, ys))
 
 
 # -- words -----------------------------------------------------------------------------------------------------
