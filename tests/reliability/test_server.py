@@ -330,7 +330,9 @@ def test_many_slow_clients_at_once_leave_the_server_answering(server):
         stop.set()
         thread.join(SLACK)
     print(f"/health during 5 waves of {2 * LIMITS.max_connections} slow clients: {statuses}")
-    assert statuses.count(200) >= len(statuses) - 1, statuses  # it gets through the flood
+    # every probe was answered: 200, or 503 in the moments the connection limit is full (by design); never a
+    # refused or hung connection. How many probes land in those moments depends on how busy the machine is.
+    assert statuses and set(statuses) <= {200, 503}, statuses  # and after each wave it answered 200 (above)
 
 
 @pytest.mark.slow
