@@ -116,10 +116,7 @@ def _needs(served: ServedRun, endpoint: str) -> None:
 
 def count_tokens(predictor: Any, text: str) -> int:
     """Tokens of ``text`` as the run reads them: its (source) tokenizer, else whitespace-separated words."""
-    # probe: Predictor declares no tokenizer: a translator has src_tokenizer, a text predictor tokenizer
-    # (TODO: declare it on Predictor)
-    tokenizer = getattr(predictor, "src_tokenizer", None) or getattr(predictor, "tokenizer", None)
-    return len(tokenizer.tokenize(text)) if tokenizer is not None else len(text.split())
+    return predictor.count_tokens(text)
 
 
 def _check_text(predictor: Any, text: str, limits: ServeLimits, field: str = "text", allow_empty: bool = False):

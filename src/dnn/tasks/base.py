@@ -147,6 +147,10 @@ class Predictor:
         """One dict per input (file path or text, by :attr:`modality`), with at least ``"input"``."""
         raise NotImplementedError(f"{type(self).__name__}.predict")
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as the run reads them (default: whitespace-separated words); the server's limit."""
+        return len(text.split())
+
     def text(self, row: dict[str, Any]) -> str:
         """One row of :meth:`predict` as a terminal shows it (default: input, label and probability, tab-separated)."""
         return f"{row['input']}\t{row['label']}\t{row['probability']:.3f}"

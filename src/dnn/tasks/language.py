@@ -392,6 +392,9 @@ class TextGenerator(Predictor):
     def predict(self, inputs: Sequence[str], **options: Any) -> list[dict[str, Any]]:
         return [{"input": prompt, "text": self.generate(prompt, **options)} for prompt in inputs]
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.tokenize(text))
+
     def text(self, row: dict[str, Any]) -> str:
         return row["text"]
 

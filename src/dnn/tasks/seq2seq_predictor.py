@@ -77,6 +77,9 @@ class Seq2SeqPredictor(Predictor):
         self.src_vocab, self.tgt_vocab, self.max_target_length = src_vocab, tgt_vocab, max_target_length
         self.max_source_length = max_source_length
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.src_tokenizer.tokenize(text))
+
     def max_len(self, source_length: int) -> int:
         """The longest output decoded for a source of ``source_length`` tokens before it is cut."""
         return max(self.max_target_length, 2 * source_length) + MARGIN

@@ -58,6 +58,9 @@ class TextClassifierPredictor(Predictor):
             model, tokenizer, vocab, labels, max_length,
         )  # fmt: skip
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.tokenize(text))
+
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         check_texts(texts)
         return [self.vocab.encode(self.tokenizer.tokenize(text)[: self.max_length]) for text in texts]
