@@ -12,7 +12,7 @@ from dnn.errors import ConfigError
 from dnn.inspect.captioning import attention_over_image
 from dnn.models.captioning import CaptionConfig, CaptionModel, coordinate_channels
 from dnn.models.registry import create_model
-from dnn.models.sequence import token_cross_entropy
+from dnn.models.token_ids import token_cross_entropy
 from dnn.tasks.captioning import CaptionPredictor, collate_captions
 
 V = len(DIGIT_WORDS) + 4

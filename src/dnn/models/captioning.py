@@ -39,20 +39,25 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from dnn.checks import choice, number_in, positive_int
+from dnn.checks import choice, positive_int
 from dnn.errors import ConfigError
 from dnn.io import PAD_ID
 from dnn.layers.attention import SCORES, Attention
 from dnn.layers.conv import ConvBNAct
+from dnn.models.recurrent_stack import RecurrentFields, make_rnn
 from dnn.models.registry import register_model
-from dnn.models.sequence import check_tokens, make_rnn, stack_of, token_cross_entropy
+from dnn.models.token_ids import check_tokens, token_cross_entropy
 
 __all__ = ["CaptionConfig", "CaptionEncoder", "CaptionModel", "CaptionState", "coordinate_channels"]
 
 
-@dataclass
-class CaptionConfig:
-    """CNN encoder + attention RNN decoder. ``channels``: the conv stages (each halves the feature map)."""
+@dataclass(kw_only=True)
+class CaptionConfig(RecurrentFields):
+    """CNN encoder + attention RNN decoder. ``channels``: the conv stages (each halves the feature map).
+
+    The recurrent stack's keys (:class:`RecurrentFields`), with this model's defaults: an LSTM or a GRU, 1 layer
+    of 256.
+    """
 
     vocab_size: int
     in_channels: int = 1
@@ -60,20 +65,18 @@ class CaptionConfig:
     feature_size: int = 128  # D, the size of an annotation vector a_s
     coordinates: bool = True  # append each position's (x, y) before the 1×1 projection
     embedding_size: int = 64
-    hidden_size: int = 256
-    num_layers: int = 1
     cell: Literal["lstm", "gru"] = "lstm"
+    hidden_size: int = 256
     attention: Literal["dot", "general", "concat"] = "concat"
     attention_hidden_size: int | None = None
     gate: bool = True  # β_t
-    dropout: float = 0.0
     doubly_stochastic: float = 0.0  # λ of the attention penalty
-    forget_bias: float | None = 1.0
 
     def __post_init__(self):
         where = "caption_attention"
-        for name in ("vocab_size", "in_channels", "feature_size", "embedding_size", "hidden_size", "num_layers"):
+        for name in ("vocab_size", "in_channels", "feature_size", "embedding_size"):
             positive_int(f"{where}: {name}", getattr(self, name))
+        self._check_recurrent(where, cells=("lstm", "gru"))
         if self.vocab_size < 5:
             raise ConfigError(f"{where}: vocab_size must be at least 5 (4 special tokens and a word), got "
                               f"{self.vocab_size}")  # fmt: skip
@@ -81,7 +84,6 @@ class CaptionConfig:
             raise ConfigError(f"{where}: channels must list at least one conv stage, got {self.channels!r}")
         for c in self.channels:
             positive_int(f"{where}: channels[i]", c)
-        choice(f"{where}: cell", self.cell, ("lstm", "gru"))
         choice(f"{where}: attention", self.attention, SCORES)
         if self.attention == "dot" and self.feature_size != self.hidden_size:
             raise ConfigError(
@@ -90,7 +92,6 @@ class CaptionConfig:
             )
         if self.attention_hidden_size is not None and self.attention != "concat":
             raise ConfigError(f"{where}: attention_hidden_size is only used by attention='concat'")
-        number_in(f"{where}: dropout", self.dropout, 0, 1, high_open=True)
         if not self.doubly_stochastic >= 0:
             raise ConfigError(f"{where}: doubly_stochastic (λ) must be ≥ 0, got {self.doubly_stochastic!r}")
 
@@ -172,8 +173,7 @@ class CaptionModel(nn.Module):
         self.attention = Attention(c.hidden_size, c.feature_size, c.attention, c.attention_hidden_size)
         self.gate = nn.Linear(c.hidden_size, 1) if c.gate else None  # W_β, b_β
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_size, padding_idx=PAD_ID)  # E
-        self.rnn = make_rnn(c.embedding_size + c.feature_size, stack_of(c, bidirectional=False, residual=False,
-                                                                      dense=False))  # fmt: skip
+        self.rnn = make_rnn(c.embedding_size + c.feature_size, c.stack())
         self.out_h = nn.Linear(c.hidden_size, c.embedding_size)  # L_h
         self.out_z = nn.Linear(c.feature_size, c.embedding_size, bias=False)  # L_z
         self.dropout = nn.Dropout(c.dropout)

@@ -15,36 +15,41 @@ Shapes: B batch, T time, E embedding, H hidden, L layers, V vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from dnn.checks import positive_int
 from dnn.errors import ConfigError
 from dnn.io import PAD_ID
+from dnn.models.recurrent_stack import RecurrentFields, check_connections, make_rnn
 from dnn.models.registry import register_model
-from dnn.models.sequence import check_tokens, make_rnn, stack_of, token_cross_entropy, validate_recurrent_fields
+from dnn.models.token_ids import check_tokens, check_vocab_size, token_cross_entropy
 
 __all__ = ["LMState", "LanguageModel", "LanguageModelConfig"]
 
 
-@dataclass
-class LanguageModelConfig:
-    """Language model. ``tie_weights`` shares the embedding with the output layer (needs embedding = hidden)."""
+@dataclass(kw_only=True)
+class LanguageModelConfig(RecurrentFields):
+    """Language model. ``tie_weights`` shares the embedding with the output layer (needs embedding = hidden).
+
+    The recurrent stack's keys (cell, hidden_size 256, num_layers 2, dropout, forget_bias): :class:`RecurrentFields`.
+    """
 
     vocab_size: int
     embedding_size: int = 256
     hidden_size: int = 256
     num_layers: int = 2
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
     residual: bool = False
     dense: bool = False
-    dropout: float = 0.0
     tie_weights: bool = False
-    forget_bias: float | None = 1.0
 
     def __post_init__(self):
-        validate_recurrent_fields("language_model", self, 4, ("vocab_size",), dense=self.dense)
+        where = "language_model"
+        check_vocab_size(f"{where}: vocab_size", self.vocab_size, 4)
+        positive_int(f"{where}: embedding_size", self.embedding_size)
+        self._check_recurrent(where)
+        check_connections(where, self.residual, self.dense, self.num_layers)
         if self.tie_weights and self.embedding_size != self.hidden_size:
             raise ConfigError(
                 f"language_model: tie_weights needs embedding_size == hidden_size (the output layer is Eᵀ), got "
@@ -84,7 +89,7 @@ class LanguageModel(nn.Module):
         self.config = config
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_size, padding_idx=PAD_ID)
-        self.rnn = make_rnn(c.embedding_size, stack_of(c, bidirectional=False))
+        self.rnn = make_rnn(c.embedding_size, c.stack(residual=c.residual, dense=c.dense))
         self.dropout = nn.Dropout(c.dropout)
         self.output = nn.Linear(c.hidden_size, c.vocab_size)
         # the word_language_model example's initialisation: small uniform embeddings (and so output weights)

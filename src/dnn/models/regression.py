@@ -3,39 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from torch import Tensor, nn
 
-from dnn.checks import choice, number_in, positive_int
+from dnn.checks import positive_int
 from dnn.errors import ConfigError
+from dnn.models.recurrent_stack import RecurrentFields, check_connections, make_rnn
 from dnn.models.registry import register_model
-from dnn.models.sequence import CELLS, check_connections, make_rnn, stack_of
 
 __all__ = ["SequenceRegressor", "SequenceRegressorConfig"]
 
 
-@dataclass
-class SequenceRegressorConfig:
+@dataclass(kw_only=True)
+class SequenceRegressorConfig(RecurrentFields):
     """A recurrent regressor: ``input_size`` real features per step → one number from the last hidden state.
 
     ``residual`` / ``dense``: skip or dense connections between the stacked layers (:mod:`dnn.layers.recurrent`).
+    The recurrent stack's keys (cell, hidden_size 128, num_layers 1, dropout, forget_bias): :class:`RecurrentFields`.
     """
 
     input_size: int = 2
-    hidden_size: int = 128
-    num_layers: int = 1
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
     residual: bool = False
     dense: bool = False
-    dropout: float = 0.0
-    forget_bias: float | None = 1.0
 
     def __post_init__(self):
-        for name in ("input_size", "hidden_size", "num_layers"):
-            positive_int(f"sequence_regressor: {name}", getattr(self, name))
-        choice("sequence_regressor: cell", self.cell, CELLS)
-        number_in("sequence_regressor: dropout", self.dropout, 0, 1, high_open=True)
+        positive_int("sequence_regressor: input_size", self.input_size)
+        self._check_recurrent("sequence_regressor")
         check_connections("sequence_regressor", self.residual, self.dense, self.num_layers)
 
 
@@ -49,7 +42,7 @@ class SequenceRegressor(nn.Module):
     def __init__(self, config: SequenceRegressorConfig):
         super().__init__()
         self.config = c = config
-        self.rnn = make_rnn(c.input_size, stack_of(c))
+        self.rnn = make_rnn(c.input_size, c.stack(residual=c.residual, dense=c.dense))
         self.head = nn.Linear(c.hidden_size, 1)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """Sequence to sequence: an RNN encoder, a bridge, and a decoder with or without (Luong) attention.
 
-Encoder (a :class:`~dnn.models.sequence.RecurrentEncoder` over the source, with lengths)::
+Encoder (a :class:`~dnn.models.recurrent_stack.RecurrentEncoder` over the source, with lengths)::
 
     m_1 … m_S, h_n = RNN_enc(E_src[x_1] … E_src[x_S])       memory m_s = [m→_s; m←_s]   (B, S, M), M = D·H_enc
 
@@ -41,46 +41,43 @@ from dnn.checks import choice, number_in, positive_int
 from dnn.errors import ConfigError
 from dnn.io import PAD_ID
 from dnn.layers.attention import Attention
+from dnn.models.recurrent_stack import RecurrentEncoder, RecurrentFields, check_connections, make_rnn
 from dnn.models.registry import register_model
-from dnn.models.sequence import (
-    RecurrentEncoder,
-    check_tokens,
-    make_rnn,
-    stack_of,
-    token_cross_entropy,
-    validate_recurrent_fields,
-)
+from dnn.models.token_ids import check_tokens, check_vocab_size, token_cross_entropy
 
 __all__ = ["ATTENTIONS", "Bridge", "Decoder", "DecoderState", "Encoder", "Seq2Seq", "Seq2SeqConfig"]
 
 ATTENTIONS = ("none", "dot", "general", "concat")
-Encoder = RecurrentEncoder  # the source side is the sequence models' encoder: embedding → (bi)RNN with lengths
+Encoder = RecurrentEncoder  # the source side is the shared recurrent encoder: embedding → (bi)RNN with lengths
 
 
-@dataclass
-class Seq2SeqConfig:
-    """Encoder–decoder. ``encoder_hidden_size`` (per direction) defaults to ``hidden_size`` (the decoder's)."""
+@dataclass(kw_only=True)
+class Seq2SeqConfig(RecurrentFields):
+    """Encoder–decoder. ``encoder_hidden_size`` (per direction) defaults to ``hidden_size`` (the decoder's).
+
+    The recurrent stack's keys (cell, hidden_size 256, num_layers 1, dropout, forget_bias): :class:`RecurrentFields`.
+    """
 
     src_vocab_size: int
     tgt_vocab_size: int
     embedding_size: int = 128
     hidden_size: int = 256
     encoder_hidden_size: int | None = None
-    num_layers: int = 1
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
     bidirectional: bool = True
     residual: bool = False
     attention: Literal["none", "dot", "general", "concat"] = "general"
     attention_hidden_size: int | None = None
     input_feeding: bool = False
     teacher_forcing: float = 1.0
-    dropout: float = 0.0
-    forget_bias: float | None = 1.0
     label_smoothing: float = 0.0  # ε of the training loss; evaluation reports the plain cross-entropy
 
     def __post_init__(self):
         where = "seq2seq"
-        validate_recurrent_fields(where, self, min_vocab=4, vocab_fields=("src_vocab_size", "tgt_vocab_size"))
+        for name in ("src_vocab_size", "tgt_vocab_size"):
+            check_vocab_size(f"{where}: {name}", getattr(self, name), 4)
+        positive_int(f"{where}: embedding_size", self.embedding_size)
+        self._check_recurrent(where)
+        check_connections(where, self.residual, False, self.num_layers)
         number_in(f"{where}: label_smoothing", self.label_smoothing, 0, 1, high_open=True)
         if self.encoder_hidden_size is None:
             self.encoder_hidden_size = self.hidden_size
@@ -180,7 +177,7 @@ class Decoder(nn.Module):
         self.input_feeding = c.input_feeding
         self.embedding = nn.Embedding(c.tgt_vocab_size, c.embedding_size, padding_idx=PAD_ID)
         rnn_input = c.embedding_size + (c.hidden_size if c.input_feeding else 0)
-        self.rnn = make_rnn(rnn_input, stack_of(c, bidirectional=False, dense=False))
+        self.rnn = make_rnn(rnn_input, c.stack(residual=c.residual))  # one way, whatever the encoder reads
         if c.attention == "none":
             self.attention, self.combine = None, None
         else:
@@ -234,8 +231,8 @@ class Seq2Seq(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = Encoder(c.src_vocab_size, c.embedding_size,
-                               stack_of(c, hidden_size=c.encoder_hidden_size, dense=False))  # fmt: skip
+        stack = c.stack(hidden_size=c.encoder_hidden_size, bidirectional=c.bidirectional, residual=c.residual)
+        self.encoder = Encoder(c.src_vocab_size, c.embedding_size, stack)
         D = 2 if c.bidirectional else 1
         self.bridge = Bridge(c.num_layers, D, c.encoder_hidden_size, c.hidden_size, lstm=c.cell == "lstm")
         self.decoder = Decoder(c)

@@ -1,6 +1,7 @@
 """Sequence models over token ids: a classifier (many-to-one) and a tagger (many-to-many).
 
-Both read their tokens through a :class:`RecurrentEncoder`, which the sequence-to-sequence encoder reuses::
+Both read their tokens through a :class:`~dnn.models.recurrent_stack.RecurrentEncoder` (the sequence-to-sequence
+encoder is the same one)::
 
     x_t = E[w_t]                              embedding; row 0 (<pad>) stays 0 and gets no gradient
     o_1 … o_T, h_n = RNN(x_1 … x_T)           dnn's RNN / LSTM / GRU (layers, direction, residual or dense
@@ -17,185 +18,26 @@ Shapes: B batch, T time, E embedding, H hidden, D = 2 if bidirectional else 1, K
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dnn.checks import choice, number_in, positive_int
-from dnn.errors import ConfigError
-from dnn.io import PAD_ID
+from dnn.checks import choice, positive_int
 from dnn.layers.attention import Attention
-from dnn.layers.recurrent import GRU, LSTM, RNN
+from dnn.models.recurrent_stack import RecurrentEncoder, RecurrentFields, check_connections
 from dnn.models.registry import register_model
+from dnn.models.token_ids import check_vocab_size, token_cross_entropy
 
 __all__ = [
-    "CELLS",
-    "IGNORE_INDEX",
-    "StackConfig",
     "POOLINGS",
-    "EncoderOutput",
-    "RecurrentEncoder",
     "SequenceClassifier",
     "SequenceClassifierConfig",
     "SequenceTagger",
     "SequenceTaggerConfig",
-    "check_connections",
-    "check_tokens",
-    "make_rnn",
-    "stack_of",
-    "token_cross_entropy",
-    "validate_recurrent_fields",
 ]
 
-IGNORE_INDEX = -100  # targets at padded positions: no loss there
-CELLS = ("rnn", "lstm", "gru")
 POOLINGS = ("last", "mean", "max", "attention")
-_ID_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Shared pieces: validation, the recurrent stack, the encoder, the token loss
-# --------------------------------------------------------------------------------------------------------------
-
-
-def validate_recurrent_fields(
-    where: str, config, min_vocab: int = 2, vocab_fields: tuple[str, ...] = (), dense: bool = False
-) -> None:
-    """Check the fields every recurrent model config shares; the ConfigError names the field at fault.
-
-    ``dense``: the config's own ``dense`` field, for the configs that have one.
-    """
-    for name in (*vocab_fields, "embedding_size", "hidden_size", "num_layers"):
-        positive_int(f"{where}: {name}", getattr(config, name))
-    for name in vocab_fields:
-        if getattr(config, name) < min_vocab:
-            raise ConfigError(
-                f"{where}: {name} must be at least {min_vocab} (ids 0..{min_vocab - 1} are <pad>, <unk>, <sos>, "
-                f"<eos>), got {getattr(config, name)}"
-            )
-    choice(f"{where}: cell", config.cell, CELLS)
-    number_in(f"{where}: dropout", config.dropout, 0, 1, high_open=True)
-    check_connections(where, config.residual, dense, config.num_layers)
-    if config.forget_bias is not None:
-        number_in(f"{where}: forget_bias", config.forget_bias, expected="a number or None")
-
-
-def check_connections(where: str, residual: bool, dense: bool, num_layers: int) -> None:
-    """Residual or dense connections (not both) join stacked layers, so either needs num_layers ≥ 2."""
-    if residual and dense:
-        raise ConfigError(f"{where}: residual and dense exclude each other; set one of them, got both true")
-    for name, on in (("residual", residual), ("dense", dense)):
-        if on and num_layers < 2:
-            raise ConfigError(f"{where}: {name} needs num_layers ≥ 2 (it joins stacked layers), got num_layers=1")
-
-
-@dataclass(frozen=True, kw_only=True)
-class StackConfig:
-    """The recurrent stack every recurrent model shares, passed whole down to the layer (keyword-only)::
-
-        cell          rnn | lstm | gru
-        hidden_size   H per direction
-        num_layers    L stacked layers
-        bidirectional D = 2 reads the sequence both ways
-        residual      a layer adds its input to its output (skip connections)
-        dense         a layer reads the concatenation of the input and every earlier layer's output
-        dropout       between layers
-        forget_bias   the LSTM's initial forget-gate bias (None: torch's init)
-
-    A model's own config keeps these as flat keys (``model.hidden_size=256`` on the command line) and builds its
-    stack from them once (e.g. :meth:`SequenceClassifierConfig.stack`).
-    """
-
-    cell: str
-    hidden_size: int
-    num_layers: int = 1
-    bidirectional: bool = False
-    residual: bool = False
-    dense: bool = False
-    dropout: float = 0.0
-    forget_bias: float | None = 1.0
-
-
-def make_rnn(input_size: int, stack: StackConfig) -> nn.Module:
-    """dnn's batch-first ``RNN`` / ``LSTM`` / ``GRU`` of ``stack`` over inputs of ``input_size`` features."""
-    s = stack
-    common = dict(num_layers=s.num_layers, batch_first=True, dropout=s.dropout, bidirectional=s.bidirectional,
-                  residual=s.residual, dense=s.dense)  # fmt: skip
-    if s.cell == "lstm":
-        return LSTM(input_size, s.hidden_size, forget_bias=s.forget_bias, **common)
-    if s.cell == "gru":
-        return GRU(input_size, s.hidden_size, **common)
-    if s.cell == "rnn":
-        return RNN(input_size, s.hidden_size, **common)
-    raise ConfigError(f"cell must be one of {', '.join(map(repr, CELLS))}; got {s.cell!r}")
-
-
-def stack_of(config, **changes) -> StackConfig:
-    """The :class:`StackConfig` of a recurrent model's config (its flat keys), with ``changes`` (e.g. a decoder
-    that reads one way: ``bidirectional=False``)."""
-    fields = {f: getattr(config, f) for f in ("cell", "hidden_size", "num_layers", "dropout", "forget_bias")}
-    for name in ("bidirectional", "residual", "dense"):  # not every model has these keys: False where absent
-        # probe: not every recurrent model's config declares these keys; an absent one means False
-        fields[name] = bool(getattr(config, name, False))
-    return StackConfig(**{**fields, **changes})
-
-
-def check_tokens(name: str, tokens: Tensor, vocab_size: int, dim: int = 2) -> None:
-    """Raise a one-line ConfigError unless ``tokens`` is an integer tensor of rank ``dim`` with ids < vocab_size."""
-    if not isinstance(tokens, Tensor) or tokens.dim() != dim or tokens.dtype not in _ID_DTYPES:
-        got = f"{tuple(tokens.shape)} {tokens.dtype}" if isinstance(tokens, Tensor) else type(tokens).__name__
-        letters = "(B, T)" if dim == 2 else "(B,)"
-        raise ConfigError(f"{name} must be an integer tensor of shape {letters}, got {got}")
-    if tokens.numel():
-        lo, hi = int(tokens.min()), int(tokens.max())
-        if lo < 0 or hi >= vocab_size:
-            raise ConfigError(f"{name} must hold ids in [0, {vocab_size - 1}] (the vocabulary), got [{lo}, {hi}]")
-
-
-def token_cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX,
-                        label_smoothing: float = 0.0) -> Tensor:  # fmt: skip
-    """Mean cross-entropy over the real tokens: ``logits (..., V)``, ``targets (...)``; ``ignore_index`` = padding.
-
-    ``label_smoothing`` ε (Szegedy et al. 2016): the target distribution is (1 − ε)·one-hot + ε/V, as torch's."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=ignore_index,
-                           label_smoothing=label_smoothing)  # fmt: skip
-
-
-class EncoderOutput(NamedTuple):
-    outputs: Tensor  # (B, T, D·H), exactly 0 past each length
-    final: Tensor | tuple[Tensor, Tensor]  # h_n (L·D, B, H); LSTM: (h_n, c_n)
-    mask: Tensor  # (B, T) bool, True = real token
-
-
-class RecurrentEncoder(nn.Module):
-    """Embedding → multi-layer (bi)directional RNN / LSTM / GRU over padded token ids.
-
-    x_t = E[w_t]                              (B, T, E), E[<pad>] = 0
-    o_t, h_n = RNN(x_t, h_{t−1})              o_t = [o→_t; o←_t] (B, T, D·H); h_n at each sequence's own end
-    """
-
-    def __init__(self, vocab_size: int, embedding_size: int, stack: StackConfig):
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.num_directions = 2 if stack.bidirectional else 1
-        self.output_size = self.num_directions * stack.hidden_size
-        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
-        self.rnn = make_rnn(embedding_size, stack)
-
-    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
-        """``tokens (B, T)`` and optional ``lengths (B,)`` → outputs ``(B, T, D·H)``, final state, mask ``(B, T)``."""
-        check_tokens("tokens", tokens, self.vocab_size)
-        lengths = None if lengths is None else torch.as_tensor(lengths)
-        x = self.embedding(tokens)  # (B, T, E)
-        outputs, final = self.rnn(x, lengths=lengths)  # (B, T, D·H)
-        B, T = tokens.shape
-        if lengths is None:
-            mask = torch.ones(B, T, dtype=torch.bool, device=tokens.device)
-        else:
-            mask = torch.arange(T, device=tokens.device) < lengths.to(tokens.device).unsqueeze(1)  # (B, T)
-        return EncoderOutput(outputs, final, mask)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -203,30 +45,30 @@ class RecurrentEncoder(nn.Module):
 # --------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class SequenceClassifierConfig:
+@dataclass(kw_only=True)
+class SequenceClassifierConfig(RecurrentFields):
     """Sequence classifier; the defaults are the lecture's Keras example (Embedding → LSTM → Dense).
 
     ``num_classes = 1`` gives one logit for a binary task trained with BCE (the Keras example's sigmoid output).
+    The recurrent stack's keys (cell, hidden_size 128, num_layers 1, dropout, forget_bias): :class:`RecurrentFields`.
     """
 
     vocab_size: int
     num_classes: int
     embedding_size: int = 128
-    hidden_size: int = 128
-    num_layers: int = 1
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
     bidirectional: bool = False
     residual: bool = False
     dense: bool = False
     pooling: Literal["last", "mean", "max", "attention"] = "last"
-    dropout: float = 0.0
-    forget_bias: float | None = 1.0
 
     def __post_init__(self):
-        validate_recurrent_fields("sequence_classifier", self, 2, ("vocab_size",), dense=self.dense)
-        positive_int("sequence_classifier: num_classes", self.num_classes)
-        choice("sequence_classifier: pooling", self.pooling, POOLINGS)
+        where = "sequence_classifier"
+        check_vocab_size(f"{where}: vocab_size", self.vocab_size, 2)
+        positive_int(f"{where}: embedding_size", self.embedding_size)
+        self._check_recurrent(where)
+        check_connections(where, self.residual, self.dense, self.num_layers)
+        positive_int(f"{where}: num_classes", self.num_classes)
+        choice(f"{where}: pooling", self.pooling, POOLINGS)
 
 
 class SequenceClassifier(nn.Module):
@@ -244,7 +86,8 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = RecurrentEncoder(c.vocab_size, c.embedding_size, stack_of(c))
+        stack = c.stack(bidirectional=c.bidirectional, residual=c.residual, dense=c.dense)
+        self.encoder = RecurrentEncoder(c.vocab_size, c.embedding_size, stack)
         size = self.encoder.output_size
         if c.pooling == "attention":
             self.query = nn.Parameter(torch.randn(size) / size**0.5)  # q
@@ -290,25 +133,27 @@ def sequence_classifier(config: SequenceClassifierConfig) -> SequenceClassifier:
 # --------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class SequenceTaggerConfig:
-    """Sequence tagger: one of ``num_classes`` labels per token."""
+@dataclass(kw_only=True)
+class SequenceTaggerConfig(RecurrentFields):
+    """Sequence tagger: one of ``num_classes`` labels per token.
+
+    The recurrent stack's keys (cell, hidden_size 128, num_layers 1, dropout, forget_bias): :class:`RecurrentFields`.
+    """
 
     vocab_size: int
     num_classes: int
     embedding_size: int = 128
-    hidden_size: int = 128
-    num_layers: int = 1
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
     bidirectional: bool = True
     residual: bool = False
     dense: bool = False
-    dropout: float = 0.0
-    forget_bias: float | None = 1.0
 
     def __post_init__(self):
-        validate_recurrent_fields("sequence_tagger", self, 2, ("vocab_size",), dense=self.dense)
-        positive_int("sequence_tagger: num_classes", self.num_classes)
+        where = "sequence_tagger"
+        check_vocab_size(f"{where}: vocab_size", self.vocab_size, 2)
+        positive_int(f"{where}: embedding_size", self.embedding_size)
+        self._check_recurrent(where)
+        check_connections(where, self.residual, self.dense, self.num_layers)
+        positive_int(f"{where}: num_classes", self.num_classes)
 
 
 class SequenceTagger(nn.Module):
@@ -323,7 +168,8 @@ class SequenceTagger(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = RecurrentEncoder(c.vocab_size, c.embedding_size, stack_of(c))
+        stack = c.stack(bidirectional=c.bidirectional, residual=c.residual, dense=c.dense)
+        self.encoder = RecurrentEncoder(c.vocab_size, c.embedding_size, stack)
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(self.encoder.output_size, c.num_classes)
 

@@ -25,41 +25,42 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dnn.checks import choice, int_in, number_in, positive_int
+from dnn.checks import choice, int_in, positive_int
 from dnn.errors import ConfigError
+from dnn.models.recurrent_stack import RecurrentFields, make_rnn
 from dnn.models.registry import register_model
-from dnn.models.sequence import make_rnn, stack_of
 
 __all__ = ["BLANK", "SpeechCTC", "SpeechCTCConfig", "ctc_loss", "min_ctc_frames"]
 
 BLANK = 0
 
 
-@dataclass
-class SpeechCTCConfig:
+@dataclass(kw_only=True)
+class SpeechCTCConfig(RecurrentFields):
     """Conv front end (optional) → multi-layer bidirectional LSTM/GRU → characters + blank.
 
     ``num_classes`` (characters + 1) and ``n_mels`` come from the data. ``conv_channels = 0`` drops the front end
-    (the recurrent stack then reads the mel frames at the full frame rate).
+    (the recurrent stack then reads the mel frames at the full frame rate). The recurrent stack's keys
+    (:class:`RecurrentFields`), with this model's defaults: an LSTM or a GRU, 2 layers of 160, dropout 0.1.
     """
 
     num_classes: int
     n_mels: int = 80
     conv_channels: int = 256
     conv_kernel: int = 5
+    cell: Literal["lstm", "gru"] = "lstm"
     hidden_size: int = 160
     num_layers: int = 2
-    cell: Literal["lstm", "gru"] = "lstm"
-    bidirectional: bool = True
     dropout: float = 0.1
-    forget_bias: float | None = 1.0
+    bidirectional: bool = True
     # the recurrent runner's implementation: our cells with hand-written BPTT ("reference") train ~2× faster here
     # than torch's packed kernel ("fused"), whose backward over variable lengths is slow on CPU
     implementation: Literal["auto", "reference", "fused"] = "reference"
 
     def __post_init__(self):
-        for name in ("num_classes", "n_mels", "conv_kernel", "hidden_size", "num_layers"):
+        for name in ("num_classes", "n_mels", "conv_kernel"):
             positive_int(f"speech_ctc: {name}", getattr(self, name))
+        self._check_recurrent("speech_ctc", cells=("lstm", "gru"))
         if self.num_classes < 2:
             raise ConfigError(
                 f"speech_ctc: num_classes must be at least 2 (blank + a character), got {self.num_classes}"
@@ -68,8 +69,6 @@ class SpeechCTCConfig:
         if self.conv_kernel % 2 == 0:
             raise ConfigError(f"speech_ctc: conv_kernel must be odd (centred on its frame), got {self.conv_kernel}")
         choice("speech_ctc: implementation", self.implementation, ("auto", "reference", "fused"))
-        choice("speech_ctc: cell", self.cell, ("lstm", "gru"))
-        number_in("speech_ctc: dropout", self.dropout, 0, 1, high_open=True)
 
 
 class SpeechCTC(nn.Module):
@@ -86,7 +85,7 @@ class SpeechCTC(nn.Module):
         if c.conv_channels:
             self.conv = nn.Conv1d(c.n_mels, c.conv_channels, c.conv_kernel, stride=2, padding=c.conv_kernel // 2)
         rnn_input = c.conv_channels or c.n_mels
-        self.rnn = make_rnn(rnn_input, stack_of(c, residual=False, dense=False))
+        self.rnn = make_rnn(rnn_input, c.stack(bidirectional=c.bidirectional))
         self.rnn.implementation = c.implementation
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), c.num_classes)

@@ -36,7 +36,7 @@ from dnn.errors import ConfigError
 from dnn.io import PAD_ID
 from dnn.layers.transformer import TransformerDecoderLayer, TransformerEncoderLayer, sinusoidal_positions
 from dnn.models.registry import register_model
-from dnn.models.sequence import check_tokens, token_cross_entropy
+from dnn.models.token_ids import check_tokens, token_cross_entropy
 
 __all__ = ["TransformerConfig", "TransformerSeq2Seq", "TransformerState"]
 

@@ -15,23 +15,25 @@ Shapes: B batch, T frames, (C, H_img, W_img) a frame, F frame features, H hidden
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from dnn.checks import choice, number_in, positive_int
+from dnn.checks import positive_int
 from dnn.errors import ConfigError
 from dnn.layers.conv import ConvBNAct
+from dnn.models.recurrent_stack import RecurrentFields, make_rnn
 from dnn.models.registry import register_model
-from dnn.models.sequence import make_rnn, stack_of
 
 __all__ = ["VideoCNNLSTM", "VideoConfig"]
 
 
-@dataclass
-class VideoConfig:
-    """Frame CNN (``channels``: conv stages, each a 3×3 ConvBNAct and a 2×2 max-pool) → RNN → K classes."""
+@dataclass(kw_only=True)
+class VideoConfig(RecurrentFields):
+    """Frame CNN (``channels``: conv stages, each a 3×3 ConvBNAct and a 2×2 max-pool) → RNN → K classes.
+
+    The recurrent stack's keys (cell, hidden_size 64, num_layers 1, dropout, forget_bias): :class:`RecurrentFields`.
+    """
 
     num_classes: int
     in_channels: int = 1
@@ -39,15 +41,12 @@ class VideoConfig:
     channels: tuple[int, ...] = (16, 32)
     frame_features: int = 64  # F
     hidden_size: int = 64
-    num_layers: int = 1
-    cell: Literal["lstm", "gru", "rnn"] = "lstm"
-    dropout: float = 0.0
-    forget_bias: float | None = 1.0
 
     def __post_init__(self):
         where = "video_cnn_lstm"
-        for name in ("num_classes", "in_channels", "image_size", "frame_features", "hidden_size", "num_layers"):
+        for name in ("num_classes", "in_channels", "image_size", "frame_features"):
             positive_int(f"{where}: {name}", getattr(self, name))
+        self._check_recurrent(where)
         if not self.channels:
             raise ConfigError(f"{where}: channels must list at least one conv stage, got {self.channels!r}")
         for c in self.channels:
@@ -55,8 +54,6 @@ class VideoConfig:
         if self.image_size >> len(self.channels) < 1:
             raise ConfigError(f"{where}: {len(self.channels)} stages halve a frame of {self.image_size} below one "
                               f"pixel; use fewer channels entries or a larger image_size")  # fmt: skip
-        choice(f"{where}: cell", self.cell, ("lstm", "gru", "rnn"))
-        number_in(f"{where}: dropout", self.dropout, 0, 1, high_open=True)
 
 
 class VideoCNNLSTM(nn.Module):
@@ -73,7 +70,7 @@ class VideoCNNLSTM(nn.Module):
         self.cnn = nn.Sequential(*layers)
         side = c.image_size >> len(c.channels)
         self.frame = nn.Linear(previous * side * side, c.frame_features)  # W_f, b_f
-        self.rnn = make_rnn(c.frame_features, stack_of(c, bidirectional=False, residual=False, dense=False))
+        self.rnn = make_rnn(c.frame_features, c.stack())
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden_size, c.num_classes)  # W_o, b_o
 

@@ -48,7 +48,7 @@ from dnn.device import model_device
 from dnn.errors import ConfigError, DataError
 from dnn.models.language import LMState
 from dnn.models.regression import SequenceRegressor, SequenceRegressorConfig
-from dnn.models.sequence import token_cross_entropy
+from dnn.models.token_ids import token_cross_entropy
 from dnn.rundir import TASK, TOKENIZER, VOCAB, RunDir
 from dnn.tasks.adding import AddingPredictor, AddingProblem  # re-exported: the adding problem lived here
 from dnn.tasks.base import Predictor, Task
