@@ -1,11 +1,14 @@
 """Back-propagation through time, written out: one layer, one direction, forward loop and backward loop.
 
-The reference path of :mod:`dnn.layers.recurrent` runs the cells' equations step by step. Letting autograd
-differentiate that loop works, but it records ~15 tiny operations per step and replays them one by one in the
-backward pass; on a CPU that bookkeeping, not the arithmetic, is what costs (measured: the autograd loop ran at
-~0.3× torch.nn.LSTM). Here the gradient of the recurrence is derived by hand — the lecture's BPTT — so that
-each backward step is a handful of vectorised operations and a single matmul, and every factor that does not
-depend on the incoming gradient is computed for all steps at once, before the loop.
+The reference path of :mod:`dnn.layers.recurrent` runs the cells' equations step by step: each forward step here
+calls the cells' own update function (:func:`~dnn.layers.cells.rnn_update`, :func:`~dnn.layers.cells.lstm_update`,
+:func:`~dnn.layers.cells.gru_update`, where the equations are written) on preallocated buffers, which keep the
+activations the backward pass reads. Letting autograd differentiate that loop works, but it records ~15 tiny
+operations per step and replays them one by one in the backward pass; on a CPU that bookkeeping, not the
+arithmetic, is what costs (measured: the autograd loop ran at ~0.3× torch.nn.LSTM). Here the gradient of the
+recurrence is derived by hand — the lecture's BPTT — so that each backward step is a handful of vectorised
+operations and a single matmul, and every factor that does not depend on the incoming gradient is computed for
+all steps at once, before the loop.
 
 Each scan takes the input projection of every step ``gi = W_ih x_t (+ biases)`` ``(T, B, G·H)``, computed
 outside by one matmul (autograd differentiates that part), the initial state and ``W_hh``; it returns the
@@ -21,6 +24,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from dnn.layers.cells import gru_update, lstm_update, rnn_update
+
 __all__ = ["gru_scan", "lstm_scan", "rnn_scan"]
 
 
@@ -33,7 +38,7 @@ def _keep(mask: Tensor | None, dtype: torch.dtype):
 
 
 class _RNNScan(torch.autograd.Function):
-    """h_t = act(gi_t + W_hh h_{t−1});   act = tanh or relu.
+    """pre_t = gi_t + W_hh h_{t−1}, then :func:`~dnn.layers.cells.rnn_update` in place: h_t = act(pre_t).
 
     Backward, with δh_t the total gradient reaching h_t (from the output at t and from step t+1):
         δpre_t = δh_t ⊙ act'(·)          tanh' = 1 − h_t²;  relu' = [h_t > 0]
@@ -48,10 +53,10 @@ class _RNNScan(torch.autograd.Function):
         hs = gi.new_empty(T + 1, B, H)  # h_0 … h_T
         hs[0] = h0
         h = hs.unbind(0)
-        act_ = torch.Tensor.relu_ if relu else torch.Tensor.tanh_
+        act = "relu" if relu else "tanh"
         for t in range(T):
-            torch.addmm(gi[t], h[t], w_t, out=h[t + 1])  # (B, H)
-            act_(h[t + 1])
+            torch.addmm(gi[t], h[t], w_t, out=h[t + 1])  # the pre-activation (B, H)
+            rnn_update(h[t + 1], act, inplace=True)
             if mask is not None:
                 torch.where(mask[t], h[t + 1], h[t], out=h[t + 1])  # padding: carry h through
         ctx.save_for_backward(hs, w_hh, mask)
@@ -80,7 +85,7 @@ class _RNNScan(torch.autograd.Function):
 
 
 class _LSTMScan(torch.autograd.Function):
-    """gates_t = gi_t + W_hh h_{t−1};  i, f, o = σ(·), g = tanh(·);  c_t = f ⊙ c_{t−1} + i ⊙ g;  h_t = o ⊙ tanh(c_t).
+    """gates_t = gi_t + W_hh h_{t−1}, then :func:`~dnn.layers.cells.lstm_update` (its i, f, g, o, c_t and h_t).
 
     Backward, with δh_t, δc_t the total gradients reaching h_t and c_t:
         δc̃ = δc_t + δh_t ⊙ o ⊙ (1 − tanh²c_t)
@@ -102,13 +107,7 @@ class _LSTMScan(torch.autograd.Function):
         a, h, c, tc = acts.unbind(0), hs.unbind(0), cs.unbind(0), tanh_c.unbind(0)
         for t in range(T):
             torch.addmm(gi[t], h[t], w_t, out=a[t])  # gates (B, 4H)
-            i, f, g, o = a[t].chunk(4, dim=1)  # 4 × (B, H), views
-            a[t][:, : 2 * H].sigmoid_()  # i, f
-            g.tanh_()
-            o.sigmoid_()
-            torch.mul(f, c[t], out=c[t + 1]).addcmul_(i, g)  # c_t = f ⊙ c_{t−1} + i ⊙ g
-            torch.tanh(c[t + 1], out=tc[t])
-            torch.mul(o, tc[t], out=h[t + 1])  # h_t = o ⊙ tanh(c_t)
+            lstm_update(a[t], c[t], out=(c[t + 1], tc[t], h[t + 1]))  # squashes a[t] into i, f, g, o in place
             if mask is not None:
                 torch.where(mask[t], c[t + 1], c[t], out=c[t + 1])
                 torch.where(mask[t], h[t + 1], h[t], out=h[t + 1])
@@ -149,7 +148,7 @@ class _LSTMScan(torch.autograd.Function):
 
 
 class _GRUScan(torch.autograd.Function):
-    """gh_t = W_hh h_{t−1} + b_hh;  r, z = σ(gi + gh);  n = tanh(gi_n + r ⊙ gh_n);  h_t = n + z ⊙ (h_{t−1} − n).
+    """gh_t = W_hh h_{t−1} + b_hh, then :func:`~dnn.layers.cells.gru_update` (its r, z, n and h_t).
 
     Backward, with δh_t the total gradient reaching h_t:
         δn = δh_t ⊙ (1−z) ⊙ (1−n²)        δz = δh_t ⊙ (h_{t−1} − n) ⊙ z(1−z)
@@ -174,11 +173,7 @@ class _GRUScan(torch.autograd.Function):
                 torch.mm(h[t], w_t, out=gh[t])
             else:
                 torch.addmm(b_hh, h[t], w_t, out=gh[t])  # (B, 3H)
-            torch.add(gi[t, :, : 2 * H], gh[t][:, : 2 * H], out=rz[t]).sigmoid_()
-            r, z = rz[t].chunk(2, dim=1)
-            torch.addcmul(gi[t, :, 2 * H :], r, gh[t][:, 2 * H :], out=n[t]).tanh_()  # n
-            torch.sub(h[t], n[t], out=diff)
-            torch.addcmul(n[t], z, diff, out=h[t + 1])  # h_t = n + z ⊙ (h_{t−1} − n)
+            gru_update(gi[t], gh[t], h[t], out=(rz[t], n[t], h[t + 1], diff))  # r, z, n and h_t
             if mask is not None:
                 torch.where(mask[t], h[t + 1], h[t], out=h[t + 1])
         ctx.save_for_backward(gh_all, rz_all, n_all, hs, w_hh, mask)

@@ -1,8 +1,10 @@
 """Recurrent cells: one time step of the tanh RNN, the LSTM and the GRU, written from the lecture's equations.
 
-The equations (:func:`lstm_update`, :func:`gru_update`, h' = tanh(W_ih x + b_ih + W_hh h + b_hh)) are shared with
-the runner in :mod:`dnn.layers.recurrent`, which owns time, layers, direction, residuals, lengths and the carried
-state. Parameters are named and shaped as torch's cells' (gate order i, f, g, o for the LSTM; r, z, n for the
+The equations are written once, here (:func:`rnn_update`, :func:`lstm_update`, :func:`gru_update`): the cells
+call them, and so do the hand-written BPTT scans of :mod:`dnn.layers.bptt` (the reference path of the runner in
+:mod:`dnn.layers.recurrent`, which owns time, layers, direction, residuals, lengths and the carried state). The
+scans call them on preallocated buffers (``inplace`` / ``out``), keeping the activations their backward passes
+read. Parameters are named and shaped as torch's cells' (gate order i, f, g, o for the LSTM; r, z, n for the
 GRU), so torch's ``RNNCell`` / ``LSTMCell`` / ``GRUCell`` are the test oracle.
 
 Shapes: input ``(B, I)`` (or unbatched ``(I,)``), state ``(B, H)``.
@@ -28,17 +30,29 @@ __all__ = [
     "gru_update",
     "init_forget_bias",
     "lstm_update",
+    "rnn_update",
 ]
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
+_IN_PLACE = {"tanh": torch.Tensor.tanh_, "relu": torch.Tensor.relu_}
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The equations, shared by the cells and the runner
+# The equations, shared by the cells, the runner's BPTT scans (dnn.layers.bptt) and dnn.inspect
 # --------------------------------------------------------------------------------------------------------------
 
 
-def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+def rnn_update(pre: Tensor, nonlinearity: str = "tanh", inplace: bool = False) -> Tensor:
+    """One Elman RNN update from the pre-activation ``pre = W_ih x + b_ih + W_hh h + b_hh`` ``(B, H)``.
+
+    h' = act(pre)              act = tanh (default) or relu
+
+    ``inplace=True`` overwrites ``pre`` with h' (the BPTT scan's buffer; no autograd through it).
+    """
+    return (_IN_PLACE if inplace else NONLINEARITIES)[nonlinearity](pre)
+
+
+def lstm_update(gates: Tensor, c: Tensor, out: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """One LSTM update from the gate pre-activations ``gates = W_ih x + b_ih + W_hh h + b_hh`` ``(B, 4H)``.
 
     i = σ(gates_i)             input gate: how much of the candidate to write
@@ -47,27 +61,43 @@ def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     o = σ(gates_o)             output gate
     c' = f ⊙ c + i ⊙ g         the cell state: the "highway" the gradient travels along
     h' = o ⊙ tanh(c')
+
+    Returns ``(h', c')``. Without ``out`` every result is a new tensor (autograd differentiates it). With
+    ``out = (c', tanh c', h')``, three ``(B, H)`` buffers, the update runs in place for the BPTT scan: ``gates``
+    is overwritten with i, f, g, o (what the scan's backward reads, with tanh c') and the results go into ``out``.
     """
-    i, f, g, o = gates.chunk(4, dim=-1)  # 4 × (B, H)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c)
-    return h, c
+    H = gates.shape[-1] // 4
+    c_new, tanh_c, h_new = (None, None, None) if out is None else out
+    pre_if, pre_g, pre_o = gates.tensor_split((2 * H, 3 * H), dim=-1)
+    keep = out is not None  # squash the gates where they are
+    i, f = torch.sigmoid(pre_if, out=pre_if if keep else None).chunk(2, dim=-1)
+    g = torch.tanh(pre_g, out=pre_g if keep else None)
+    o = torch.sigmoid(pre_o, out=pre_o if keep else None)
+    c_new = torch.addcmul(torch.mul(f, c, out=c_new), i, g, out=c_new)  # c' = f ⊙ c + i ⊙ g
+    tanh_c = torch.tanh(c_new, out=tanh_c)
+    return torch.mul(o, tanh_c, out=h_new), c_new
 
 
-def gru_update(gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+def gru_update(gi: Tensor, gh: Tensor, h: Tensor, out: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """One GRU update from ``gi = W_ih x + b_ih`` and ``gh = W_hh h + b_hh`` (both ``(B, 3H)``, order r, z, n).
 
     r = σ(gi_r + gh_r)               reset gate
     z = σ(gi_z + gh_z)               update gate: forget and input gates merged into one
     n = tanh(gi_n + r ⊙ gh_n)        candidate state
     h' = (1 − z) ⊙ n + z ⊙ h         one state: cell and hidden state merged
+
+    Returns h'. Without ``out`` every result is a new tensor (autograd differentiates it). With
+    ``out = ([r; z] (B, 2H), n (B, H), h' (B, H), scratch (B, H))`` the update writes into those buffers, for the
+    BPTT scan, whose backward reads r, z and n.
     """
-    i_r, i_z, i_n = gi.chunk(3, dim=-1)  # 3 × (B, H)
-    h_r, h_z, h_n = gh.chunk(3, dim=-1)  # 3 × (B, H)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return n + z * (h - n)  # = (1 − z) ⊙ n + z ⊙ h, one operation fewer
+    H = gh.shape[-1] // 3
+    rz_out, n_out, h_new, scratch = (None, None, None, None) if out is None else out
+    gi_rz, gi_n = gi.tensor_split((2 * H,), dim=-1)
+    gh_rz, gh_n = gh.tensor_split((2 * H,), dim=-1)
+    rz = torch.sigmoid(torch.add(gi_rz, gh_rz, out=rz_out), out=rz_out)  # r, z
+    r, z = rz.chunk(2, dim=-1)
+    n = torch.tanh(torch.addcmul(gi_n, r, gh_n, out=n_out), out=n_out)  # n = tanh(gi_n + r ⊙ gh_n)
+    return torch.addcmul(n, z, torch.sub(h, n, out=scratch), out=h_new)  # = (1 − z) ⊙ n + z ⊙ h, one op fewer
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -151,8 +181,8 @@ class RNNCell(_CellBase):
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         self._check_input(input)
         h = self._zeros(input) if hx is None else hx
-        act = NONLINEARITIES[self.nonlinearity]
-        return act(F.linear(input, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh))
+        pre = F.linear(input, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
+        return rnn_update(pre, self.nonlinearity)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
