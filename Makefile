@@ -26,8 +26,10 @@ test-slow: install
 demo: install
 	$(VENV)/bin/dnn demo
 
-# Every experiment at its full budget and published protocol, one after the other on one thread (about an hour;
-# the total is in experiments/README.md); not part of `make test`, which runs their --quick versions.
+# Every experiment at its full budget and the published protocol, one after the other, each on one thread but
+# rnn-vs-transformer (every core: give it a quiet machine); the expected total is in experiments/README.md (under
+# 3 hours on a 2-core CPU). Progress lines give the time left; a killed run keeps its finished seeds and resumes.
+# Not part of `make test`, which runs their --quick versions.
 experiments: install
 	$(VENV)/bin/dnn experiment all
 

@@ -49,7 +49,7 @@ from common import (  # noqa: E402
     round_robin,
     set_threads,
 )
-from dnn.models import create_model  # noqa: E402
+from dnn.models import create_model, model_config  # noqa: E402
 from dnn.training.optim import make_optimizer  # noqa: E402
 
 MODELS = {  # name: (create_model arguments, image shape, batch)
@@ -62,7 +62,7 @@ def train_step_fn(name: str, bf16: bool, channels_last: bool, batch: int, steps:
     """A closure running ``steps`` training steps, and the flops of one."""
     kwargs, shape, _ = MODELS[name]
     torch.manual_seed(0)
-    model = create_model(name, **kwargs).train()
+    model = create_model(name, model_config(name, **kwargs)).train()
     g = torch.Generator().manual_seed(1)
     x = torch.randn(batch, *shape, generator=g)  # (B, C, H_img, W_img)
     y = torch.randint(0, 10, (batch,), generator=g)

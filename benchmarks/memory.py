@@ -57,7 +57,6 @@ def measure(recipe: str, overrides: list[str], data_only: bool) -> dict:
 
     from dnn.models.registry import create_model
     from dnn.run import resolve_config
-    from dnn.run_config import validate_model_section
     from dnn.tasks import make_task
     from dnn.training import Trainer
     from dnn.training.memory import estimate
@@ -74,11 +73,10 @@ def measure(recipe: str, overrides: list[str], data_only: bool) -> dict:
     task.prepare(lambda message: None)
     if data_only:
         return {"estimate": task.data_bytes(), "measured": _status("VmHWM") - before, "exact": exact}
-    model_cfg = validate_model_section(cfg.model, derived=task.model_options())
-    terms = estimate(task, cfg, model_cfg).terms
     exact = _reset_peak()
     base = _status("VmRSS")
-    model = create_model(cfg.model["name"], model_cfg)
+    model = create_model(cfg.model.name, cfg.model.resolve(task.model_options()))
+    terms = estimate(task, cfg, model).terms  # the probe's tensors are fakes: nothing of it stays in the peak
     t = cfg.train
     optimizer = make_optimizer(model.parameters(), t.optimizer, t.lr, t.weight_decay, t.momentum)
     trainer = Trainer(model, optimizer, task.step, clip_norm=t.clip_norm, on_nonfinite="skip")

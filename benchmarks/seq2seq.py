@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BF16, Row, Variant, load_average, measure_and_print, ratio, round_robin  # noqa: E402
 from dnn.decoding import beam_search  # noqa: E402
 from dnn.device import autocast  # noqa: E402
-from dnn.models import create_model  # noqa: E402
+from dnn.models import create_model, model_config  # noqa: E402
 from dnn.training.optim import make_optimizer  # noqa: E402
 from peers.seq2seq_plain import Seq2Seq as PlainSeq2Seq  # noqa: E402
 from peers.seq2seq_plain import random_batch  # noqa: E402
@@ -57,9 +57,18 @@ KEEP = "from dnn.device import keep_freed_memory; assert keep_freed_memory(); "
 
 def dnn_model(vocab: int, embedding: int, hidden: int, dropout: float):
     return create_model(
-        "seq2seq", src_vocab_size=vocab, tgt_vocab_size=vocab, embedding_size=embedding, hidden_size=hidden,
-        attention_hidden_size=hidden, dropout=dropout, **RECIPE,
-    )  # fmt: skip
+        "seq2seq",
+        model_config(
+            "seq2seq",
+            src_vocab_size=vocab,
+            tgt_vocab_size=vocab,
+            embedding_size=embedding,
+            hidden_size=hidden,
+            attention_hidden_size=hidden,
+            dropout=dropout,
+            **RECIPE,
+        ),
+    )
 
 
 def training_variants(args) -> list[Variant]:

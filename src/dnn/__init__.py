@@ -1,7 +1,8 @@
 """dnn — the CNNs and RNNs of "Deep Neural Networks II" as fast, tested, visible software on PyTorch.
 
 import dnn
-model = dnn.create_model("lenet5", num_classes=10, in_channels=1, image_size=8)
+config = dnn.model_config("lenet5", num_classes=10, in_channels=1, image_size=8)  # typed and checked, once
+model = dnn.create_model("lenet5", config)
 dnn.list_models("resnet*")
 """
 
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {  # imported on first use, so that `import dnn` (and `dnn --help`) stays fast
     "create_model": "dnn.models.registry",
     "list_models": "dnn.models.registry",
+    "model_config": "dnn.models.registry",
     "Trainer": "dnn.training.trainer",
     "load_run": "dnn.run",
     "train": "dnn.train",
@@ -29,6 +31,7 @@ __all__ = [
     "list_models",
     "load_run",
     "make_task",
+    "model_config",
     "train",
 ]
 

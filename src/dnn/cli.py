@@ -49,12 +49,13 @@ def _sub(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
 
 
 def _device_flag(parser: argparse.ArgumentParser, precision: bool = True) -> None:
-    parser.add_argument("--device", default="auto", help="where the model runs: auto (default: CUDA when there is "
-                        "one, else the CPU), cpu, cuda, cuda:N or mps")  # fmt: skip
+    from dnn.device import DEVICES, PRECISIONS
+
+    parser.add_argument("--device", default="auto", help=f"where the model runs: {DEVICES} (default: auto)")
     if precision:
-        parser.add_argument("--precision", default="fp32", help="fp32 (default), or bf16 / fp16 under autocast: "
-                            "faster on matrix units (a CPU's AMX, a GPU's tensor cores), results within rounding "
-                            "of fp32 (benchmarks/RESULTS.md)")  # fmt: skip
+        parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp32 (default), or bf16 / fp16 "
+                            "under autocast: faster on matrix units (a CPU's AMX, a GPU's tensor cores), results "
+                            "within rounding of fp32 (benchmarks/RESULTS.md)")  # fmt: skip
 
 
 def _inference_precision(args):
@@ -203,9 +204,9 @@ def recipe_summary(text: str) -> str:
 
 
 def _list() -> None:
-    from dnn.data.text_tasks import list_tasks
     from dnn.models.registry import get_model_spec, list_models
     from dnn.run import RECIPES, list_recipes
+    from dnn.tasks import get_task, list_tasks
 
     print("models:")
     for name in list_models():
@@ -213,8 +214,9 @@ def _list() -> None:
     print("recipes:")
     for name in list_recipes():
         print(f"  {name:<22} {recipe_summary((RECIPES / f'{name}.yaml').read_text(encoding='utf-8'))}")
-    print("built-in tasks:")
-    print("  " + ", ".join(["digits", "adding", "pydoc", *list_tasks(), "spoken digits and phrases (espeak-ng)"]))
+    print("tasks (data.task), and the data dnn makes for them (else: your files, data.train=PATH):")
+    for name in list_tasks():
+        print(f"  {name:<22} {get_task(name).builtin_data(name) or '-'}")
 
 
 def _experiment(args) -> None:
@@ -225,8 +227,9 @@ def _experiment(args) -> None:
             print(f"  {spec.name:<22} {spec.claim}")
         return
     names = [spec.name for spec in list_experiments()] if args.name == "all" else [args.name]
-    for name in names:
-        result = run_experiment(name, quick=args.quick, out=args.out, runs=args.runs, device=args.device)
+    for i, name in enumerate(names):  # the experiments still to come count in each progress line's time left
+        result = run_experiment(name, quick=args.quick, out=args.out, runs=args.runs, device=args.device,
+                                after=names[i + 1 :])  # fmt: skip
         print(result.markdown())
         print(f"written: {result.results_file}")
 
@@ -248,8 +251,6 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             config = None
         if args.deterministic and not args.resume:
             args.overrides.append("deterministic=true")
-        if not args.resume and os.environ.get("RANK", "0") == "0":
-            _note_empty_splits(config, args.overrides)
         results = train(config, args.overrides, args.run_dir, args.resume, progress=not args.quiet)
         if args.quiet and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks
             print(json.dumps(results))
@@ -293,26 +294,6 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         _experiment(args)
     else:
         parser.print_help()
-
-
-def _note_empty_splits(config: str, overrides: list[str]) -> None:
-    """One line on stderr, before training, when built-in data's ``data.sizes`` leaves the validation or the test
-    split empty: the run will end without those metrics. (The adding problem refuses empty splits itself.)"""
-    from dataclasses import asdict
-
-    from dnn.run import resolve_config
-    from dnn.run_config import AddingData
-
-    cfg = resolve_config(config, overrides)  # a bad config: train() says why, in one line
-    data = asdict(cfg.data)
-    sizes = data.get("sizes")
-    empty = [split for split, n in zip(("validation", "test"), sizes[1:] if sizes else ()) if n == 0]
-    if data["train"] is not None or isinstance(cfg.data, AddingData) or not empty:
-        return
-    which = " and ".join(empty) + (" splits" if len(empty) == 2 else " split")
-    example = ",".join(str(n or max(1, sizes[0] // 10)) for n in sizes)
-    print(f"dnn: note: data.sizes={list(sizes)} leaves the {which} empty: this run ends with no "
-          f"{' or '.join(empty)} metrics (to get them: data.sizes=[{example}])", file=sys.stderr)  # fmt: skip
 
 
 def _gettext_corpus(language: str | None, out: str | None) -> None:

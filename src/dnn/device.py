@@ -23,7 +23,8 @@ import ctypes
 import dataclasses
 import logging
 import platform
-from typing import Any
+import typing
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -31,12 +32,13 @@ from torch import nn
 from dnn.errors import ConfigError
 
 __all__ = [
-    "DEVICES", "PRECISIONS", "CpuInfo", "autocast", "check_precision", "cpu_info", "keep_freed_memory", "model_device",
-    "precision_supported", "release_freed_memory", "resolve_device", "run_in_fp32", "to_device",
+    "DEVICES", "PRECISIONS", "CpuInfo", "Precision", "autocast", "check_precision", "cpu_info", "keep_freed_memory",
+    "model_device", "precision_supported", "release_freed_memory", "resolve_device", "run_in_fp32", "to_device",
 ]  # fmt: skip
 
-DEVICES = "auto, cpu, cuda, cuda:N or mps"
-PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = "auto, cpu, cuda, cuda:N or mps"  # what train.device and --device take (auto: CUDA, else MPS, else CPU)
+Precision = Literal["fp32", "bf16", "fp16"]  # train.precision's type; --precision's choices
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

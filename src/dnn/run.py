@@ -29,7 +29,7 @@ from dnn.device import resolve_device
 from dnn.errors import CheckpointError, ConfigError, did_you_mean
 from dnn.models.cnn_base import in_memory_layout
 from dnn.models.registry import create_model
-from dnn.run_config import RunConfig, validate_model_section
+from dnn.run_config import RunConfig
 from dnn.rundir import CONFIG, MODEL, RESULTS, TASK, RunDir
 from dnn.tasks import Predictor, make_task, task_class
 from dnn.training.checkpoint import load_weights
@@ -59,25 +59,28 @@ def resolve_config(config: str, overrides: list[str]) -> RunConfig:
     return RunConfig.from_dict(apply_overrides(load_yaml(recipe_path(config)), overrides))
 
 
-def read_config(run_dir: Path | RunDir) -> tuple[dict[str, Any], RunConfig]:
-    """A run's saved ``config.yaml``: as written, and validated; an error names the file."""
+def read_config(run_dir: Path | RunDir, model: bool = False) -> RunConfig:
+    """A run's saved ``config.yaml``, checked; with ``model`` its model's typed config built too (the saved section
+    has every key); an error names the file."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir.reader(run_dir)
     if not run.has(CONFIG):
         raise CheckpointError(f"{run.path}: not a run directory ({CONFIG} is missing)")
     path = run.file(CONFIG)
-    config = load_yaml(path)
     try:
-        return config, RunConfig.from_dict(config)
+        cfg = RunConfig.from_dict(load_yaml(path))
+        if model:
+            cfg.model.resolve()
+        return cfg
     except ConfigError as err:
         raise CheckpointError(f"{path}: {err}") from None
 
 
 @dataclass
 class LoadedRun:
-    """A trained run: its config (as saved, and validated), its model (best weights, eval mode) and a predictor."""
+    """A trained run: its config (checked, the model's built: ``cfg.model.config``), its model (best weights, eval
+    mode) and a predictor."""
 
     path: Path
-    config: dict[str, Any]
     cfg: RunConfig
     model: torch.nn.Module
     predictor: Predictor
@@ -90,18 +93,14 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> LoadedRun:
     path = Path(path)
     where = resolve_device(device, where="--device")
     run = RunDir.reader(path)
-    config, cfg = read_config(run)
-    try:
-        model_config = validate_model_section(cfg.model)
-    except ConfigError as err:
-        raise CheckpointError(f"{run.file(CONFIG)}: {err}") from None
-    model = create_model(cfg.model["name"], model_config)
+    cfg = read_config(run, model=True)
+    model = create_model(cfg.model.name, cfg.model.config)
     load_weights(model, run.verified(MODEL, "weights file"))
     model = in_memory_layout(model.to(where), where, cfg.train.channels_last, cfg.train.precision).eval()
     info = run.read_json(TASK, "a run's task.json", required=("task",))
     predictor = task_class(str(info["task"])).load_predictor(run, model)
     results = run.read_json(RESULTS, "a run's results") if run.has(RESULTS) else None
-    return LoadedRun(path, config, cfg, model, predictor, results)
+    return LoadedRun(path, cfg, model, predictor, results)
 
 
 def evaluate_run(path: str | os.PathLike, data: str | os.PathLike | None = None, device: str = "cpu"

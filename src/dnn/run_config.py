@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dnn.checks import int_in, is_number, number_in, positive_int
-from dnn.config import config_from_kwargs, from_dict, to_dict
+from dnn.config import from_dict, to_dict
+from dnn.device import Precision
 from dnn.errors import ConfigError
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "DataConfig",
     "ImageData",
     "LanguageModelData",
+    "ModelSection",
     "RunConfig",
     "Seq2SeqData",
     "SpeechData",
@@ -36,7 +38,6 @@ __all__ = [
     "VideoData",
     "data_config",
     "duration_seconds",
-    "validate_model_section",
 ]
 
 
@@ -333,7 +334,7 @@ class TrainConfig:
     # 2-core machine for recurrent and CNN batches alike (benchmarks/RESULTS.md); set 1 when another process keeps
     # a core busy
     device: str = "auto"  # auto (CUDA when there is one, else MPS, else CPU) | cpu | cuda | cuda:N | mps
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast; fp16 with a gradient scaler
+    precision: Precision = "fp32"  # bf16/fp16: autocast; fp16 with a gradient scaler
     compile: bool = False  # torch.compile the model (its cold start is reported once, not hidden in steps/s)
     channels_last: bool | None = None  # CNNs: NHWC memory layout; None = on CUDA, and on the CPU in bf16/fp16
     init_from: str | None = None  # transfer: a CNN run or weights file; for a sequence_classifier a language model run
@@ -401,56 +402,83 @@ def duration_seconds(value: str | float | None, key: str) -> float | None:
 
 
 @dataclass
+class ModelSection:
+    """The ``model`` section: the registered model's ``name`` and the keys the recipe and the command line gave.
+    The key names are checked when the section is read, so that a misspelt key stops a run before its data is
+    made; the values when :meth:`resolve` builds the model's typed config, once per run, after the data has
+    filled the keys it decides (``num_classes``, ``vocab_size``, ...). Everything after that receives ``config``."""
+
+    name: str
+    given: dict[str, Any]
+    config: Any = None  # the model's typed config (its registered dataclass), set once by resolve()
+
+    @classmethod
+    def read(cls, values: Any) -> ModelSection:
+        """The ``model`` mapping of a recipe or a saved ``config.yaml``; its name and key names checked."""
+        from dnn.models.registry import get_model_spec
+
+        if not isinstance(values, dict):
+            raise ConfigError(f"model must be a mapping of keys to values, got {values!r}")
+        if "name" not in values:
+            raise ConfigError("missing required key model.name (see `dnn list`)")
+        name = values["name"]
+        if not isinstance(name, str):
+            raise ConfigError(f"model.name must be a string, got {name!r}")
+        try:
+            fields = list(get_model_spec(name).config_cls.__dataclass_fields__)
+        except ConfigError as err:
+            raise ConfigError(f"model.name: {err}") from None
+        given = {k: v for k, v in values.items() if k != "name"}
+        for key in given:
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), fields, n=1)
+                hint = f"; did you mean model.{close[0]}?" if close else f"; valid keys: {', '.join(fields)}"
+                raise ConfigError(f"unknown key model.{str(key)[:80]} for model {name!r}{hint}")
+        return cls(name, given)
+
+    def resolve(self, derived: dict[str, Any] | None = None) -> Any:
+        """Build the typed config from ``derived`` (what the data decides) and the given keys, which win where both
+        give a value: once; a second call is a programming error."""
+        from dnn.models.registry import get_model_spec
+
+        if self.config is not None:
+            raise RuntimeError(f"model {self.name!r}: its config is built once per run, and it was already")
+        try:
+            self.config = from_dict(get_model_spec(self.name).config_cls, {**(derived or {}), **self.given}, "model")
+        except ConfigError as err:  # a __post_init__ check: "model: hidden_size must be ..." → "model.hidden_size ..."
+            raise ConfigError(str(err).replace("model: ", "model.", 1)) from None
+        return self.config
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``config.yaml`` holds: the name and every key of the built config (before it is built, the given)."""
+        return {"name": self.name, **(to_dict(self.config) if self.config is not None else self.given)}
+
+
+@dataclass
 class RunConfig:
     seed: int = 0
     deterministic: bool = False
     data: DataConfig = field(default_factory=ImageData)
-    model: dict[str, Any] = field(default_factory=lambda: {"name": "lenet5"})
+    model: ModelSection = field(default_factory=lambda: ModelSection("lenet5", {}))
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
         int_in("seed", self.seed, 0, 2**32 - 1, expected="an integer in [0, 2**32)")
         if type(self.data) is not DATA_CONFIGS.get(self.data.task):  # a bare DataConfig: the task's own, filled
             self.data = data_config(to_dict(self.data))
-        validate_model_section(self.model, complete=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """A recipe with its overrides applied, or a saved ``config.yaml``, checked: each section built once."""
         if not isinstance(data, dict):
             raise ConfigError(f"the config must be a mapping of keys to values, got {data!r}")
         values = dict(data)
         if "data" in values:
             values["data"] = data_config(values["data"])
+        if "model" in values:
+            values["model"] = ModelSection.read(values["model"])
         return from_dict(cls, values)
 
-
-def validate_model_section(model: dict[str, Any], derived: dict[str, Any] | None = None, complete: bool = True) -> Any:
-    """Check ``model.name`` and every ``model.<key>`` against the registered model's config; return it filled.
-
-    ``derived`` holds what the data decides (``num_classes``, ``vocab_size``, ...); the user's keys win where both
-    give a value. With ``complete=False`` (before the data is read) only the name and the key names are checked.
-    """
-    from dnn.models.registry import get_model_spec
-
-    if "name" not in model:
-        raise ConfigError("missing required key model.name (see `dnn list`)")
-    name = model["name"]
-    if not isinstance(name, str):
-        raise ConfigError(f"model.name must be a string, got {name!r}")
-    try:
-        spec = get_model_spec(name)
-    except ConfigError as err:
-        raise ConfigError(f"model.name: {err}") from None
-    options = {**(derived or {}), **{k: v for k, v in model.items() if k != "name"}}
-    fields = list(spec.config_cls.__dataclass_fields__)
-    for key in options:
-        if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f"; did you mean model.{close[0]}?" if close else f"; valid keys: {', '.join(fields)}"
-            raise ConfigError(f"unknown key model.{key} for model {name!r}{hint}")
-    if not complete:
-        return None
-    try:
-        return config_from_kwargs(spec.config_cls, options, context="model")
-    except ConfigError as err:  # "model: hidden_size must be ..." → "model.hidden_size must be ..."
-        raise ConfigError(str(err).replace("model: ", "model.", 1)) from None
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dicts, lists and scalars, ready for YAML or JSON; the model section as :meth:`ModelSection.as_dict`."""
+        return {**to_dict(self), "model": self.model.as_dict()}

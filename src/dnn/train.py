@@ -12,6 +12,7 @@ instant — before its first step, while its config is written, after its last c
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,15 @@ from typing import Any
 import torch
 import yaml
 
-from dnn.config import to_dict
 from dnn.device import release_freed_memory
 from dnn.errors import CheckpointError, ConfigError
 from dnn.inspect import write_report
 from dnn.io import resource_error
 from dnn.models.cnn_base import in_memory_layout
+from dnn.models.deferred import Deferred
 from dnn.models.registry import create_model
 from dnn.run import LoadedRun, read_config, resolve_config
-from dnn.run_config import RunConfig, validate_model_section
+from dnn.run_config import AddingData, RunConfig
 from dnn.rundir import CONFIG, LOG, METRICS, MODEL, RESULTS, STATE, TENSORBOARD, RunDir, RunLock
 from dnn.tasks import Task, make_task
 from dnn.training import Trainer
@@ -59,6 +60,8 @@ def train(config: str | None, overrides: list[str], run_dir: str | os.PathLike |
         raise ConfigError("--resume needs --run-dir (the run to continue) and takes no overrides: a resumed run "
                           "continues with its saved config")  # fmt: skip
     cfg = None if resume else resolve_config(config, overrides)
+    if cfg is not None and os.environ.get("RANK", "0") == "0":
+        _note_empty_splits(cfg)
     if run_dir is None:
         run_dir = Path("runs") / f"{Path(config).stem if config else 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir, ddp, run, log_file = Path(run_dir), setup_distributed(), None, None
@@ -73,7 +76,7 @@ def train(config: str | None, overrides: list[str], run_dir: str | os.PathLike |
     try:
         try:
             if ddp.is_main:  # only the first process writes; the others read the folder it made
-                run = RunDir.open_run(run_dir) if resume else RunDir.create_run(run_dir, to_dict(cfg))
+                run = RunDir.open_run(run_dir) if resume else RunDir.create_run(run_dir, cfg.as_dict())
             ddp.barrier()
             files = run or RunDir.reader(run_dir)
             state = resumed.saved_state(files) if resume else None
@@ -83,7 +86,7 @@ def train(config: str | None, overrides: list[str], run_dir: str | os.PathLike |
                           f"{files.file(RESULTS)}")  # fmt: skip
                 return files.read_json(RESULTS, "a run's results")
             if resume:
-                cfg = read_config(files)[1] if files.has(CONFIG) else resumed.started_config(files)
+                cfg = read_config(files) if files.has(CONFIG) else resumed.started_config(files)
             log_file = run.append(LOG) if run is not None else None
             return _train(cfg, files, run, state, resume, log, progress and ddp.is_main, ddp)
         except OSError as err:  # a full disk, a read-only folder, a name too long: one line
@@ -116,9 +119,10 @@ def _train(cfg: RunConfig, files: RunDir, run: RunDir | None, state: dict[str, A
     task = make_task(cfg)
     check_memory(task, cfg)  # the data it will hold, before it is made or read
     task.prepare(log)
-    model_cfg = validate_model_section(cfg.model, derived=task.model_options())  # validated once, passed whole
-    check_memory(task, cfg, model_cfg, device)  # one training step, before the model is built
-    resolved = {**to_dict(cfg), "model": {"name": cfg.model["name"], **to_dict(model_cfg)}}
+    config = cfg.model.resolve(task.model_options())  # the model's typed config, built once, passed whole
+    deferred = Deferred(lambda: create_model(cfg.model.name, config))  # the one build, on the meta device
+    check_memory(task, cfg, deferred.model, device)  # one training step, before anything of it is allocated
+    resolved = cfg.as_dict()
     if run is not None and state is None:
         run.write_text(CONFIG, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
         task.save_artifacts(run)
@@ -126,10 +130,10 @@ def _train(cfg: RunConfig, files: RunDir, run: RunDir | None, state: dict[str, A
         resumed.check_unedited(resolved, state.get("config"), run.file(CONFIG))
         resumed.check_artifacts(run, task)
     ddp.barrier()
-    model = create_model(cfg.model["name"], model_cfg).to(device)
+    model = deferred.materialise().to(device)  # the same module, its weights those a direct build gives
     model = in_memory_layout(model, device, t.channels_last, t.precision)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {cfg.model['name']}, {n_params:,} parameters on {device} in {t.precision}; run directory "
+    log(f"model: {cfg.model.name}, {n_params:,} parameters on {device} in {t.precision}; run directory "
         f"{files.path}")  # fmt: skip
     if ddp.enabled:
         log(f"distributed: {ddp.world} processes, {'nccl' if device.type == 'cuda' else 'gloo'}")
@@ -158,7 +162,7 @@ def _train(cfg: RunConfig, files: RunDir, run: RunDir | None, state: dict[str, A
     shown = "  ".join(f"{split} {k} {v:.4f}" for split in ("valid", "test") for k, v in results[split].items())
     log(f"done: {trainer.stats.step} steps in {trainer.stats.elapsed:.1f} s; {shown}")
     if run is not None and t.report:
-        loaded = LoadedRun(run.path, resolved, cfg, model, type(task).load_predictor(run, model), results)
+        loaded = LoadedRun(run.path, cfg, model, type(task).load_predictor(run, model), results)
         _write_report(loaded, task, run, log)
     return results
 
@@ -198,10 +202,10 @@ def _trainer(cfg: RunConfig, task: Task, model: torch.nn.Module, run: RunDir | N
     trainer = Trainer(
         ddp.wrap(stepped), optimizer, task.step, scheduler=scheduler, clip_norm=t.clip_norm, clip_value=t.clip_value,
         on_nonfinite=t.on_nonfinite, callbacks=[*callbacks, timer], device=device, precision=t.precision,
+        monitor=task.monitor[0],
     )  # fmt: skip
     trainers.append(trainer)
     checkpointer.scaler = trainer.scaler
-    trainer.context["monitor"] = task.monitor[0]
     return trainer, checkpointer, timer
 
 
@@ -229,6 +233,20 @@ def _results(task: Task, model: torch.nn.Module, trainer: Trainer, finished: str
     if steps > 1 and timer.seconds is not None and seconds > timer.seconds:
         results["steps_per_second"] = round((steps - 1) / (seconds - timer.seconds), 2)
     return results
+
+
+def _note_empty_splits(cfg: RunConfig) -> None:
+    """One line on stderr, before training, when built-in data's ``data.sizes`` leaves the validation or the test
+    split empty: the run will end without those metrics. (The adding problem refuses empty splits itself.)"""
+    # probe: only the data configs of built-in data have sizes; a user's files are split by fractions
+    sizes = getattr(cfg.data, "sizes", None)
+    empty = [split for split, n in zip(("validation", "test"), sizes[1:] if sizes else ()) if n == 0]
+    if cfg.data.train is not None or isinstance(cfg.data, AddingData) or not empty:
+        return
+    which = " and ".join(empty) + (" splits" if len(empty) == 2 else " split")
+    example = ",".join(str(n or max(1, sizes[0] // 10)) for n in sizes)
+    print(f"dnn: note: data.sizes={list(sizes)} leaves the {which} empty: this run ends with no "
+          f"{' or '.join(empty)} metrics (to get them: data.sizes=[{example}])", file=sys.stderr)  # fmt: skip
 
 
 def _write_report(loaded: LoadedRun, task: Task, run: RunDir, log) -> None:

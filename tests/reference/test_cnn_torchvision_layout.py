@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from dnn.models import create_model
+from dnn.models import create_model, model_config
 from dnn.transfer import load_pretrained
 
 # ----------------------------------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ def test_a_torchvision_checkpoint_loads_strictly_and_gives_the_same_logits(name,
     twin = TWINS[name](**kwargs).eval()
     randomise_batchnorm(twin, torch.Generator().manual_seed(1))
     config = {"hidden_size": kwargs["width"]} if "width" in kwargs else {}
-    ours = create_model(name, **config).eval()  # image_size=224: the ImageNet stem, as torchvision
+    ours = create_model(name, model_config(name, **config)).eval()  # image_size=224: the ImageNet stem, as torchvision
     ours.load_state_dict(twin.state_dict(), strict=True)
     x = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():

@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from dnn.errors import ConfigError
 from dnn.inspect import gradient_flow
 from dnn.layers.recurrent import GRU, LSTM, RNN
-from dnn.models import create_model
+from dnn.models import create_model, model_config
 
 I, H, T, B, L = 3, 4, 6, 3, 3
 LENGTHS = torch.tensor([6, 2, 4])
@@ -155,11 +155,14 @@ def test_dense_and_residual_exclude_each_other():
     with pytest.raises(ConfigError, match="residual and dense exclude each other"):
         LSTM(I, H, num_layers=2, residual=True, dense=True)
     with pytest.raises(ConfigError, match="sequence_classifier: residual and dense exclude each other"):
-        create_model("sequence_classifier", vocab_size=10, num_classes=2, num_layers=2, residual=True, dense=True)
+        create_model(
+            "sequence_classifier",
+            model_config("sequence_classifier", vocab_size=10, num_classes=2, num_layers=2, residual=True, dense=True),
+        )
     with pytest.raises(ConfigError, match="language_model: dense needs num_layers ≥ 2"):
-        create_model("language_model", vocab_size=10, num_layers=1, dense=True)
+        create_model("language_model", model_config("language_model", vocab_size=10, num_layers=1, dense=True))
     with pytest.raises(ConfigError, match="sequence_regressor: dense needs num_layers ≥ 2"):
-        create_model("sequence_regressor", num_layers=1, dense=True)
+        create_model("sequence_regressor", model_config("sequence_regressor", num_layers=1, dense=True))
 
 
 @pytest.mark.parametrize(
@@ -172,7 +175,7 @@ def test_dense_and_residual_exclude_each_other():
 )
 def test_sequence_models_take_dense_from_their_config(name, config):
     torch.manual_seed(0)
-    model = create_model(name, **config, embedding_size=5, hidden_size=4, num_layers=3, dense=True)
+    model = create_model(name, model_config(name, **config, embedding_size=5, hidden_size=4, num_layers=3, dense=True))
     D = 2 if config.get("bidirectional", name == "sequence_tagger") else 1
     rnn = model.encoder.rnn if name != "language_model" else model.rnn
     assert rnn.dense and rnn.weight_ih_l2.shape[1] == 5 + 2 * D * 4
@@ -183,7 +186,9 @@ def test_sequence_models_take_dense_from_their_config(name, config):
 
 def test_regressor_with_dense_layers_and_gradient_flow_through_them():
     torch.manual_seed(0)
-    model = create_model("sequence_regressor", input_size=2, hidden_size=4, num_layers=3, dense=True)
+    model = create_model(
+        "sequence_regressor", model_config("sequence_regressor", input_size=2, hidden_size=4, num_layers=3, dense=True)
+    )
     x = torch.randn(2, 7, 2)
     flow = gradient_flow(model, lambda m: m(x).sum())
     # h and c of every layer, the first reached through every dense connection

@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.testing import assert_close
 
 from dnn.layers.attention import Attention, additive_scores
-from dnn.models import create_model
+from dnn.models import create_model, model_config
 
 SV, TV, SOS = 23, 19, 2
 RECIPE = dict(cell="gru", bidirectional=True, attention="concat")  # the translate-tsv recipe's shape
@@ -28,7 +28,7 @@ def make(seed=0, **overrides):
                   **RECIPE)  # fmt: skip
     config.update(overrides)
     torch.manual_seed(seed)
-    return create_model("seq2seq", **config)
+    return create_model("seq2seq", model_config("seq2seq", **config))
 
 
 def batch(lengths, T, seed=1):

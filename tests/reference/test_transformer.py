@@ -22,7 +22,7 @@ from dnn.layers.transformer import (
     causal_mask,
     sinusoidal_positions,
 )
-from dnn.models import create_model
+from dnn.models import create_model, model_config
 
 E, NH, FF, B, S, T = 8, 2, 16, 3, 5, 4
 SRC_LENGTHS = torch.tensor([5, 2, 4])
@@ -126,7 +126,7 @@ def small_model(norm_first=True, dropout=0.0, seed=0, **kw):
     torch.manual_seed(seed)
     config = dict(src_vocab_size=12, tgt_vocab_size=10, d_model=E, num_heads=NH, num_encoder_layers=2,
                   num_decoder_layers=2, feedforward_size=FF, dropout=dropout, norm_first=norm_first)  # fmt: skip
-    return create_model("transformer_seq2seq", **{**config, **kw}).double()
+    return create_model("transformer_seq2seq", model_config("transformer_seq2seq", **{**config, **kw})).double()
 
 
 def tokens(shape, high, seed):
@@ -203,9 +203,15 @@ def test_beam_one_equals_greedy_and_beams_reorder_the_cached_steps():
 
 def test_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="d_model .8. must be divisible by num_heads .3."):
-        create_model("transformer_seq2seq", src_vocab_size=10, tgt_vocab_size=10, d_model=8, num_heads=3)
+        create_model(
+            "transformer_seq2seq",
+            model_config("transformer_seq2seq", src_vocab_size=10, tgt_vocab_size=10, d_model=8, num_heads=3),
+        )
     with pytest.raises(ConfigError, match="dropout must be a number in"):
-        create_model("transformer_seq2seq", src_vocab_size=10, tgt_vocab_size=10, dropout=1.0)
+        create_model(
+            "transformer_seq2seq",
+            model_config("transformer_seq2seq", src_vocab_size=10, tgt_vocab_size=10, dropout=1.0),
+        )
     with pytest.raises(ConfigError, match="teacher-forced only"):
         small_model()(tokens((1, 3), 12, 0), None, tokens((1, 2), 10, 0), teacher_forcing=0.5)
 
@@ -222,8 +228,20 @@ def test_overfits_a_tiny_reversal_task_in_seconds():
     tgt_in = pad([[2] + t for t in tgt])  # <sos> y
     tgt_out = pad([t + [3] for t in tgt]).masked_fill(pad([[1] * (len(t) + 1) for t in tgt]) == 0, -100)  # y <eos>
     torch.manual_seed(0)
-    model = create_model("transformer_seq2seq", src_vocab_size=14, tgt_vocab_size=14, d_model=32, num_heads=4,
-                         num_encoder_layers=1, num_decoder_layers=1, feedforward_size=64, dropout=0.0)  # fmt: skip
+    model = create_model(
+        "transformer_seq2seq",
+        model_config(
+            "transformer_seq2seq",
+            src_vocab_size=14,
+            tgt_vocab_size=14,
+            d_model=32,
+            num_heads=4,
+            num_encoder_layers=1,
+            num_decoder_layers=1,
+            feedforward_size=64,
+            dropout=0.0,
+        ),
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(150):
         logits, _ = model(src_t, lengths, tgt_in)

@@ -1,6 +1,7 @@
 """A run too big for the memory available is one line and exit 2 within seconds, before its data is made or its
-model built, and leaves no run directory; the estimate behind it (dnn.training.memory) scales with the batch and
-the sequence and stays near a real step's peak.
+first step (its model is built once, on the meta device, and materialised only after the check), and leaves no
+run directory; the estimate behind it (dnn.training.memory) scales with the batch and the sequence and stays near
+a real step's peak.
 
 The available memory is pinned with ``DNN_MEMORY_AVAILABLE``, so that the outcome does not depend on this machine.
 """
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from dnn.errors import ConfigError
+from dnn.models.deferred import Deferred
+from dnn.models.registry import create_model
 from dnn.run import resolve_config
-from dnn.run_config import validate_model_section
 from dnn.tasks import make_task
 from dnn.training.memory import OVERRIDE, available_bytes, check_memory, estimate
 
@@ -30,7 +32,8 @@ def _prepared(recipe: str, overrides: list[str]):
     cfg = resolve_config(recipe, overrides)
     task = make_task(cfg)
     task.prepare(lambda message: None)
-    return cfg, task, validate_model_section(cfg.model, derived=task.model_options())
+    config = cfg.model.resolve(task.model_options())
+    return cfg, task, Deferred(lambda: create_model(cfg.model.name, config)).model
 
 
 @pytest.mark.parametrize(
@@ -63,16 +66,16 @@ def test_a_run_too_big_is_refused_in_seconds_with_one_line_and_no_run_directory(
 def test_a_normal_recipe_is_not_refused(monkeypatch):
     monkeypatch.setenv(OVERRIDE, AVAILABLE)
     for recipe in ("dates-attention", "adding-lstm"):
-        cfg, task, model_cfg = _prepared(recipe, [])
+        cfg, task, model = _prepared(recipe, [])
         check_memory(task, cfg)
-        check_memory(task, cfg, model_cfg)
-        assert estimate(task, cfg, model_cfg).total < 2**30
+        check_memory(task, cfg, model)
+        assert estimate(task, cfg, model).total < 2**30
 
 
 def test_the_estimate_grows_linearly_in_batch_size_and_length():
     def activations(*overrides: str) -> int:
-        cfg, task, model_cfg = _prepared("adding-lstm", ["data.sizes=[200,10,10]", *overrides])
-        return estimate(task, cfg, model_cfg).terms["activations"]
+        cfg, task, model = _prepared("adding-lstm", ["data.sizes=[200,10,10]", *overrides])
+        return estimate(task, cfg, model).terms["activations"]
 
     for small, large in [(8, 16), (32, 64)]:  # probed as they are; probed at 16 and scaled
         ratio = activations(f"train.batch_size={large}") / activations(f"train.batch_size={small}")
@@ -84,8 +87,8 @@ def test_the_estimate_grows_linearly_in_batch_size_and_length():
 
 def test_the_estimate_counts_the_optimizer_state_the_config_names():
     def optimizer(*overrides: str) -> tuple[int, int]:
-        cfg, task, model_cfg = _prepared("adding-lstm", ["data.sizes=[200,10,10]", *overrides])
-        terms = estimate(task, cfg, model_cfg).terms
+        cfg, task, model = _prepared("adding-lstm", ["data.sizes=[200,10,10]", *overrides])
+        terms = estimate(task, cfg, model).terms
         return terms["optimizer"], terms["parameters"]
 
     state, weights = optimizer("train.optimizer=adamw")

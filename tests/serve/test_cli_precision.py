@@ -58,10 +58,21 @@ def test_translate_predict_generate_take_bf16(capsys, runs, tmp_path):
     assert text.startswith("The ")
 
 
+def _usage_error(argv: list[str]) -> int:
+    """The exit status of ``dnn ARGV`` where argparse refuses it (a value outside a flag's choices)."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
+REFUSED = "dnn: error: argument --precision: invalid choice: 'int8' (choose from 'fp32', 'bf16', 'fp16')"
+
+
 def test_a_precision_that_is_not_there_is_one_line_and_exit_2(capsys, runs):
-    assert main(["translate", str(runs.dates), "x", "--precision", "int8"]) == 2
+    assert _usage_error(["translate", str(runs.dates), "x", "--precision", "int8"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "dnn: error: --precision must be one of fp32, bf16, fp16, got 'int8'"
+    assert err.startswith(REFUSED) and err.count("\n") == 0
 
 
 @pytest.mark.bf16
@@ -91,8 +102,8 @@ def test_the_server_answers_in_bf16_when_asked(runs, digit_png):
 
 def test_serve_refuses_a_precision_that_is_not_there_before_it_starts(capsys, runs):
     pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'dnn[serve]'")
-    assert main(["serve", str(runs.dates), "--precision", "int8", "--port", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "dnn: error: --precision must be one of fp32, bf16, fp16, got 'int8'"
+    assert _usage_error(["serve", str(runs.dates), "--precision", "int8", "--port", "0"]) == 2
+    assert capsys.readouterr().err.strip().startswith(REFUSED)
 
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")

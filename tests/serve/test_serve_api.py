@@ -112,7 +112,7 @@ def test_runs_lists_name_task_model_panel_and_metrics(client, loaded):
                       "tagger": "tag"}  # fmt: skip
     for name, r in listed.items():
         run = loaded[name]
-        assert r["task"] == run.config["data"]["task"] and r["model"] == run.config["model"]["name"]
+        assert r["task"] == run.cfg.data.task and r["model"] == run.cfg.model.name
         assert r["steps"] == run.results["steps"] == 3
         assert r["parameters"] == sum(p.numel() for p in run.model.parameters())
         head = r["headline"]

@@ -21,7 +21,6 @@ import dnn.inspect.report as report_module
 from dnn.cli import main
 from dnn.inspect import confusion, write_report
 from dnn.run import load_run
-from dnn.run_config import RunConfig
 from dnn.tasks import make_task
 from dnn.tasks.language import AddingProblem
 from dnn.train import train
@@ -158,7 +157,7 @@ def test_every_run_ends_with_a_report_of_the_pictures_that_apply_to_its_task(run
 @pytest.mark.parametrize("name", ["digits", "sentiment", "tagging"])
 def test_the_confusion_matrix_agrees_with_the_reported_accuracy(runs, name):
     loaded = load_run(runs[name].dir)
-    task = make_task(RunConfig.from_dict(loaded.config))
+    task = make_task(loaded.cfg)
     task.prepare(lambda message: None)
     matrix, classes = confusion(loaded.model, task, "test")
     assert matrix.shape == (len(classes), len(classes))

@@ -17,7 +17,7 @@ from dnn.data.synthetic import adding_splits
 from dnn.data.tokenizers import CharTokenizer, WordTokenizer
 from dnn.data.vocab import EOS_ID, Vocab
 from dnn.errors import ConfigError
-from dnn.models.registry import create_model
+from dnn.models.registry import create_model, model_config
 from dnn.run import evaluate_run, load_run, resolve_config
 from dnn.tasks.language import (
     CarriedState,
@@ -214,7 +214,10 @@ def test_the_step_reads_the_carried_state_and_stores_a_detached_one(tmp_path):
     book = tmp_path / "book.txt"
     book.write_text(PARAGRAPH * 3)
     task = lm_task(book, "train.batch_size=4", "data.length=10")
-    model = create_model("language_model", vocab_size=len(task.vocab), embedding_size=8, hidden_size=16, num_layers=1)
+    model = create_model(
+        "language_model",
+        model_config("language_model", vocab_size=len(task.vocab), embedding_size=8, hidden_size=16, num_layers=1),
+    )
     first, second = list(task.train_batches(0))[:2]
     context: dict = {}
     task.step(model, first, context)
@@ -254,8 +257,10 @@ def test_resume_mid_epoch_is_exact_when_the_state_is_restored_and_starts_from_ze
 
     def new_model():
         torch.manual_seed(0)
-        return create_model("language_model", vocab_size=len(task.vocab), embedding_size=8, hidden_size=16,
-                            num_layers=1)  # fmt: skip
+        return create_model(
+            "language_model",
+            model_config("language_model", vocab_size=len(task.vocab), embedding_size=8, hidden_size=16, num_layers=1),
+        )
 
     whole, expected = trainer_for(new_model())
     whole.fit(task.train_batches, epochs=2)
@@ -296,7 +301,9 @@ def test_sigkill_then_resume_equals_an_uninterrupted_language_model_run(tmp_path
 
 def test_the_sequence_regressor_equals_torch_lstm_and_linear():
     torch.manual_seed(0)
-    model = create_model("sequence_regressor", input_size=2, hidden_size=6, num_layers=2, cell="lstm")
+    model = create_model(
+        "sequence_regressor", model_config("sequence_regressor", input_size=2, hidden_size=6, num_layers=2, cell="lstm")
+    )
     assert isinstance(model, SequenceRegressor)
     twin = torch.nn.LSTM(2, 6, num_layers=2, batch_first=True)
     twin.load_state_dict(model.rnn.state_dict())

@@ -11,7 +11,7 @@ import torch
 
 from dnn.cli import main
 from dnn.errors import ConfigError
-from dnn.models.registry import create_model
+from dnn.models.registry import create_model, model_config
 from dnn.run_config import RunConfig
 
 LENET = ["digits-lenet5", "train.epochs=1", "train.batch_size=64", "train.report=false", "train.tensorboard=false"]
@@ -75,11 +75,11 @@ def test_n_best_translations_and_the_length_penalty_from_the_command_line(tmp_pa
 
 
 def test_a_cnns_kernel_stride_padding_and_pool_come_from_the_config(tmp_path):
-    model = create_model("convnet", kernel_size=5, stride=2, padding=1, pool=1, image_size=32)
+    model = create_model("convnet", model_config("convnet", kernel_size=5, stride=2, padding=1, pool=1, image_size=32))
     assert model.conv1[0].kernel_size == (5, 5) and model.conv1[0].stride == (2, 2) and model.conv1[0].padding == (1, 1)
     assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
     with pytest.raises(ConfigError, match="the 8×8 image shrinks to nothing at conv2"):
-        create_model("convnet", kernel_size=7, padding=0)
+        create_model("convnet", model_config("convnet", kernel_size=7, padding=0))
     run_dir = tmp_path / "cnn"
     argv = ["train", *LENET, "model.name=convnet", "model.kernel_size=5", "train.max_steps=2", "--run-dir",
             str(run_dir), "--quiet"]  # fmt: skip

@@ -16,7 +16,7 @@ from resume_check import check_sigkill_resume
 from dnn.cli import main
 from dnn.data.batching import IGNORE_INDEX
 from dnn.errors import ConfigError, DataError
-from dnn.models.registry import create_model
+from dnn.models.registry import create_model, model_config
 from dnn.run import load_run, resolve_config
 from dnn.tasks import make_task
 from dnn.tasks.seq2seq import Seq2SeqSplit, Seq2SeqTask
@@ -229,7 +229,9 @@ def tiny_task(**data):
 def test_validation_during_training_can_use_an_even_subset_and_the_final_figures_use_all():
     whole, part = tiny_task(), tiny_task(valid_subset=3)
     torch.manual_seed(0)
-    model = create_model("seq2seq", **whole.model_options(), hidden_size=8, embedding_size=4).eval()
+    model = create_model(
+        "seq2seq", model_config("seq2seq", **whole.model_options(), hidden_size=8, embedding_size=4)
+    ).eval()
     assert whole.validate(model) == whole.evaluate(model, "valid") == part.evaluate(model, "valid")
     valid = part.splits["valid"]
     picks = [0, 2, 5]  # 3 of 8, spread evenly
@@ -250,7 +252,9 @@ def test_batches_are_a_function_of_seed_and_epoch_and_padding_never_counts():
     assert len(first) == a.batches_per_epoch() == 5
 
     torch.manual_seed(0)
-    model = create_model("seq2seq", **a.model_options(), hidden_size=8, embedding_size=4, attention="concat").eval()
+    model = create_model(
+        "seq2seq", model_config("seq2seq", **a.model_options(), hidden_size=8, embedding_size=4, attention="concat")
+    ).eval()
     batch = next(iter(a.train_batches(0)))
     assert (batch.tgt_in[:, 0] == 2).all()  # <sos>
     assert (batch.tgt_out[~batch.tgt_mask] == IGNORE_INDEX).all()

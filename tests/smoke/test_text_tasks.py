@@ -288,10 +288,12 @@ def test_training_batches_depend_only_on_seed_and_epoch_and_cover_the_split(data
 
 def test_the_tagging_loss_ignores_padding(data):
     task, _ = prepared(Tagging, "tagging-bilstm", [f"data.train={data.conll}", "train.batch_size=8"])
-    from dnn.models.registry import create_model
+    from dnn.models.registry import create_model, model_config
 
     torch.manual_seed(0)
-    model = create_model("sequence_tagger", **task.model_options(), embedding_size=8, hidden_size=8)
+    model = create_model(
+        "sequence_tagger", model_config("sequence_tagger", **task.model_options(), embedding_size=8, hidden_size=8)
+    )
     batch = next(task.train_batches(0))
     loss, n_tokens = task.step(model, batch, {})
     assert n_tokens == int(batch.lengths.sum()) and batch.lengths.min() < batch.lengths.max()

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from dnn import transfer
-from dnn.models.registry import create_model
+from dnn.models.registry import create_model, model_config
 from dnn.train import train
 
 TINY_LM = ["model.embedding_size=16", "model.hidden_size=24", "model.num_layers=2", "train.epochs=1",
@@ -77,8 +77,12 @@ def test_a_mismatched_or_wrong_init_from_is_one_line_exit_2(runs, tmp_path, caps
 
 def classifier():
     torch.manual_seed(0)
-    return create_model("sequence_classifier", vocab_size=30, num_classes=3, embedding_size=8, hidden_size=8,
-                        num_layers=2)  # fmt: skip
+    return create_model(
+        "sequence_classifier",
+        model_config(
+            "sequence_classifier", vocab_size=30, num_classes=3, embedding_size=8, hidden_size=8, num_layers=2
+        ),
+    )
 
 
 def test_discriminative_learning_rates_are_the_optimisers_groups():

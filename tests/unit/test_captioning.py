@@ -11,7 +11,7 @@ from dnn.decoding import beam_search, greedy
 from dnn.errors import ConfigError
 from dnn.inspect.captioning import attention_over_image
 from dnn.models.captioning import CaptionConfig, CaptionModel, coordinate_channels
-from dnn.models.registry import create_model
+from dnn.models.registry import create_model, model_config
 from dnn.models.token_ids import token_cross_entropy
 from dnn.tasks.captioning import CaptionPredictor, collate_captions
 
@@ -28,7 +28,7 @@ def digits():
 def small_model(seed=0, **options) -> CaptionModel:
     torch.manual_seed(seed)
     config = dict(vocab_size=V, channels=[4, 8], feature_size=12, embedding_size=8, hidden_size=12)
-    model = create_model("caption_attention", **{**config, **options})
+    model = create_model("caption_attention", model_config("caption_attention", **{**config, **options}))
     return model.eval()
 
 

@@ -19,7 +19,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from dnn.errors import ConfigError
-from dnn.models import create_model, list_models
+from dnn.models import create_model, list_models, model_config
 from dnn.models.cnn import CNN_NAMES
 
 MODELS = [n for n in list_models() if n in CNN_NAMES]
@@ -60,14 +60,14 @@ def n_params(model: nn.Module) -> int:
 def on_meta(name: str, **config) -> nn.Module:
     """The model built on the meta device: shapes and structure only, no memory, no initialisation."""
     with torch.device("meta"):
-        return create_model(name, **config)
+        return create_model(name, model_config(name, **config))
 
 
 @functools.cache
 def _built(name: str, small: bool) -> nn.Module:
     torch.manual_seed(0)
     size = {"image_size": 8} if small else {"small_input": False}
-    return create_model(name, num_classes=10, in_channels=1, **size, **narrow(name))
+    return create_model(name, model_config(name, num_classes=10, in_channels=1, **size, **narrow(name)))
 
 
 def digits_model(name: str, small: bool = True) -> nn.Module:
@@ -107,7 +107,9 @@ def test_forward_backward_on_small_inputs(name, channels, size):
         model = digits_model(name)
     else:
         torch.manual_seed(0)
-        model = create_model(name, num_classes=10, in_channels=channels, image_size=size, **narrow(name))
+        model = create_model(
+            name, model_config(name, num_classes=10, in_channels=channels, image_size=size, **narrow(name))
+        )
     assert model.config.small_input is (name != "lenet5" or size < 32)  # resolved from image_size, saved
     x = torch.randn(4 if size == 8 else 2, channels, size, size)
     logits = model.train()(x)
@@ -146,7 +148,7 @@ def test_forward_backward_on_small_inputs(name, channels, size):
     ],
 )
 def test_feature_map_sizes_follow_the_documented_arithmetic(name, config, side, expected):
-    model = create_model(name, in_channels=1, num_classes=3, **config, **narrow(name)).eval()
+    model = create_model(name, model_config(name, in_channels=1, num_classes=3, **config, **narrow(name))).eval()
     with torch.no_grad():
         features = model.forward_features(torch.randn(1, 1, side, side))
         assert features.shape == (1, *expected)
@@ -190,8 +192,8 @@ def test_small_input_switches_the_stem():
 def test_lenet_small_input_equals_lenet_on_the_image_centred_in_32x32(side):
     """LeCun centred the digits in a 32×32 field: the padded C1 computes exactly that."""
     torch.manual_seed(0)
-    small = create_model("lenet5", image_size=side).eval()
-    big = create_model("lenet5", image_size=32).eval()
+    small = create_model("lenet5", model_config("lenet5", image_size=side)).eval()
+    big = create_model("lenet5", model_config("lenet5", image_size=32)).eval()
     big.load_state_dict(small.state_dict())
     x = torch.randn(3, 1, side, side)
     pad = (32 - side) // 2
@@ -201,8 +203,8 @@ def test_lenet_small_input_equals_lenet_on_the_image_centred_in_32x32(side):
 
 def test_googlenet_transform_input_is_torchvision_renormalisation():
     torch.manual_seed(0)
-    model = create_model("googlenet", image_size=32, transform_input=True).eval()
-    plain = create_model("googlenet", image_size=32).eval()
+    model = create_model("googlenet", model_config("googlenet", image_size=32, transform_input=True)).eval()
+    plain = create_model("googlenet", model_config("googlenet", image_size=32)).eval()
     plain.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 32, 32)
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -212,11 +214,11 @@ def test_googlenet_transform_input_is_torchvision_renormalisation():
 
 
 def test_zero_init_residual_starts_every_block_as_identity_plus_shortcut():
-    model = create_model("resnet50", image_size=32, zero_init_residual=True)
+    model = create_model("resnet50", model_config("resnet50", image_size=32, zero_init_residual=True))
     blocks = [b for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for b in layer]
     assert len(blocks) == 16
     assert all(b.bn3.weight.abs().sum() == 0 and b.bn1.weight.abs().sum() > 0 for b in blocks)
-    assert create_model("resnet18", image_size=32).layer1[0].bn2.weight.abs().sum() > 0
+    assert create_model("resnet18", model_config("resnet18", image_size=32)).layer1[0].bn2.weight.abs().sum() > 0
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -311,7 +313,7 @@ BAD_CONFIGS = [
 @pytest.mark.parametrize("name", MODELS)
 def test_bad_config_raises_config_error_naming_the_field(name, kwargs, field):
     with pytest.raises(ConfigError, match=field) as info:
-        create_model(name, **kwargs)
+        create_model(name, model_config(name, **kwargs))
     assert "\n" not in str(info.value)
 
 
@@ -329,16 +331,16 @@ def test_bad_config_raises_config_error_naming_the_field(name, kwargs, field):
 )
 def test_model_specific_fields_are_checked(name, kwargs, field):
     with pytest.raises(ConfigError, match=field):
-        create_model(name, **kwargs)
+        create_model(name, model_config(name, **kwargs))
 
 
 def test_wrong_input_tensor_is_a_config_error():
-    model = create_model("resnet18", image_size=32)
+    model = create_model("resnet18", model_config("resnet18", image_size=32))
     with pytest.raises(ConfigError, match=r"in_channels=3.*\(2, 1, 32, 32\)"):
         model(torch.randn(2, 1, 32, 32))
     with pytest.raises(ConfigError, match="shape"):
         model(torch.randn(3, 32, 32))
-    vgg = create_model("vgg16", image_size=224, hidden_size=8)
+    vgg = create_model("vgg16", model_config("vgg16", image_size=224, hidden_size=8))
     assert vgg.min_input_size == 32
     with pytest.raises(ConfigError, match="small_input=True"):
         vgg(torch.randn(1, 3, 16, 16))
@@ -354,7 +356,7 @@ def test_lenet5_overfits_32_digits():
     digits = load_digits()
     x = torch.tensor(digits.images[:32], dtype=torch.float32).unsqueeze(1) / 16.0  # (32, 1, 8, 8) in [0, 1]
     y = torch.tensor(digits.target[:32])
-    model = create_model("lenet5", image_size=8)
+    model = create_model("lenet5", model_config("lenet5", image_size=8))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = F.cross_entropy(model(x), y).item()
     assert abs(first - math.log(10)) < 0.3  # an untrained 10-way classifier is near uniform
@@ -371,18 +373,22 @@ def test_lenet5_overfits_32_digits():
 
 
 def test_cnns_run_in_channels_last_on_the_cpu_in_bf16_and_when_asked():
-    from dnn.models import create_model
+    from dnn.models import create_model, model_config
     from dnn.models.cnn_base import in_memory_layout
 
     cpu = torch.device("cpu")
-    lenet = in_memory_layout(create_model("lenet5", num_classes=10), cpu, precision="bf16")
+    lenet = in_memory_layout(create_model("lenet5", model_config("lenet5", num_classes=10)), cpu, precision="bf16")
     c3 = lenet.features[3].weight  # (16, 6, 5, 5)
     assert c3.is_contiguous(memory_format=torch.channels_last) and not c3.is_contiguous()
-    plain = in_memory_layout(create_model("lenet5", num_classes=10), cpu)  # fp32: NCHW unless asked
+    plain = in_memory_layout(
+        create_model("lenet5", model_config("lenet5", num_classes=10)), cpu
+    )  # fp32: NCHW unless asked
     assert plain.features[3].weight.is_contiguous()
-    asked = in_memory_layout(create_model("lenet5", num_classes=10), cpu, channels_last=True)
+    asked = in_memory_layout(create_model("lenet5", model_config("lenet5", num_classes=10)), cpu, channels_last=True)
     assert asked.features[3].weight.is_contiguous(memory_format=torch.channels_last)
-    refused = in_memory_layout(create_model("lenet5", num_classes=10), cpu, channels_last=False, precision="bf16")
+    refused = in_memory_layout(
+        create_model("lenet5", model_config("lenet5", num_classes=10)), cpu, channels_last=False, precision="bf16"
+    )
     assert refused.features[3].weight.is_contiguous()
     torch.manual_seed(0)
     x = torch.randn(4, 1, 32, 32)

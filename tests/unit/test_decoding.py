@@ -14,7 +14,7 @@ from torch.testing import assert_close
 
 from dnn.decoding import beam_search, greedy, length_penalty_factor, sample
 from dnn.errors import ConfigError
-from dnn.models import create_model
+from dnn.models import create_model, model_config
 
 SV, SOS, EOS, PAD = 11, 2, 3, 0
 
@@ -24,7 +24,7 @@ def make_seq2seq(tgt_vocab=9, seed=0, sharpen=4.0, **overrides):
                   encoder_hidden_size=4, attention="general")  # fmt: skip
     config.update(overrides)
     torch.manual_seed(seed)
-    model = create_model("seq2seq", **config).eval()
+    model = create_model("seq2seq", model_config("seq2seq", **config)).eval()
     with torch.no_grad():
         model.decoder.output.weight.mul_(sharpen)
     return model
@@ -167,7 +167,7 @@ def make_lm(seed=0, **overrides):
     config = dict(vocab_size=7, embedding_size=6, hidden_size=6, num_layers=2)
     config.update(overrides)
     torch.manual_seed(seed)
-    model = create_model("language_model", **config).eval()
+    model = create_model("language_model", model_config("language_model", **config)).eval()
     with torch.no_grad():
         model.output.weight.mul_(8.0)
     return model

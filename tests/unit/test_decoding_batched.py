@@ -15,7 +15,7 @@ from torch.testing import assert_close
 
 from dnn.decoding import MIN_TEMPERATURE, beam_search, greedy, sample
 from dnn.errors import ConfigError
-from dnn.models import create_model
+from dnn.models import create_model, model_config
 
 SV, SOS, EOS, PAD = 13, 2, 3, 0
 
@@ -25,7 +25,7 @@ def make_seq2seq(tgt_vocab=11, seed=0, sharpen=3.0, **overrides):
                   encoder_hidden_size=5, cell="gru", attention="concat", attention_hidden_size=7)  # fmt: skip
     config.update(overrides)
     torch.manual_seed(seed)
-    model = create_model("seq2seq", **config).eval()
+    model = create_model("seq2seq", model_config("seq2seq", **config)).eval()
     with torch.no_grad():
         model.decoder.output.weight.mul_(sharpen)
     return model

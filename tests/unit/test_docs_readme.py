@@ -26,7 +26,7 @@ def test_the_model_line_names_every_registered_model_once():
 def test_the_recipe_tables_name_every_recipe_dnn_list_shows(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    shown = re.findall(r"^  (\S+) ", out[out.index("recipes:") : out.index("built-in tasks:")], flags=re.M)
+    shown = re.findall(r"^  (\S+) ", out[out.index("recipes:") : out.index("tasks (data.task)")], flags=re.M)
     assert shown == list_recipes()
     table = _paragraph("| recipe | what it shows |")
     datasets = _paragraph("| `dnn data get` | what it lays out | recipe |")

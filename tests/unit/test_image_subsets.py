@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dnn.errors import ConfigError, DataError
-from dnn.models import create_model
+from dnn.models import create_model, model_config
 from dnn.run import resolve_config
 from dnn.tasks import make_task
 from dnn.tasks.images import place_on_canvas
@@ -76,12 +76,18 @@ def test_place_on_canvas_puts_each_image_where_it_fits_whole():
 
 
 def test_mlp_and_convnet_parameter_counts_against_the_image_size():
-    assert sum(p.numel() for p in create_model("mlp", hidden_sizes=[]).parameters()) == 8 * 8 * 10 + 10
-    counts = [sum(p.numel() for p in create_model("convnet", image_size=s).parameters()) for s in (8, 16, 64)]
+    assert (
+        sum(p.numel() for p in create_model("mlp", model_config("mlp", hidden_sizes=[])).parameters())
+        == 8 * 8 * 10 + 10
+    )
+    counts = [
+        sum(p.numel() for p in create_model("convnet", model_config("convnet", image_size=s)).parameters())
+        for s in (8, 16, 64)
+    ]
     assert counts == [28_714] * 3
-    convnet = create_model("convnet", image_size=8)
+    convnet = create_model("convnet", model_config("convnet", image_size=8))
     assert convnet(torch.randn(2, 1, 20, 20)).shape == (2, 10)  # any size: the head pools globally
-    mlp = create_model("mlp", image_size=8)
+    mlp = create_model("mlp", model_config("mlp", image_size=8))
     with pytest.raises(ConfigError, match=r"mlp: input images must be 8×8 pixels, got 16×16"):
         mlp(torch.randn(2, 1, 16, 16))
     assert list(mlp.stages()) == ["fc1", "head"] and mlp.get_classifier() is mlp.head

@@ -6,11 +6,11 @@ import torch
 from torch.testing import assert_close
 
 from dnn.inspect import first_conv_weights, stage_feature_maps
-from dnn.models.registry import create_model
+from dnn.models.registry import create_model, model_config
 
 
 def test_first_conv_weights_are_the_first_convolutions_kernels():
-    model = create_model("resnet18", num_classes=10, in_channels=3, image_size=32)
+    model = create_model("resnet18", model_config("resnet18", num_classes=10, in_channels=3, image_size=32))
     weights = first_conv_weights(model)
     assert weights.shape == tuple(model.conv1.weight.shape) and weights.shape[:2] == (64, 3)
     assert np.array_equal(weights, model.conv1.weight.detach().numpy())
@@ -19,7 +19,7 @@ def test_first_conv_weights_are_the_first_convolutions_kernels():
 
 def test_feature_maps_of_every_stage_for_one_image():
     torch.manual_seed(0)
-    model = create_model("resnet18", num_classes=10, in_channels=3, image_size=32)
+    model = create_model("resnet18", model_config("resnet18", num_classes=10, in_channels=3, image_size=32))
     model.train()
     image = torch.randn(3, 32, 32)
     maps, probs = stage_feature_maps(model, image)
@@ -35,7 +35,7 @@ def test_feature_maps_of_every_stage_for_one_image():
 
 
 def test_lenet_stages_that_are_maps():
-    model = create_model("lenet5", num_classes=10, in_channels=1, image_size=8)
+    model = create_model("lenet5", model_config("lenet5", num_classes=10, in_channels=1, image_size=8))
     maps, probs = stage_feature_maps(model, torch.rand(1, 8, 8))
     assert list(maps) == ["conv1", "conv2"] and maps["conv1"].shape[0] == 6 and maps["conv2"].shape[0] == 16
     assert probs.shape == (10,) and abs(float(probs.sum()) - 1.0) < 1e-6

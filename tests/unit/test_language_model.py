@@ -9,7 +9,7 @@ from torch.testing import assert_close
 
 from dnn.decoding import sample
 from dnn.errors import ConfigError
-from dnn.models import create_model
+from dnn.models import create_model, model_config
 from dnn.models.language import LMState
 from dnn.training.callbacks import detach_state
 
@@ -20,7 +20,7 @@ def make(seed=0, **overrides):
     config = dict(vocab_size=V, embedding_size=E, hidden_size=H, num_layers=2)
     config.update(overrides)
     torch.manual_seed(seed)
-    return create_model("language_model", **config).eval()
+    return create_model("language_model", model_config("language_model", **config)).eval()
 
 
 def tokens(B, T, seed=0):
@@ -133,7 +133,10 @@ def test_tied_weights_share_one_matrix():
 )
 def test_config_errors_name_the_field(config, field):
     with pytest.raises(ConfigError, match=field):
-        create_model("language_model", **{**dict(vocab_size=V, embedding_size=E, hidden_size=H), **config})
+        create_model(
+            "language_model",
+            model_config("language_model", **{**dict(vocab_size=V, embedding_size=E, hidden_size=H), **config}),
+        )
 
 
 def test_bad_state_or_tokens_are_config_errors():
@@ -158,8 +161,10 @@ def test_learns_a_paragraph_with_truncated_bptt():
     ids = {c: i + 4 for i, c in enumerate(chars)}  # 0–3 are <pad>, <unk>, <sos>, <eos>
     data = torch.tensor([[ids[c] for c in PARAGRAPH]])  # (1, 334)
     torch.manual_seed(0)
-    model = create_model("language_model", vocab_size=len(chars) + 4, embedding_size=32, hidden_size=128,
-                         num_layers=1)  # fmt: skip
+    model = create_model(
+        "language_model",
+        model_config("language_model", vocab_size=len(chars) + 4, embedding_size=32, hidden_size=128, num_layers=1),
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(40):  # epochs of 6 chunks; measured: below 0.3 after 21–22 epochs (seeds 0, 1)
         state = None

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dnn.errors import ConfigError
-from dnn.models import create_model, list_models
+from dnn.models import create_model, list_models, model_config
 
 CNN_SMALL = dict(num_classes=3, in_channels=3, image_size=32)
 
@@ -72,7 +72,7 @@ def test_the_table_covers_every_registered_model():
 def test_every_model_builds_runs_forward_and_backward_and_every_parameter_learns(name):
     torch.manual_seed(0)
     config, make_inputs = SMALL[name]
-    model = create_model(name, **config)
+    model = create_model(name, model_config(name, **config))
     out = model(*make_inputs())
     logits = out[0] if isinstance(out, tuple) else out
     assert torch.isfinite(logits).all()
@@ -84,9 +84,9 @@ def test_every_model_builds_runs_forward_and_backward_and_every_parameter_learns
 @pytest.mark.parametrize("name", list_models())
 def test_bad_arguments_are_one_line_errors_naming_the_argument(name):
     with pytest.raises(ConfigError, match=rf"model '{name}': unknown argument 'no_such_option'"):
-        create_model(name, **SMALL[name][0], no_such_option=1)
+        create_model(name, model_config(name, **SMALL[name][0], no_such_option=1))
 
 
 def test_unknown_model_suggests_the_closest_name():
     with pytest.raises(ConfigError, match="unknown model 'resnet19'; did you mean 'resnet18'?"):
-        create_model("resnet19")
+        model_config("resnet19")

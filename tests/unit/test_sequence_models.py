@@ -17,7 +17,7 @@ from torch.testing import assert_close
 
 from dnn.errors import ConfigError
 from dnn.layers.recurrent import LSTM
-from dnn.models import create_model, list_models
+from dnn.models import create_model, list_models, model_config
 from dnn.models.sequence import SequenceClassifierConfig
 
 V, K, E, H = 13, 3, 6, 5
@@ -85,7 +85,7 @@ def test_the_four_models_are_registered():
 def test_builds_runs_and_every_parameter_gets_a_gradient(case):
     name, config = CASES[case]
     torch.manual_seed(0)
-    model = create_model(name, **config)
+    model = create_model(name, model_config(name, **config))
     tokens, lengths = padded_batch([5, 3, 6, 1])
     logits, loss = run(name, model, tokens, lengths)
     assert torch.isfinite(logits).all()
@@ -101,7 +101,7 @@ def test_builds_runs_and_every_parameter_gets_a_gradient(case):
 )
 def test_logit_shapes(case, shape):
     name, config = CASES[case]
-    model = create_model(name, **config)
+    model = create_model(name, model_config(name, **config))
     tokens, lengths = padded_batch([5, 3, 6, 1])
     assert run(name, model, tokens, lengths)[0].shape == shape
 
@@ -116,9 +116,20 @@ def test_logit_shapes(case, shape):
 def test_classifier_padding_does_not_change_a_sequence(pooling, bidirectional, cell):
     torch.manual_seed(0)
     model = create_model(
-        "sequence_classifier", vocab_size=V, num_classes=K, embedding_size=E, hidden_size=H, num_layers=2,
-        cell=cell, bidirectional=bidirectional, pooling=pooling, residual=cell == "gru",
-    ).eval()  # fmt: skip
+        "sequence_classifier",
+        model_config(
+            "sequence_classifier",
+            vocab_size=V,
+            num_classes=K,
+            embedding_size=E,
+            hidden_size=H,
+            num_layers=2,
+            cell=cell,
+            bidirectional=bidirectional,
+            pooling=pooling,
+            residual=cell == "gru",
+        ),
+    ).eval()
     lens = [4, 7, 1, 5]
     tokens, lengths = padded_batch(lens, seed=3)  # garbage past each length
     batched = model(tokens, lengths)
@@ -129,7 +140,9 @@ def test_classifier_padding_does_not_change_a_sequence(pooling, bidirectional, c
 
 def test_tagger_padding_does_not_change_real_positions_and_loss_skips_padding():
     torch.manual_seed(0)
-    model = create_model("sequence_tagger", vocab_size=V, num_classes=K, embedding_size=E, hidden_size=H).eval()
+    model = create_model(
+        "sequence_tagger", model_config("sequence_tagger", vocab_size=V, num_classes=K, embedding_size=E, hidden_size=H)
+    ).eval()
     lens = [4, 7, 2]
     tokens, lengths = padded_batch(lens, seed=4)
     logits = model(tokens, lengths)  # (B, T, K)
@@ -151,10 +164,9 @@ def test_tagger_padding_does_not_change_real_positions_and_loss_skips_padding():
 @pytest.mark.parametrize("pooling", ["mean", "max", "attention"])
 def test_pooling_against_its_formula(pooling):
     torch.manual_seed(0)
-    model = create_model(
-        "sequence_classifier", vocab_size=V, num_classes=K, embedding_size=E, hidden_size=H, pooling=pooling,
-        bidirectional=True,
-    ).eval()  # fmt: skip
+    config = model_config("sequence_classifier", vocab_size=V, num_classes=K, embedding_size=E, hidden_size=H,
+                          pooling=pooling, bidirectional=True)  # fmt: skip
+    model = create_model("sequence_classifier", config).eval()
     tokens, lengths = padded_batch([6, 3], seed=6)
     features, weights = model.forward_features(tokens, lengths)
     for b, n in enumerate([6, 3]):
@@ -178,7 +190,10 @@ def test_defaults_are_the_keras_example_and_match_a_torch_twin():
     config = SequenceClassifierConfig(vocab_size=V, num_classes=1, embedding_size=E, hidden_size=H)
     assert (config.cell, config.num_layers, config.bidirectional, config.pooling) == ("lstm", 1, False, "last")
     torch.manual_seed(0)
-    model = create_model("sequence_classifier", vocab_size=V, num_classes=1, embedding_size=E, hidden_size=H).eval()
+    model = create_model(
+        "sequence_classifier",
+        model_config("sequence_classifier", vocab_size=V, num_classes=1, embedding_size=E, hidden_size=H),
+    ).eval()
     assert isinstance(model.encoder.rnn, LSTM)
 
     embedding, lstm, dense = nn.Embedding(V, E, padding_idx=0), nn.LSTM(E, H, batch_first=True), nn.Linear(H, 1)
@@ -211,11 +226,14 @@ def test_defaults_are_the_keras_example_and_match_a_torch_twin():
 )
 def test_config_errors_name_the_field(name, config, field):
     with pytest.raises(ConfigError, match=field):
-        create_model(name, **config)
+        create_model(name, model_config(name, **config))
 
 
 def test_bad_tokens_are_a_config_error():
-    model = create_model("sequence_classifier", vocab_size=V, num_classes=K, embedding_size=E, hidden_size=H)
+    model = create_model(
+        "sequence_classifier",
+        model_config("sequence_classifier", vocab_size=V, num_classes=K, embedding_size=E, hidden_size=H),
+    )
     with pytest.raises(ConfigError, match="tokens"):
         model(torch.full((2, 3), V))
     with pytest.raises(ConfigError, match="tokens"):
@@ -237,7 +255,10 @@ def test_classifier_overfits_a_tiny_batch():
     labels = ((tokens == 5).any(dim=1)).long()
     assert 8 <= labels.sum() <= 24  # both classes present
     torch.manual_seed(0)
-    model = create_model("sequence_classifier", vocab_size=12, num_classes=2, embedding_size=16, hidden_size=32)
+    model = create_model(
+        "sequence_classifier",
+        model_config("sequence_classifier", vocab_size=12, num_classes=2, embedding_size=16, hidden_size=32),
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(60):  # measured: below 0.05 after 12–26 steps (seeds 0–2, every pooling)
         loss = F.cross_entropy(model(tokens, lengths), labels)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from dnn.data.speech import collate_speech
 from dnn.decoding_ctc import collapse, greedy_ctc, greedy_path, prefix_beam_search
 from dnn.errors import ConfigError
-from dnn.models.registry import create_model
+from dnn.models.registry import create_model, model_config
 from dnn.models.speech import ctc_loss, min_ctc_frames
 
 
@@ -134,7 +134,9 @@ def test_an_output_too_short_for_its_transcript_is_zeroed_and_counted():
 
 def test_speech_ctc_halves_the_frame_rate_and_padding_changes_nothing():
     torch.manual_seed(0)
-    model = create_model("speech_ctc", num_classes=5, n_mels=8, conv_channels=6, hidden_size=4, num_layers=2).eval()
+    model = create_model(
+        "speech_ctc", model_config("speech_ctc", num_classes=5, n_mels=8, conv_channels=6, hidden_size=4, num_layers=2)
+    ).eval()
     a, b = torch.randn(9, 8), torch.randn(4, 8)
     batch = torch.zeros(2, 9, 8)
     batch[0], batch[1, :4] = a, b
@@ -143,13 +145,17 @@ def test_speech_ctc_halves_the_frame_rate_and_padding_changes_nothing():
     assert logits.shape == (2, 5, 5) and lengths.tolist() == [5, 2]  # ⌊(T − 1)/2⌋ + 1
     alone, _ = model(b.unsqueeze(0), torch.tensor([4]))
     torch.testing.assert_close(logits[1, :2], alone[0], atol=1e-5, rtol=1e-5)
-    full = create_model("speech_ctc", num_classes=5, n_mels=8, conv_channels=0, hidden_size=4).eval()
+    full = create_model(
+        "speech_ctc", model_config("speech_ctc", num_classes=5, n_mels=8, conv_channels=0, hidden_size=4)
+    ).eval()
     assert full(batch, torch.tensor([9, 4]))[1].tolist() == [9, 4] and full.stride == 1
 
 
 def test_reference_and_fused_recurrent_implementations_give_the_same_outputs():
     torch.manual_seed(0)
-    model = create_model("speech_ctc", num_classes=5, n_mels=8, conv_channels=6, hidden_size=4).eval()
+    model = create_model(
+        "speech_ctc", model_config("speech_ctc", num_classes=5, n_mels=8, conv_channels=6, hidden_size=4)
+    ).eval()
     x, lengths = torch.randn(3, 11, 8), torch.tensor([11, 7, 3])
     reference, _ = model(x, lengths)
     model.rnn.implementation = "fused"
@@ -169,11 +175,13 @@ def test_reference_and_fused_recurrent_implementations_give_the_same_outputs():
 )
 def test_speech_ctc_config_errors_name_the_field(options, message):
     with pytest.raises(ConfigError, match=message):
-        create_model("speech_ctc", **options)
+        create_model("speech_ctc", model_config("speech_ctc", **options))
 
 
 def test_speech_ctc_rejects_features_of_the_wrong_width():
-    model = create_model("speech_ctc", num_classes=5, n_mels=8, conv_channels=0, hidden_size=4)
+    model = create_model(
+        "speech_ctc", model_config("speech_ctc", num_classes=5, n_mels=8, conv_channels=0, hidden_size=4)
+    )
     with pytest.raises(ConfigError, match=r"features must have shape \(B, T, n_mels=8\), got \(1, 5, 80\)"):
         model(torch.zeros(1, 5, 80))
 
@@ -199,8 +207,12 @@ def test_speech_ctc_learns_to_transcribe_a_toy_task():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     patterns = 2.0 * torch.randn(4, 8, generator=g)  # 3 labels (row 0 unused: the blank)
-    model = create_model("speech_ctc", num_classes=4, n_mels=8, conv_channels=16, hidden_size=16, num_layers=1,
-                         dropout=0.0)  # fmt: skip
+    model = create_model(
+        "speech_ctc",
+        model_config(
+            "speech_ctc", num_classes=4, n_mels=8, conv_channels=16, hidden_size=16, num_layers=1, dropout=0.0
+        ),
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(100):
         batch = toy_batch(16, g, patterns)

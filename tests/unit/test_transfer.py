@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnn.errors import CheckpointError, ConfigError
-from dnn.models import create_model
+from dnn.models import create_model, model_config
 from dnn.transfer import (
     freeze,
     frozen_stages,
@@ -33,7 +33,9 @@ FROZEN_TO_LAYER3 = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.")
 @functools.cache
 def _resnet(num_classes: int, small: bool) -> nn.Module:
     torch.manual_seed(num_classes)
-    return create_model("resnet18", num_classes=num_classes, in_channels=1, image_size=8 if small else 224)
+    return create_model(
+        "resnet18", model_config("resnet18", num_classes=num_classes, in_channels=1, image_size=8 if small else 224)
+    )
 
 
 def resnet(num_classes: int = 5, small: bool = True) -> nn.Module:
@@ -299,7 +301,7 @@ def test_older_checkpoints_without_num_batches_tracked_load_strictly():
 
 
 def test_googlenet_ignores_torchvisions_auxiliary_heads():
-    model = create_model("googlenet", image_size=32, num_classes=10)
+    model = create_model("googlenet", model_config("googlenet", image_size=32, num_classes=10))
     state = dict(model.state_dict())
     state["aux1.conv.conv.weight"] = torch.zeros(128, 512, 1, 1)
     state["aux2.fc2.bias"] = torch.zeros(1000)

@@ -9,7 +9,7 @@ from PIL import Image
 from dnn.data.digit_scenes import DIGIT, DIRECTIONS, moving_digit_clips
 from dnn.data.images import Normalize, load_digits_dataset
 from dnn.errors import ConfigError
-from dnn.models.registry import create_model
+from dnn.models.registry import create_model, model_config
 from dnn.models.video import VideoConfig
 from dnn.tasks.video import VideoPredictor, read_clip
 
@@ -25,7 +25,7 @@ def digits():
 def small_model(seed=0, **options):
     torch.manual_seed(seed)
     config = dict(num_classes=4, image_size=SIZE, channels=[4, 8], frame_features=8, hidden_size=8)
-    return create_model("video_cnn_lstm", **{**config, **options}).eval()
+    return create_model("video_cnn_lstm", model_config("video_cnn_lstm", **{**config, **options})).eval()
 
 
 def centre(frame: torch.Tensor) -> torch.Tensor:

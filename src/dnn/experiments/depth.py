@@ -51,15 +51,13 @@ def _overrides(ctx: Context, variant: str, seed: int) -> list[str]:
 
 def _initial_model(ctx: Context, variant: str, seed: int):
     """The model of ``dnn train adding-lstm OVERRIDES`` as it stands before its first update."""
-    from dnn.config import to_dict
     from dnn.models.registry import create_model
     from dnn.run import resolve_config
-    from dnn.run_config import validate_model_section
     from dnn.training.seed import seed_everything
 
     cfg = resolve_config("adding-lstm", _overrides(ctx, variant, seed))
     seed_everything(cfg.seed)
-    return create_model("sequence_regressor", **to_dict(validate_model_section(cfg.model, {"input_size": 2})))
+    return create_model(cfg.model.name, cfg.model.resolve({"input_size": 2}))
 
 
 def _probe(ctx: Context, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -100,11 +100,9 @@ def adding_loop(
     ``stop_below``, and stop at the first NaN/inf. ``radius``: rescale W_hh to this spectral radius at
     initialisation. The model trains on the recipe's ``train.device`` (``auto``: CUDA when there is one). The best
     evaluation's weights are tested."""
-    from dnn.config import to_dict
     from dnn.device import resolve_device
     from dnn.models.registry import create_model
     from dnn.run import resolve_config
-    from dnn.run_config import validate_model_section
     from dnn.tasks import make_task
     from dnn.training import Trainer
     from dnn.training.seed import seed_everything
@@ -115,7 +113,7 @@ def adding_loop(
     task = make_task(cfg)
     task.prepare(lambda message: None)
     seed_everything(cfg.seed)
-    model = create_model("sequence_regressor", **to_dict(validate_model_section(cfg.model, task.model_options())))
+    model = create_model(cfg.model.name, cfg.model.resolve(task.model_options()))
     if radius is not None:
         with torch.no_grad():
             w = model.rnn.weight_hh_l0  # (H, H); for a gated cell the stacked gates (kH, H): not meaningful

@@ -41,10 +41,14 @@ def _lm_overrides(cell: str, k: int, hidden: int, steps: int, eval_every: int, e
 
 def _lm_parameters(cell: str, hidden: int, vocab: int, embedding: int) -> tuple[int, int]:
     """(all parameters, the recurrent layer's) of a one-layer ``language_model``."""
-    from dnn.models.registry import create_model
+    from dnn.models.registry import create_model, model_config
 
-    model = create_model("language_model", vocab_size=vocab, embedding_size=embedding, hidden_size=hidden,
-                         num_layers=1, cell=cell)  # fmt: skip
+    model = create_model(
+        "language_model",
+        model_config(
+            "language_model", vocab_size=vocab, embedding_size=embedding, hidden_size=hidden, num_layers=1, cell=cell
+        ),
+    )
     return sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.rnn.parameters())
 
 

@@ -68,7 +68,6 @@ def _time_steps(ctx: Context) -> dict:
     from dnn.device import resolve_device
     from dnn.models.registry import create_model
     from dnn.run import resolve_config
-    from dnn.run_config import validate_model_section
 
     lengths = QUICK["timing"] if ctx.quick else TIMING_LENGTHS
     rounds = QUICK["rounds"] if ctx.quick else TIMING_ROUNDS
@@ -77,8 +76,8 @@ def _time_steps(ctx: Context) -> dict:
     for name, (recipe, _) in MODELS.items():
         cfg = resolve_config(recipe, SMALL[name] if ctx.quick else [])
         torch.manual_seed(0)
-        config = validate_model_section(cfg.model, {"src_vocab_size": 14, "tgt_vocab_size": 14})
-        models[name] = create_model(cfg.model["name"], config).to(device)
+        config = cfg.model.resolve({"src_vocab_size": 14, "tgt_vocab_size": 14})
+        models[name] = create_model(cfg.model.name, config).to(device)
         optimizers[name] = torch.optim.Adam(models[name].parameters(), lr=1e-4)
     gen = torch.Generator().manual_seed(0)
     batches = {}

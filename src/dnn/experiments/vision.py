@@ -61,10 +61,10 @@ def _centred_accuracy(run: Run, overrides: list[str]) -> float:
 
 
 def _parameters(name: str, size: int) -> int:
-    from dnn.models.registry import create_model
+    from dnn.models.registry import create_model, model_config
 
     options = {"hidden_sizes": [64]} if name == "mlp" else {}
-    model = create_model(name, num_classes=10, in_channels=1, image_size=size, **options)
+    model = create_model(name, model_config(name, num_classes=10, in_channels=1, image_size=size, **options))
     return sum(p.numel() for p in model.parameters())
 
 

@@ -130,7 +130,7 @@ def _export(run: LoadedRun, exporter: Exporter, source: RunDir, out: RunDir, fmt
         "dnn": __version__,
         "run": str(run.path),
         "kind": run.predictor.kind,
-        "model": run.cfg.model["name"],
+        "model": run.cfg.model.name,
         "graphs": {g.name: g.to_dict(SUFFIX[fmt]) for g in graphs},
         "files": files,
         "preprocessing": exporter.preprocessing(run),

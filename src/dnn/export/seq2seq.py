@@ -163,7 +163,7 @@ def _halves(run: LoadedRun) -> Halves:
         return EncoderGraph(model), step, inputs, inputs, [STATE_AXES[name] for name in step.state_names]
     raise ConfigError(
         f"{run.path}: dnn export handles the seq2seq models seq2seq (dnn's RNN encoder–decoder) and "
-        f"transformer_seq2seq; this run's model is {run.cfg.model['name']!r}"
+        f"transformer_seq2seq; this run's model is {run.cfg.model.name!r}"
     )
 
 

@@ -303,9 +303,9 @@ def _image(picture: Picture) -> str:
 
 def _page(run, report: _Report) -> str:
     name = run.path.resolve().name
-    model = run.config.get("model", {}).get("name", "?")
+    model = run.cfg.model.name
     params = sum(p.numel() for p in run.model.parameters())
-    task = run.config.get("data", {}).get("task", "?")
+    task = run.cfg.data.task
     made = time.strftime("%Y-%m-%d %H:%M:%S")
     parts = [
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
@@ -323,6 +323,6 @@ def _page(run, report: _Report) -> str:
     if report.notes:
         items = "".join(f"<li>{html.escape(n)}</li>\n" for n in report.notes)
         parts += ['<h2>Not drawn</h2>\n<ul class="note">\n', items, "</ul>\n"]
-    config = yaml.safe_dump(run.config, sort_keys=False, allow_unicode=True)
+    config = yaml.safe_dump(run.cfg.as_dict(), sort_keys=False, allow_unicode=True)
     parts += ["<h2>Config</h2>\n", f"<pre>{html.escape(config)}</pre>\n", "</body>\n</html>\n"]
     return "".join(parts)

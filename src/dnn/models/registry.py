@@ -3,13 +3,14 @@
     @register_model("lenet5", LeNet5Config)
     def lenet5(config: LeNet5Config) -> nn.Module: ...
 
-    model = create_model("lenet5", num_classes=10)       # keyword arguments fill the config
-    model = create_model("lenet5", LeNet5Config(num_classes=10))   # or the config itself, built once
+    config = model_config("lenet5", num_classes=10)      # the typed config: every argument checked, once
+    model = create_model("lenet5", config)                # built from it, never from loose keywords
     list_models("resnet*")                                # ['resnet18', 'resnet34', 'resnet50']
 
-A config is a dataclass. ``create_model`` checks every argument against it before anything is built: an unknown
-name is a ConfigError that names the closest valid one, a value of the wrong type names the field, what it
-expected and what it got.
+A config is a dataclass, and building it is where its values are checked: :func:`model_config` (or the config
+class itself, ``LeNet5Config(num_classes=10)``) refuses an unknown name with a ConfigError that names the closest
+valid one, and a value of the wrong type naming the field, what it expected and what it got. A run builds its
+model's config once (:class:`dnn.run_config.ModelSection`) and passes it whole to :func:`create_model`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import nn
 from dnn.config import config_from_kwargs
 from dnn.errors import ConfigError, did_you_mean
 
-__all__ = ["ModelSpec", "config_from_kwargs", "create_model", "get_model_spec", "list_models", "register_model"]
+__all__ = ["ModelSpec", "create_model", "get_model_spec", "list_models", "model_config", "register_model"]
 
 
 @dataclass(frozen=True)
@@ -92,14 +93,17 @@ def get_model_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
-def create_model(name: str, config: Any = None, /, **options: Any) -> nn.Module:
-    """Build the model registered as ``name`` from its config: an instance of its config class, validated once
-    and passed whole (what a run does), or keyword arguments that fill one (see :func:`list_models`)."""
+def model_config(name: str, /, **options: Any) -> Any:
+    """The typed config of the model registered as ``name``, filled from keyword arguments and checked; an unknown
+    argument or a bad value is a one-line ConfigError (``model 'lenet5': unknown argument 'num_clases'; ...``)."""
+    return config_from_kwargs(get_model_spec(name).config_cls, options, context=f"model {name!r}")
+
+
+def create_model(name: str, config: Any, /) -> nn.Module:
+    """Build the model registered as ``name`` from its typed config (:func:`model_config`), checked when it was
+    built and passed whole."""
     spec = get_model_spec(name)
-    if config is None:
-        return spec.factory(config_from_kwargs(spec.config_cls, options, context=f"model {name!r}"))
     if not isinstance(config, spec.config_cls):
-        raise ConfigError(f"model {name!r} takes a {spec.config_cls.__name__}, got {type(config).__name__}")
-    if options:
-        raise ConfigError(f"model {name!r}: give a {spec.config_cls.__name__} or keyword arguments, not both")
+        raise ConfigError(f"model {name!r} takes a {spec.config_cls.__name__}, got {type(config).__name__} (build "
+                          f"it with dnn.model_config({name!r}, ...))")  # fmt: skip
     return spec.factory(config)

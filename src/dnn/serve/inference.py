@@ -108,7 +108,7 @@ def watch_deadlines(model: nn.Module) -> list[Any]:
 def _needs(served: ServedRun, endpoint: str) -> None:
     """A ConfigError unless the run's panel is served by ``endpoint``."""
     if ENDPOINT[served.panel] != endpoint:
-        task = served.run.config.get("data", {}).get("task")
+        task = served.run.cfg.data.task
         raise ConfigError(
             f"run {served.name!r} is a {task} run: POST /runs/{served.name}/{ENDPOINT[served.panel]}, not /{endpoint}"
         )

@@ -91,7 +91,7 @@ class ServedRun:
     def describe(self) -> dict[str, Any]:
         """What ``GET /runs`` says of the run: name, task, model, panel, its metrics, and its predictor's contract
         (what it reads and gives, what it explains, its options; ``accept``: the files a file input takes)."""
-        config, results = self.run.config, self.run.results or {}
+        cfg, results = self.run.cfg, self.run.results or {}
         metrics = {split: _rounded(results.get(split) or {}) for split in ("valid", "test")}
         headline = None
         for split in ("test", "valid"):
@@ -100,8 +100,8 @@ class ServedRun:
                 break
         info: dict[str, Any] = {
             "name": self.name,
-            "task": config.get("data", {}).get("task"),
-            "model": config.get("model", {}).get("name"),
+            "task": cfg.data.task,
+            "model": cfg.model.name,
             "panel": self.panel,
             "parameters": sum(p.numel() for p in self.run.model.parameters()),
             "steps": results.get("steps"),

@@ -42,6 +42,10 @@ class AddingProblem(Task):
 
     monitor = ("mse", "min")
 
+    @classmethod
+    def builtin_data(cls, name: str) -> str:
+        return "the adding problem, generated (data.length: T)"
+
     def __init__(self, cfg):
         super().__init__(cfg)
         int_in("data.length (the sequence length T)", cfg.data.length, 2)

@@ -281,6 +281,12 @@ class Task(abc.ABC):
     def __init__(self, cfg: Any):
         self.cfg = cfg
 
+    @classmethod
+    def builtin_data(cls, name: str) -> str:
+        """The data dnn makes or carries for ``data.task`` = ``name``, in words; "" where it reads a user's files
+        only (``dnn list`` shows it)."""
+        return ""
+
     # -- required --------------------------------------------------------------------------------------------
 
     @abc.abstractmethod

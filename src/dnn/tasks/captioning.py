@@ -80,6 +80,10 @@ class CaptioningTask(Task):
 
     monitor = ("exact_match", "max")
 
+    @classmethod
+    def builtin_data(cls, name: str) -> str:
+        return "1–4 scikit-learn digits on a canvas, captioned with their words"
+
     def __init__(self, cfg):
         super().__init__(cfg)
         self.vocab = Vocab(DIGIT_WORDS)

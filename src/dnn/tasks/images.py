@@ -50,6 +50,10 @@ class ImageClassification(Task):
 
     monitor = ("accuracy", "max")
 
+    @classmethod
+    def builtin_data(cls, name: str) -> str:
+        return "scikit-learn's 8×8 handwritten digits" if name == "digits" else ""
+
     def __init__(self, cfg):
         super().__init__(cfg)
         self.classes: list[str] = []

@@ -172,6 +172,10 @@ class LanguageModelling(Task):
 
     monitor = ("loss", "min")
 
+    @classmethod
+    def builtin_data(cls, name: str) -> str:
+        return "data.source: pydoc (the English text of Python's own documentation)"
+
     def __init__(self, cfg):
         super().__init__(cfg)
         self.bptt = cfg.data.length

@@ -94,6 +94,10 @@ class Seq2SeqTask(Task):
     epoch, so the batches of every epoch are a function of (seed, epoch) alone and a resumed run sees the same.
     """
 
+    @classmethod
+    def builtin_data(cls, name: str) -> str:
+        return f"data.source: {', '.join(list_tasks())} (generated pairs)"
+
     def __init__(self, cfg):
         super().__init__(cfg)
         data = cfg.data

@@ -94,6 +94,10 @@ class SpeechRecognition(Task):
 
     monitor = ("cer", "min")
 
+    @classmethod
+    def builtin_data(cls, name: str) -> str:
+        return f"data.source: {', '.join(DATASETS)} (spoken by espeak-ng, when installed)"
+
     def __init__(self, cfg):
         super().__init__(cfg)
         data = cfg.data

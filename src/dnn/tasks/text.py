@@ -60,6 +60,7 @@ from dnn.tasks.text_base import (
     read_task_json,
 )
 from dnn.tasks.text_predictors import TaggingPredictor, TextClassifierPredictor
+from dnn.training.transfer_setup import language_model_run
 
 __all__ = ["Tagging", "TaggingPredictor", "TextClassification", "TextClassifierPredictor"]
 
@@ -74,16 +75,7 @@ MIN_PER_LABEL = 2  # fewer training examples per label (on average) is not a cla
 def _language_model_run(init_from: str | None) -> Path | None:
     """The language model run that ``train.init_from`` names (ULMFiT): its tokenizer, vocabulary and shape are
     the classifier's. None without init_from; any other run is refused in one line."""
-    if not init_from:
-        return None
-    run = Path(init_from)
-    kind = read_task_json(run).get("task") if run.is_dir() and as_run(run).has(FILES["task"]) else None
-    if kind != "LanguageModelling":
-        raise ConfigError(
-            f"train.init_from={init_from}: a text classifier starts from a language model run (task.json "
-            f"says LanguageModelling), this is {kind or 'no dnn run'}; e.g. `dnn train lm-pydoc-words`"
-        )
-    return run
+    return language_model_run(init_from).path if init_from else None
 
 
 @register_task("text_classification")

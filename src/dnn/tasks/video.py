@@ -41,6 +41,10 @@ class VideoClassification(Task):
 
     monitor = ("accuracy", "max")
 
+    @classmethod
+    def builtin_data(cls, name: str) -> str:
+        return "clips of a digit moving left, right, up or down"
+
     def __init__(self, cfg):
         super().__init__(cfg)
         self.classes = list(DIRECTIONS)

@@ -181,8 +181,7 @@ class ProgressBar:
 
     def on_eval_end(self, trainer, metrics, split="valid", **_):
         shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-        monitored = trainer.context.get("monitor")  # the metric that picks the best checkpoint comes first
-        order = sorted(shown, key=lambda k: k != monitored)[:2]
+        order = sorted(shown, key=lambda k: k != trainer.monitor)[:2]  # the metric that picks the best weights first
         self.last_metric = "".join(f"  {split} {k} {shown[k]:.4g}" for k in order)
         if self.plain:
             print(f"eval at step {trainer.stats.step}:{self.last_metric}", file=self.stream, flush=True)
@@ -213,8 +212,8 @@ class Evaluate:
         model.train(was_training)
         self.history.append(metrics)
         scheduler = trainer.scheduler
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and "monitor" in trainer.context:
-            scheduler.step(metrics[trainer.context["monitor"]])
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and trainer.monitor is not None:
+            scheduler.step(metrics[trainer.monitor])
         trainer.emit("eval_end", metrics=metrics, split="valid")
 
     def on_step_end(self, trainer, **_):

@@ -1,18 +1,20 @@
-"""How much memory a training run needs, estimated from its typed config before anything big is allocated.
+"""How much memory a training run needs, estimated before its data is made and before its first step.
 
     check_memory(task, cfg)                        # before task.prepare(): the data it will hold
-    check_memory(task, cfg, model_cfg, device)     # after: one training step, before the model is built
+    check_memory(task, cfg, model, device)         # after: one training step of the model, built on meta
 
 An :class:`Estimate` has six terms: the data the task holds (:meth:`Task.data_bytes`, from the config, before the
 data exists), the parameters, their gradients, the optimiser's state (Adam/AdamW: two moments; SGD: one with
 momentum, none without), the activations autograd keeps for the largest batch (:meth:`Task.batch_plan`) and what
 torch's kernels take on a first step whatever the model (KERNELS, measured).
 
-The activations follow the real model. It is built on the meta device (shapes only) and its tensors become fake CPU
-tensors (torch's FakeTensorMode: shapes, dtypes and devices, no storage); the task's own ``step`` (forward and loss)
-runs on a batch of the plan under :func:`torch.autograd.graph.saved_tensors_hooks`, which sum the bytes of every
-tensor saved for backward, once per storage, parameters excluded. Fake rather than meta tensors: the fused recurrent
-kernels ask autocast about their input's device, which meta is not. The batch's token ids and lengths stay real
+The activations follow the real model, the run's one build, made on the meta device and materialised after this
+check (:class:`dnn.models.deferred.Deferred`): a structural copy of it (its tensors meta, nothing copied) has
+them turned into fake CPU tensors (torch's FakeTensorMode:
+shapes, dtypes and devices, no storage); the task's own ``step`` (forward and loss) runs on a batch of the plan
+under :func:`torch.autograd.graph.saved_tensors_hooks`, which sum the bytes of every tensor saved for backward,
+once per storage, parameters excluded. Fake rather than meta tensors: the fused recurrent kernels ask autocast
+about their input's device, which meta is not. The batch's token ids and lengths stay real
 (small) CPU tensors and ops on real tensors alone run for real, because the models check ids
 (``int(tokens.max())``) and pack sequences by their lengths. Two ops do not run faithfully on fake tensors, and get
 an analytic stand-in: oneDNN's LSTM layer, whose workspace for backward its fake kernel returns empty, is given the
@@ -35,6 +37,7 @@ with a unit: 512M, 8G, 1.5T; binary units) overrides it, for tests that must not
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
@@ -49,7 +52,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from dnn.errors import ConfigError
-from dnn.models.registry import create_model
 
 __all__ = ["OVERRIDE", "BatchPlan", "Estimate", "available_bytes", "check_memory", "estimate"]
 
@@ -112,13 +114,11 @@ class Estimate:
                 f"{where}; {self.keys.get(big, MODEL_HINT)}")  # fmt: skip
 
 
-def estimate(task: Any, cfg: Any, model_cfg: Any, device: torch.device | None = None) -> Estimate:
+def estimate(task: Any, cfg: Any, model: nn.Module, device: torch.device | None = None) -> Estimate:
     """Every term of one training step of ``cfg`` (a RunConfig): its ``task`` (a :class:`dnn.tasks.Task`, prepared),
-    ``model_cfg`` the validated model section. Nothing of the model is allocated; ``device`` (default CPU) is where
-    the probe's fake tensors pretend to be."""
+    ``model`` the run's model (built on the meta device, or real). Nothing is allocated; ``device`` (default CPU) is
+    where the probe's fake tensors pretend to be."""
     out = _data_estimate(task)
-    with torch.device("meta"):
-        model = create_model(cfg.model["name"], model_cfg)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     t = cfg.train
@@ -127,19 +127,21 @@ def estimate(task: Any, cfg: Any, model_cfg: Any, device: torch.device | None = 
     out.why["optimizer"] = f"{t.optimizer}, {moments} per parameter"
     plan = task.batch_plan()
     if plan is not None:
-        out.terms["activations"], out.why["activations"] = _activations(model, task, plan, device), _shape(plan)
+        activations = _activations(_meta_twin(model), task, plan, device)
+        out.terms["activations"], out.why["activations"] = activations, _shape(plan)
         out.keys["activations"] = f"lower {' or '.join(plan.keys)}"
     return out
 
 
-def check_memory(task: Any, cfg: Any, model_cfg: Any = None, device: torch.device | None = None) -> None:
-    """Refuse, in one line (a ConfigError), a run that would not fit the memory available now. With ``model_cfg``
-    None (before ``task.prepare``): its data; else its first training step — the data is held by then, so the
-    memory available already excludes it."""
-    if model_cfg is None:
+def check_memory(task: Any, cfg: Any, model: nn.Module | None = None, device: torch.device | None = None) -> None:
+    """Refuse, in one line (a ConfigError), a run that would not fit the memory available now. With ``model`` None
+    (before ``task.prepare``): its data; else (``model`` built on the meta device, not yet materialised) its first
+    training step — the data is held by then, so the memory available already excludes it."""
+    if model is None:
         need, who, scope, on_gpu = _data_estimate(task), "the data", " in memory", False
     else:
-        need, who, scope = estimate(task, cfg, model_cfg, device).without("data"), "training", " for one step"
+        need = estimate(task, cfg, model, device).without("data")
+        who, scope = "training", " for one step"
         on_gpu = device is not None and device.type == "cuda"
     available = available_bytes(device if on_gpu else None)
     if available is not None and need.total > available:
@@ -172,6 +174,16 @@ def available_bytes(device: torch.device | None = None) -> int | None:
 
 def _data_estimate(task: Any) -> Estimate:
     return Estimate({"data": task.data_bytes()}, keys={"data": "lower data.sizes"})
+
+
+def _meta_twin(model: nn.Module) -> nn.Module:
+    """A copy of ``model``'s modules whose parameters and buffers are meta tensors of the same shapes: nothing of
+    its storage is copied, and the model itself is left as it is."""
+    memo: dict[int, Any] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
+    return copy.deepcopy(model, memo)
 
 
 def _activations(model: nn.Module, task: Any, plan: BatchPlan, device: torch.device | None) -> int:

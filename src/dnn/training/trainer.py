@@ -90,6 +90,7 @@ class Trainer:
         callbacks: Iterable[Any] = (),
         device: torch.device | None = None,
         precision: str = "fp32",
+        monitor: str | None = None,
     ):
         if on_nonfinite not in ("stop", "skip"):
             raise DnnError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
@@ -102,7 +103,8 @@ class Trainer:
         self.on_nonfinite = on_nonfinite
         self.callbacks = list(callbacks)
         self.stats = StepStats()
-        self.context: dict[str, Any] = {}
+        self.context: dict[str, Any] = {}  # what the step carries between batches (a language model's state)
+        self.monitor = monitor  # the validation metric that picks the best weights (shown first, a plateau's signal)
         self.should_stop = False  # a callback (early stopping, max_steps) sets it
         self._clock: tuple[float, float] | None = None  # (stats.elapsed, perf_counter()) when fit began
         self.device, self.precision = device, precision

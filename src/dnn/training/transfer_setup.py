@@ -14,7 +14,7 @@ from dnn.models.cnn_base import ImageClassifier
 from dnn.models.sequence import SequenceClassifier
 from dnn.rundir import MODEL, TASK, RunDir
 
-__all__ = ["Unfreeze", "parameters", "transfer_callbacks"]
+__all__ = ["Unfreeze", "language_model_run", "parameters", "transfer_callbacks"]
 
 
 def parameters(model: torch.nn.Module, t: Any, log) -> Any:
@@ -50,19 +50,26 @@ def parameters(model: torch.nn.Module, t: Any, log) -> Any:
     return transfer.param_groups(model, t.body_lr or t.lr, t.lr, t.weight_decay, include_frozen=t.unfreeze_after > 0)
 
 
+def language_model_run(init_from: str) -> RunDir:
+    """The language model run that ``train.init_from`` names (ULMFiT): its weights, tokenizer and vocabulary are
+    a text classifier's start. Any other run, or no run, is refused in one line."""
+    source = Path(init_from)
+    run = RunDir.reader(source) if source.is_dir() else None
+    kind = run.read_json(TASK, "a run's task.json").get("task") if run is not None and run.has(TASK) else None
+    if kind != "LanguageModelling":
+        raise ConfigError(f"train.init_from={init_from}: a text classifier starts from a language model run "
+                          f"(task.json says LanguageModelling), this is {kind or 'no dnn run'}; train one with "
+                          f"`dnn train lm-pydoc-words`")  # fmt: skip
+    return run
+
+
 def _from_language_model(model: torch.nn.Module, t: Any, log):
     """A sequence classifier from a language model run: its embedding and recurrent layers, a new head."""
     if t.freeze_up_to or t.body_lr or t.unfreeze_after or not t.init_from:
         raise ConfigError("a sequence_classifier transfers with train.init_from=LM_RUN (a language_model run of the "
                           "same tokenizer), train.gradual_unfreeze and train.layer_lr_factor; train.freeze_up_to, "
                           "body_lr and unfreeze_after are for CNNs")  # fmt: skip
-    source = Path(t.init_from)
-    run = RunDir.reader(source) if source.is_dir() else None
-    source_task = run.read_json(TASK, "a run's task.json").get("task") if run is not None and run.has(TASK) else None
-    if source_task != "LanguageModelling":
-        raise ConfigError(f"train.init_from={t.init_from}: a sequence_classifier starts from a language model run "
-                          f"(task.json says LanguageModelling), this is {source_task or 'no dnn run'}; train one with "
-                          f"`dnn train lm-pydoc-words`")  # fmt: skip
+    run = language_model_run(t.init_from)
     weights = run.verified(MODEL, "weights file")
     try:
         result = transfer.load_language_model(model, transfer.read_state_dict(weights), str(weights))
