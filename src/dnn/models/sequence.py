@@ -33,6 +33,7 @@ __all__ = [
     "POOLINGS",
     "SequenceClassifier",
     "SequenceClassifierConfig",
+    "SequenceModelFields",
     "SequenceTagger",
     "SequenceTaggerConfig",
 ]
@@ -46,12 +47,11 @@ POOLINGS = ("last", "mean", "max", "attention")
 
 
 @dataclass(kw_only=True)
-class SequenceClassifierConfig(RecurrentFields):
-    """Sequence classifier; the defaults are the lecture's Keras example (Embedding → LSTM → Dense).
-
-    ``num_classes = 1`` gives one logit for a binary task trained with BCE (the Keras example's sigmoid output).
-    The recurrent stack's keys (cell, hidden_size 128, num_layers 1, dropout, forget_bias): :class:`RecurrentFields`.
-    """
+class SequenceModelFields(RecurrentFields):
+    """The keys the classifier and the tagger share, declared once: their token encoder's (``vocab_size``,
+    ``embedding_size``, ``bidirectional``, ``residual``, ``dense``, and the recurrent stack's keys of
+    :class:`RecurrentFields`) and ``num_classes`` (K). A model that wants another default redeclares that field alone
+    (the tagger's ``bidirectional: bool = True``); the field keeps its place in the config."""
 
     vocab_size: int
     num_classes: int
@@ -59,15 +59,35 @@ class SequenceClassifierConfig(RecurrentFields):
     bidirectional: bool = False
     residual: bool = False
     dense: bool = False
-    pooling: Literal["last", "mean", "max", "attention"] = "last"
 
-    def __post_init__(self):
-        where = "sequence_classifier"
+    def _check_sequence_model(self, where: str) -> None:
+        """Check the shared keys; the ConfigError names the key (``"<where>: embedding_size must be ..."``)."""
         check_vocab_size(f"{where}: vocab_size", self.vocab_size, 2)
         positive_int(f"{where}: embedding_size", self.embedding_size)
         self._check_recurrent(where)
         check_connections(where, self.residual, self.dense, self.num_layers)
         positive_int(f"{where}: num_classes", self.num_classes)
+
+    def build_encoder(self) -> RecurrentEncoder:
+        """The token encoder these keys describe: embedding → RNN stack, outputs ``(B, T, D·H)``."""
+        stack = self.stack(bidirectional=self.bidirectional, residual=self.residual, dense=self.dense)
+        return RecurrentEncoder(self.vocab_size, self.embedding_size, stack)
+
+
+@dataclass(kw_only=True)
+class SequenceClassifierConfig(SequenceModelFields):
+    """Sequence classifier; the defaults are the lecture's Keras example (Embedding → LSTM → Dense).
+
+    ``num_classes = 1`` gives one logit for a binary task trained with BCE (the Keras example's sigmoid output).
+    The encoder's keys and ``num_classes``: :class:`SequenceModelFields`; the recurrent stack's (cell, hidden_size
+    128, num_layers 1, dropout, forget_bias): :class:`RecurrentFields`.
+    """
+
+    pooling: Literal["last", "mean", "max", "attention"] = "last"
+
+    def __post_init__(self):
+        where = "sequence_classifier"
+        self._check_sequence_model(where)
         choice(f"{where}: pooling", self.pooling, POOLINGS)
 
 
@@ -85,15 +105,13 @@ class SequenceClassifier(nn.Module):
     def __init__(self, config: SequenceClassifierConfig):
         super().__init__()
         self.config = config
-        c = config
-        stack = c.stack(bidirectional=c.bidirectional, residual=c.residual, dense=c.dense)
-        self.encoder = RecurrentEncoder(c.vocab_size, c.embedding_size, stack)
+        self.encoder = config.build_encoder()
         size = self.encoder.output_size
-        if c.pooling == "attention":
+        if config.pooling == "attention":
             self.query = nn.Parameter(torch.randn(size) / size**0.5)  # q
             self.attention = Attention(size, size, score="dot")
-        self.dropout = nn.Dropout(c.dropout)
-        self.head = nn.Linear(size, c.num_classes)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(size, config.num_classes)
 
     def forward_features(self, tokens: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """The pooled vector ``z (B, D·H)`` and the attention pooling's weights ``(B, T)`` (None otherwise)."""
@@ -134,26 +152,17 @@ def sequence_classifier(config: SequenceClassifierConfig) -> SequenceClassifier:
 
 
 @dataclass(kw_only=True)
-class SequenceTaggerConfig(RecurrentFields):
-    """Sequence tagger: one of ``num_classes`` labels per token.
+class SequenceTaggerConfig(SequenceModelFields):
+    """Sequence tagger: one of ``num_classes`` labels per token; bidirectional by default.
 
-    The recurrent stack's keys (cell, hidden_size 128, num_layers 1, dropout, forget_bias): :class:`RecurrentFields`.
+    The encoder's keys and ``num_classes``: :class:`SequenceModelFields`; the recurrent stack's (cell, hidden_size
+    128, num_layers 1, dropout, forget_bias): :class:`RecurrentFields`.
     """
 
-    vocab_size: int
-    num_classes: int
-    embedding_size: int = 128
     bidirectional: bool = True
-    residual: bool = False
-    dense: bool = False
 
     def __post_init__(self):
-        where = "sequence_tagger"
-        check_vocab_size(f"{where}: vocab_size", self.vocab_size, 2)
-        positive_int(f"{where}: embedding_size", self.embedding_size)
-        self._check_recurrent(where)
-        check_connections(where, self.residual, self.dense, self.num_layers)
-        positive_int(f"{where}: num_classes", self.num_classes)
+        self._check_sequence_model("sequence_tagger")
 
 
 class SequenceTagger(nn.Module):
@@ -167,11 +176,9 @@ class SequenceTagger(nn.Module):
     def __init__(self, config: SequenceTaggerConfig):
         super().__init__()
         self.config = config
-        c = config
-        stack = c.stack(bidirectional=c.bidirectional, residual=c.residual, dense=c.dense)
-        self.encoder = RecurrentEncoder(c.vocab_size, c.embedding_size, stack)
-        self.dropout = nn.Dropout(c.dropout)
-        self.head = nn.Linear(self.encoder.output_size, c.num_classes)
+        self.encoder = config.build_encoder()
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(self.encoder.output_size, config.num_classes)
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``tokens (B, T)``, ``lengths (B,)`` or None → logits ``(B, T, K)``."""
