@@ -71,6 +71,7 @@ __all__ = [
     "SpectrogramAlignment",
     "StageFeatureMaps",
     "Task",
+    "check_builtin_source",
     "most_likely_classes",
 ]
 
@@ -264,6 +265,14 @@ class ErrorsByGroup(Figure):
 
     groups: dict[str, dict[str, float]] = field(default_factory=dict)
     heading: str = ""
+
+
+def check_builtin_source(source: str | None, names: Sequence[str], task: str = "") -> None:
+    """A run's ``data.source``: None (the run reads the user's files) or one of the built-in data sets ``names``;
+    else a ConfigError, "data.source must be one of a, b[ for <task>]; got 'x'"."""
+    if source is not None and source not in names:
+        for_task = f" for {task}" if task else ""
+        raise ConfigError(f"data.source must be one of {', '.join(names)}{for_task}; got {source!r}")
 
 
 # -- the task --------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from dnn.device import model_device, to_device
 from dnn.errors import ConfigError, DataError
 from dnn.io import UNK_ID
 from dnn.rundir import SOURCE_TOKENIZER, SOURCE_VOCAB, TARGET_TOKENIZER, TARGET_VOCAB, TASK, RunDir
-from dnn.tasks.base import Figure, LengthAccuracy, Task
+from dnn.tasks.base import Figure, LengthAccuracy, Task, check_builtin_source
 from dnn.tasks.registry import register_task
 from dnn.tasks.seq2seq_predictor import MARGIN, Seq2SeqPredictor, load_artifacts  # re-exported: public path
 from dnn.training import metrics
@@ -101,8 +101,7 @@ class Seq2SeqTask(Task):
     def __init__(self, cfg):
         super().__init__(cfg)
         data = cfg.data
-        if data.source is not None and data.source not in list_tasks():
-            raise ConfigError(f"data.source must be one of {', '.join(list_tasks())}; got {data.source!r}")
+        check_builtin_source(data.source, list_tasks())
         if data.source is not None and data.train:
             raise ConfigError("data.source (a built-in task) and data.train (your corpus) exclude each other")
         if data.source is None and not data.train:

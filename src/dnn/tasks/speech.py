@@ -50,7 +50,7 @@ from dnn.device import model_device, to_device
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.models.speech import ctc_loss
 from dnn.rundir import TASK, RunDir
-from dnn.tasks.base import ErrorsByGroup, Figure, Predictor, SpectrogramAlignment, Task
+from dnn.tasks.base import ErrorsByGroup, Figure, Predictor, SpectrogramAlignment, Task, check_builtin_source
 from dnn.tasks.options import MAX_BEAM_SIZE, Option
 from dnn.tasks.registry import register_task
 from dnn.training import metrics
@@ -101,8 +101,7 @@ class SpeechRecognition(Task):
     def __init__(self, cfg):
         super().__init__(cfg)
         data = cfg.data
-        if data.source is not None and data.source not in DATASETS:
-            raise ConfigError(f"data.source must be one of {', '.join(DATASETS)} for speech; got {data.source!r}")
+        check_builtin_source(data.source, DATASETS, "speech")
         if data.source is None and not data.train:
             raise ConfigError(
                 f"data.train must name a TSV of file<TAB>transcript lines (or a folder holding one), or set "
