@@ -216,7 +216,7 @@ def _list() -> None:
         print(f"  {name:<22} {recipe_summary((RECIPES / f'{name}.yaml').read_text(encoding='utf-8'))}")
     print("tasks (data.task), and the data dnn makes for them (else: your files, data.train=PATH):")
     for name in list_tasks():
-        print(f"  {name:<22} {get_task(name).builtin_data(name) or '-'}")
+        print(f"  {name:<22} {get_task(name).builtin_data.get(name, '-')}")
 
 
 def _experiment(args) -> None:

@@ -345,7 +345,7 @@ def test_twins_match_literal_torchvision_keys():
 
 @pytest.mark.parametrize("name", list(TWINS))
 def test_state_dict_keys_and_shapes_equal_torchvisions(name):
-    ours = on_meta(create_model, name)
+    ours = on_meta(create_model, name, model_config(name))
     twin = on_meta(TWINS[name])
     assert layout(ours) == layout(twin)  # same names, same shapes, same order
     ours.load_state_dict(twin.state_dict(), strict=True)
@@ -353,7 +353,7 @@ def test_state_dict_keys_and_shapes_equal_torchvisions(name):
 
 
 def test_torchvision_googlenet_checkpoint_with_auxiliary_heads_loads_strictly():
-    ours = on_meta(create_model, "googlenet")
+    ours = on_meta(create_model, "googlenet", model_config("googlenet"))
     result = load_pretrained(ours, on_meta(TVGoogLeNet, aux_logits=True).state_dict(), strict=True)
     assert result.missing == () and result.unexpected == ()
     assert result.skipped and all(k.startswith(("aux1.", "aux2.")) for k in result.skipped)

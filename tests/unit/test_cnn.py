@@ -237,13 +237,17 @@ def test_published_parameter_count(name):
 
 @pytest.mark.parametrize("name", ["lenet5", "googlenet", "resnet18"])
 def test_published_parameter_count_of_a_real_model(name):
-    assert n_params(create_model(name)) == PUBLISHED[name]
+    assert n_params(create_model(name, model_config(name))) == PUBLISHED[name]
 
 
 def test_lenet5_count_is_the_layer_formula():
     # C1 1·6·25+6, C3 6·16·25+16, C5 400·120+120, F6 120·84+84, output 84·10+10
     assert 156 + 2416 + 48120 + 10164 + 850 == PUBLISHED["lenet5"]
-    assert [n_params(m) for m in create_model("lenet5").modules() if isinstance(m, (nn.Conv2d, nn.Linear))] == [
+    assert [
+        n_params(m)
+        for m in create_model("lenet5", model_config("lenet5")).modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ] == [
         156,
         2416,
         48120,

@@ -290,11 +290,7 @@ class Task(abc.ABC):
     def __init__(self, cfg: Any):
         self.cfg = cfg
 
-    @classmethod
-    def builtin_data(cls, name: str) -> str:
-        """The data dnn makes or carries for ``data.task`` = ``name``, in words; "" where it reads a user's files
-        only (``dnn list`` shows it)."""
-        return ""
+    builtin_data: ClassVar[dict[str, str]] = {}  # data.task → the data dnn makes for it, in words (dnn list)
 
     # -- required --------------------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -80,9 +80,9 @@ class CaptioningTask(Task):
 
     monitor = ("exact_match", "max")
 
-    @classmethod
-    def builtin_data(cls, name: str) -> str:
-        return "1–4 scikit-learn digits on a canvas, captioned with their words"
+    builtin_data: ClassVar[dict[str, str]] = {
+        "captioning": "1–4 scikit-learn digits on a canvas, captioned with their words"
+    }
 
     def __init__(self, cfg):
         super().__init__(cfg)

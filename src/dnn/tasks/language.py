@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -172,9 +172,9 @@ class LanguageModelling(Task):
 
     monitor = ("loss", "min")
 
-    @classmethod
-    def builtin_data(cls, name: str) -> str:
-        return "data.source: pydoc (the English text of Python's own documentation)"
+    builtin_data: ClassVar[dict[str, str]] = {
+        "language_model": "data.source: pydoc (the English text of Python's own documentation)"
+    }
 
     def __init__(self, cfg):
         super().__init__(cfg)

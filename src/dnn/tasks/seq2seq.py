@@ -28,7 +28,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -94,9 +94,7 @@ class Seq2SeqTask(Task):
     epoch, so the batches of every epoch are a function of (seed, epoch) alone and a resumed run sees the same.
     """
 
-    @classmethod
-    def builtin_data(cls, name: str) -> str:
-        return f"data.source: {', '.join(list_tasks())} (generated pairs)"
+    builtin_data: ClassVar[dict[str, str]] = {"seq2seq": f"data.source: {', '.join(list_tasks())} (generated pairs)"}
 
     def __init__(self, cfg):
         super().__init__(cfg)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from dnn.data.batching import shuffled_batches
 from dnn.data.digit_scenes import DIRECTIONS, digits_by_split, moving_digit_clips
 from dnn.data.images import Normalize, channel_stats
 from dnn.data.splits import derive_seed
+from dnn.device import model_device
 from dnn.errors import CheckpointError, ConfigError, DataError
 from dnn.rundir import TASK, RunDir
 from dnn.tasks.base import ClassPredictions, FramesWithBelief, Predictor, Task, most_likely_classes
@@ -41,9 +42,7 @@ class VideoClassification(Task):
 
     monitor = ("accuracy", "max")
 
-    @classmethod
-    def builtin_data(cls, name: str) -> str:
-        return "clips of a digit moving left, right, up or down"
+    builtin_data: ClassVar[dict[str, str]] = {"video": "clips of a digit moving left, right, up or down"}
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -195,7 +194,8 @@ class VideoPredictor(Predictor):
         """Class probabilities ``(B, K)`` of ``clips (B, T, C, H, W)`` in [0, 1] (``lengths``: real frames)."""
         self.model.eval()
         with torch.inference_mode():
-            return torch.softmax(self.model(self.normalize(clips), lengths), dim=-1)
+            device = model_device(self.model)  # a run loaded on a GPU: the clips go where its weights are
+            return torch.softmax(self.model(self.normalize(clips).to(device), lengths).float(), dim=-1).cpu()
 
     def explain(self, input: str, **options: Any) -> FramesWithBelief:
         clip = read_clip(input, self.frame_size)  # (T, 1, size, size)
