@@ -55,10 +55,10 @@ def language_model_run(init_from: str) -> RunDir:
     a text classifier's start. Any other run, or no run, is refused in one line."""
     source = Path(init_from)
     run = RunDir.reader(source) if source.is_dir() else None
-    kind = run.read_json(TASK, "a run's task.json").get("task") if run is not None and run.has(TASK) else None
-    if kind != "LanguageModelling":
+    task = run.read_json(TASK, "a run's task.json").get("task") if run is not None and run.has(TASK) else None
+    if task != "LanguageModelling":
         raise ConfigError(f"train.init_from={init_from}: a text classifier starts from a language model run "
-                          f"(task.json says LanguageModelling), this is {kind or 'no dnn run'}; train one with "
+                          f"(task.json says LanguageModelling), this is {task or 'no dnn run'}; train one with "
                           f"`dnn train lm-pydoc-words`")  # fmt: skip
     return run
 
