@@ -40,9 +40,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import BF16, Row, Variant, load_average, measure_and_print, ratio, round_robin  # noqa: E402
+from dnn.data.batching import Seq2SeqBatch  # noqa: E402
 from dnn.decoding import beam_search  # noqa: E402
 from dnn.device import autocast  # noqa: E402
 from dnn.models import create_model, model_config  # noqa: E402
+from dnn.tasks.seq2seq import Seq2SeqTask  # noqa: E402
 from dnn.training.optim import make_optimizer  # noqa: E402
 from peers.seq2seq_plain import Seq2Seq as PlainSeq2Seq  # noqa: E402
 from peers.seq2seq_plain import random_batch  # noqa: E402
@@ -71,9 +73,16 @@ def dnn_model(vocab: int, embedding: int, hidden: int, dropout: float):
     )
 
 
+def as_dnn_batch(src, src_lengths, tgt_in, tgt_out) -> Seq2SeqBatch:
+    tgt_mask = tgt_out != -100
+    return Seq2SeqBatch(src=src, src_lengths=src_lengths, src_mask=src != 0, tgt_in=tgt_in, tgt_out=tgt_out,
+                        tgt_lengths=tgt_mask.sum(1), tgt_mask=tgt_mask)  # fmt: skip
+
+
 def training_variants(args) -> list[Variant]:
     g = torch.Generator().manual_seed(0)
     batches = [random_batch(args.batch, args.vocab, args.vocab, g, hi=args.max_length) for _ in range(args.steps)]
+    dnn_batches = [as_dnn_batch(*b) for b in batches]  # the same tensors, as dnn's data pipeline hands them over
     variants = []
     for threads in args.threads:
         torch.manual_seed(0)
@@ -83,9 +92,9 @@ def training_variants(args) -> list[Variant]:
         plain_optimizer = torch.optim.Adam(plain.parameters(), lr=1e-3)
 
         def dnn_steps(model=model, optimizer=optimizer) -> float:
-            for src, lengths, tgt_in, tgt_out in batches:
-                logits, _ = model(src, lengths, tgt_in)  # (B, T, V)
-                model.loss(logits, tgt_out).backward()
+            for batch in dnn_batches:
+                loss, _ = Seq2SeqTask.step(model, batch, None)  # what dnn's Trainer runs for a seq2seq task
+                loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.testing import assert_close
 
+import dnn.layers.attention as attention_module
 from dnn.layers.attention import Attention, additive_scores
 from dnn.models import create_model, model_config
 
@@ -88,13 +89,16 @@ def test_training_step_equals_the_plain_torch_nn_twin():
     src, lengths, tgt_in, tgt_out = batch([6, 2, 8, 5, 8], T=7, seed=4)
 
     logits, _ = model(src, lengths, tgt_in)
-    model.loss(logits, tgt_out).backward()
+    loss = model.forward_loss(src, lengths, tgt_in, tgt_out)  # the training step's path: no (B, T, V) logits
+    loss.backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters()}
     model.zero_grad()
 
     twin_logits = twin(src, lengths, tgt_in)
-    F.cross_entropy(twin_logits.reshape(-1, TV), tgt_out.reshape(-1), ignore_index=-100).backward()
+    twin_loss = F.cross_entropy(twin_logits.reshape(-1, TV), tgt_out.reshape(-1), ignore_index=-100)
+    twin_loss.backward()
     assert_close(logits, twin_logits, atol=1e-5, rtol=1e-5)
+    assert_close(loss, twin_loss, atol=1e-6, rtol=1e-6)
     rnn_twins = {"encoder.rnn.": twin.encoder, "decoder.rnn.": twin.decoder}
     for name, grad in grads.items():
         prefix = next((p for p in rnn_twins if name.startswith(p)), None)
@@ -102,8 +106,48 @@ def test_training_step_equals_the_plain_torch_nn_twin():
         assert_close(grad, expected, atol=1e-5, rtol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("seq2seq", dict(dropout=0.3, label_smoothing=0.1)),  # the translate-tsv recipe's shape
+        ("seq2seq", dict(cell="lstm", attention="general", num_layers=2, dropout=0.2)),
+        ("seq2seq", dict(input_feeding=True, dropout=0.2)),  # stepped: forward_loss is the two calls
+        ("seq2seq", dict(teacher_forcing=0.5)),
+        ("transformer_seq2seq", dict()),
+    ],
+)
+def test_forward_loss_equals_forward_then_loss_with_the_same_random_draws(name, options):
+    """Training calls forward_loss; it must give what forward + loss give, dropout and label smoothing included."""
+    if name == "seq2seq":
+        model = make(seed=5, **options)
+    else:
+        torch.manual_seed(5)
+        config = model_config(name, src_vocab_size=SV, tgt_vocab_size=TV, d_model=16, num_heads=2,
+                              feedforward_size=24, num_encoder_layers=1, num_decoder_layers=1)  # fmt: skip
+        model = create_model(name, config)
+    src, lengths, tgt_in, tgt_out = batch([6, 2, 8, 5, 8], T=7, seed=6)
+    for train in (True, False):
+        model.train(train)
+        results = []
+        for fused in (False, True):
+            torch.manual_seed(7)  # dropout and teacher-forcing draws
+            model.zero_grad()
+            if fused:
+                loss = model.forward_loss(src, lengths, tgt_in, tgt_out)
+            else:
+                loss = model.loss(model(src, lengths, tgt_in)[0], tgt_out)
+            loss.backward()
+            results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+        (loss, grads), (fused_loss, fused_grads) = results
+        assert_close(fused_loss, loss, atol=1e-6, rtol=1e-6)
+        for n, grad in grads.items():
+            assert_close(fused_grads[n], grad, atol=1e-6, rtol=1e-5, msg=n)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_additive_scores_and_their_gradients_equal_autograd_through_tanh(dtype):
+@pytest.mark.parametrize("chunk", [1 << 20, 40, 1])  # all rows at once; 2 of 3 rows, then the last; one at a time
+def test_additive_scores_and_their_gradients_equal_autograd_through_tanh(dtype, chunk, monkeypatch):
+    monkeypatch.setattr(attention_module, "ADDITIVE_CHUNK", chunk)
     g = torch.Generator().manual_seed(5)
     p, k, v = (torch.randn(*shape, generator=g, dtype=dtype, requires_grad=True) for shape in
                [(3, 4, 6), (3, 5, 6), (1, 6)])  # fmt: skip
@@ -114,7 +158,7 @@ def test_additive_scores_and_their_gradients_equal_autograd_through_tanh(dtype):
     assert_close(scores, expected)
     grads = torch.autograd.grad(scores, (p, k, v), upstream, retain_graph=True)
     assert_close(grads, expected_grads)
-    again = torch.autograd.grad(scores, (p, k, v), upstream)  # the first backward wrote over its buffer
+    again = torch.autograd.grad(scores, (p, k, v), upstream)  # a kept graph's second backward makes σ again
     assert_close(again, expected_grads)
 
 

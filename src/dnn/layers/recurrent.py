@@ -30,8 +30,10 @@ Two implementations run the same parameters (both in :mod:`dnn.layers.recurrent_
 - ``"fused"`` — torch's native kernel (``torch.lstm`` / ``torch.gru`` / ``torch.rnn_tanh``) on our parameters,
   with packing for ``lengths``.
 
-``"auto"`` (the default) picks ``"fused"``; every configuration, ``residual`` and ``dense`` included, runs fused
-(a residual or dense stack calls the kernel one layer at a time).
+``"auto"`` (the default) picks whichever was measured faster for the batch (:func:`scan_is_faster`): in training on
+a CPU the reference path for the GRU and for padded batches with little padding, ``"fused"`` otherwise. Every
+configuration, ``residual`` and ``dense`` included, runs fused (a residual or dense stack calls the kernel one layer
+at a time).
 
 Shapes (time-major unless ``batch_first``): input ``(T, B, I)``, output ``(T, B, D·H)``, states
 ``(L·D, B, H)`` with L layers and D = 2 if bidirectional else 1.
@@ -58,7 +60,14 @@ from dnn.layers.cells import (
     init_forget_bias,
     lstm_update,
 )
-from dnn.layers.recurrent_kernels import check_lengths, fused_kernel, length_masks, reverse_in_time, scan_layer
+from dnn.layers.recurrent_kernels import (
+    check_lengths,
+    fused_kernel,
+    length_masks,
+    reverse_in_time,
+    scan_is_faster,
+    scan_layer,
+)
 
 __all__ = [
     "GRU",
@@ -158,8 +167,15 @@ class _RecurrentBase(nn.Module):
 
     @property
     def uses_fused(self) -> bool:
-        """Whether forward runs torch's native kernel ("fused") rather than our step-by-step cells."""
+        """Whether forward may run torch's native kernel ("fused" or "auto") rather than only our step-by-step
+        cells ("reference"); which one "auto" runs for a given batch: :func:`scan_is_faster`."""
         return self.implementation != "reference"
+
+    def _runs_fused(self, x: Tensor, lengths: Tensor | None) -> bool:
+        if self.implementation != "auto":
+            return self.implementation == "fused"
+        training = torch.is_grad_enabled() and any(w.requires_grad for w in self._flat_weights())
+        return not scan_is_faster(self.mode, x, lengths, training)
 
     # -- forward -----------------------------------------------------------------------------------------------
 
@@ -206,7 +222,7 @@ class _RecurrentBase(nn.Module):
                 lengths = check_lengths(lengths, T, B)
                 if int(lengths.min()) == T:  # nothing is padding: packing would only cost time (~5× here)
                     lengths = None
-            if self.uses_fused:
+            if self._runs_fused(x, lengths):
                 output, state = self._forward_fused(x, state, lengths)
             else:
                 output, state = self._forward_reference(x, state, lengths)

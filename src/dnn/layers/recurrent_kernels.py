@@ -23,9 +23,36 @@ from dnn.device import run_in_fp32
 from dnn.errors import ConfigError
 from dnn.layers.bptt import gru_scan, lstm_scan, rnn_scan
 
-__all__ = ["check_lengths", "fused_kernel", "length_masks", "reverse_in_time", "scan_layer"]
+__all__ = ["check_lengths", "fused_kernel", "length_masks", "reverse_in_time", "scan_is_faster", "scan_layer"]
 
 KERNELS = {"LSTM": torch.lstm, "GRU": torch.gru, "RNN_TANH": torch.rnn_tanh, "RNN_RELU": torch.rnn_relu}
+SCAN_MAX_PADDING = 0.2  # "auto" trains on the scan only while at most this share of a padded batch's steps is padding
+
+
+def scan_is_faster(mode: str, x: Tensor, lengths: Tensor | None, training: bool) -> bool:
+    """Whether ``implementation="auto"`` runs :func:`scan_layer` rather than torch's kernel, from measurements.
+
+    Training (autograd recording) on a CPU in float32/float64 without autocast, the scan — the backward pass
+    written out, the weight gradients as one product over all steps — beat torch's kernels
+    (``benchmarks/recurrent_paths.py``, ``benchmarks/RECURRENT-PATHS.md``: batch 16–128, hidden 64–512, 10–40
+    steps, 1 and 2 threads):
+
+    - the GRU, which torch runs step by step through autograd on a CPU: 1.0–1.8× faster without lengths;
+    - any measured cell (GRU, LSTM) on a padded batch, which torch runs packed outside oneDNN: 1.2–1.8× faster at
+      40 steps with up to 15% padding. The scan computes the padded steps too, so with more padding the packed
+      kernel can win (0.7–1.4× at 10 steps with 30%): past :data:`SCAN_MAX_PADDING` torch's kernel runs.
+
+    Torch's LSTM without lengths runs in oneDNN, 1.3–2.6× faster than the scan: it stays there, and so does
+    inference (no gradient), where torch's kernels keep no activations.
+    """
+    if not training or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return False
+    if torch.is_autocast_enabled("cpu") or mode not in ("GRU", "LSTM"):
+        return False
+    if lengths is None:
+        return mode == "GRU"
+    padding = 1.0 - float(lengths.sum()) / (x.shape[0] * x.shape[1])
+    return padding <= SCAN_MAX_PADDING
 
 
 def check_lengths(lengths: Tensor, T: int, B: int) -> Tensor:

@@ -41,9 +41,10 @@ from dnn.checks import choice, number_in, positive_int
 from dnn.errors import ConfigError
 from dnn.io import PAD_ID
 from dnn.layers.attention import Attention
+from dnn.layers.output import linear_cross_entropy
 from dnn.models.recurrent_stack import RecurrentEncoder, RecurrentFields, check_connections, make_rnn
 from dnn.models.registry import register_model
-from dnn.models.token_ids import check_tokens, check_vocab_size, token_cross_entropy
+from dnn.models.token_ids import IGNORE_INDEX, check_tokens, check_vocab_size, token_cross_entropy
 
 __all__ = ["ATTENTIONS", "Bridge", "Decoder", "DecoderState", "Encoder", "Seq2Seq", "Seq2SeqConfig"]
 
@@ -207,8 +208,9 @@ class Decoder(nn.Module):
         new_state = DecoderState(hidden, state.memory, state.mask, state.projected_memory, feed, state.source)
         return logits, new_state, weights
 
-    def forward(self, tgt_in: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None]:
-        """All steps at once with the gold inputs ``tgt_in (B, T)`` (no input feeding) → ``(B, T, V)``, ``(B, T, S)``.
+    def features(self, tgt_in: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None]:
+        """All steps at once with the gold inputs ``tgt_in (B, T)`` (no input feeding): what the output layer reads,
+        ``dropout(h̃_t)`` ``(B, T, H)``, and the attention weights ``(B, T, S)``.
 
         Without input feeding, h_t does not depend on the attention, so the RNN runs over the whole sequence in
         one call and the attention over all T queries in one batched product.
@@ -217,7 +219,12 @@ class Decoder(nn.Module):
             raise ConfigError("Decoder.forward runs all steps at once, which input feeding rules out; use step()")
         out, _ = self.rnn(self.embedding(tgt_in), state.hidden)  # (B, T, H)
         attentional, weights = self._attend(out, state)  # (B, T, H), (B, T, S)
-        return self.output(self.dropout(attentional)), weights  # (B, T, V)
+        return self.dropout(attentional), weights
+
+    def forward(self, tgt_in: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None]:
+        """:meth:`features` through the output layer: logits ``(B, T, V)`` and the weights ``(B, T, S)``."""
+        features, weights = self.features(tgt_in, state)
+        return self.output(features), weights  # (B, T, V)
 
 
 class Seq2Seq(nn.Module):
@@ -300,9 +307,27 @@ class Seq2Seq(nn.Module):
         """Mean cross-entropy per real target token; ``targets (B, T)`` = ``y_1 … y_T <eos>`` padded with -100.
         In training mode with ``label_smoothing`` ε > 0, against the smoothed targets (the objective only: an
         evaluation, in eval mode, measures the plain cross-entropy)."""
-        return token_cross_entropy(
-            logits, targets, label_smoothing=self.config.label_smoothing if self.training else 0.0
-        )
+        return token_cross_entropy(logits, targets, label_smoothing=self._smoothing())
+
+    def forward_loss(self, src: Tensor, src_lengths: Tensor | None, tgt_in: Tensor, tgt_out: Tensor) -> Tensor:
+        """``loss(forward(src, src_lengths, tgt_in)[0], tgt_out)`` without the logits, as training computes it.
+
+        Teacher-forced without input feeding (the default), the output layer runs only at the real target
+        positions and together with its cross-entropy (:func:`~dnn.layers.output.linear_cross_entropy`): no
+        ``(B, T, V)`` logits or log-probabilities are kept. Equal to the two calls within float rounding, with the
+        same random draws; otherwise it is the two calls.
+        """
+        check_tokens("tgt_in", tgt_in, self.config.tgt_vocab_size)
+        ratio = self.config.teacher_forcing if self.training else 1.0
+        if ratio < 1.0 or self.config.input_feeding:
+            return self.loss(self(src, src_lengths, tgt_in)[0], tgt_out)
+        features, _ = self.decoder.features(tgt_in, self.encode(src, src_lengths))  # (B, T, H)
+        output = self.decoder.output
+        return linear_cross_entropy(features, output.weight, output.bias, tgt_out, ignore_index=IGNORE_INDEX,
+                                    label_smoothing=self._smoothing())  # fmt: skip
+
+    def _smoothing(self) -> float:
+        return self.config.label_smoothing if self.training else 0.0
 
 
 @register_model("seq2seq", Seq2SeqConfig)

@@ -34,9 +34,10 @@ from torch import Tensor, nn
 from dnn.checks import number_in, positive_int
 from dnn.errors import ConfigError
 from dnn.io import PAD_ID
+from dnn.layers.output import linear_cross_entropy
 from dnn.layers.transformer import TransformerDecoderLayer, TransformerEncoderLayer, sinusoidal_positions
 from dnn.models.registry import register_model
-from dnn.models.token_ids import check_tokens, token_cross_entropy
+from dnn.models.token_ids import IGNORE_INDEX, check_tokens, token_cross_entropy
 
 __all__ = ["TransformerConfig", "TransformerSeq2Seq", "TransformerState"]
 
@@ -195,17 +196,30 @@ class TransformerSeq2Seq(nn.Module):
         if teacher_forcing is not None and teacher_forcing != 1.0:
             raise ConfigError(f"transformer_seq2seq trains teacher-forced only (teacher_forcing=1.0); got "
                               f"{teacher_forcing!r}")  # fmt: skip
+        features, weights = self._features(src, src_lengths, tgt_in)
+        return self.output(features), weights.mean(dim=1)  # (B, T, V), (B, T, S)
+
+    def _features(self, src: Tensor, src_lengths: Tensor | None, tgt_in: Tensor) -> tuple[Tensor, Tensor]:
+        """What the output layer reads ``(B, T, E)`` and the last layer's attention ``(B, h, T, S)``."""
         check_tokens("tgt_in", tgt_in, self.config.tgt_vocab_size)
         memory, mask = self._memory(src, src_lengths)
         y = self._embed(self.tgt_embedding, tgt_in)  # (B, T, E)
         for layer in self.decoder_layers:
             y, weights = layer(y, memory, mask)  # (B, T, E), (B, h, T, S)
-        return self.output(self.decoder_norm(y)), weights.mean(dim=1)  # (B, T, V), (B, T, S)
+        return self.decoder_norm(y), weights
 
     @staticmethod
     def loss(logits: Tensor, targets: Tensor) -> Tensor:
         """Mean cross-entropy per real target token; ``targets (B, T)`` = ``y_1 … y_T <eos>`` padded with -100."""
         return token_cross_entropy(logits, targets)
+
+    def forward_loss(self, src: Tensor, src_lengths: Tensor | None, tgt_in: Tensor, tgt_out: Tensor) -> Tensor:
+        """``loss(forward(src, src_lengths, tgt_in)[0], tgt_out)`` without the ``(B, T, V)`` logits: the output layer
+        runs only at the real target positions, with its cross-entropy
+        (:func:`~dnn.layers.output.linear_cross_entropy`); equal to the two calls within float rounding."""
+        features, _ = self._features(src, src_lengths, tgt_in)
+        return linear_cross_entropy(features, self.output.weight, self.output.bias, tgt_out,
+                                    ignore_index=IGNORE_INDEX)  # fmt: skip
 
 
 @register_model("transformer_seq2seq", TransformerConfig)

@@ -279,8 +279,7 @@ class Seq2SeqTask(Task):
 
     @staticmethod
     def step(model: nn.Module, batch: Seq2SeqBatch, context) -> tuple[Tensor, int]:
-        logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
-        return model.loss(logits, batch.tgt_out), batch.src.shape[0]
+        return model.forward_loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out), batch.src.shape[0]
 
     def _eval_batches(self, data: Seq2SeqSplit) -> Iterator[list[int]]:
         """Indices of the split in batches of similar source length (padding does not change a result)."""
@@ -305,9 +304,9 @@ class Seq2SeqTask(Task):
             batch = to_device(
                 collate_seq2seq([(data.src_ids[i], data.tgt_ids[i]) for i in indices]), model_device(model)
             )
-            logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing=1.0)  # (B, T, V)
             n = int(batch.tgt_mask.sum())
-            total += float(model.loss(logits, batch.tgt_out)) * n  # the loss is a mean over the n real tokens
+            loss = model.forward_loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)  # eval: ρ = 1
+            total += float(loss) * n  # the loss is a mean over the n real tokens
             count += n
         return total / count
 
