@@ -264,6 +264,37 @@ def test_auto_runs_fused_and_reference_is_selectable():
 
 
 @pytest.mark.parametrize(
+    "cell, lengths, grad, expected",
+    [
+        ("gru", None, True, "scan"),  # torch has no fused GRU on a CPU: the scan trains faster
+        ("gru", None, False, "torch"),  # inference keeps no activations in torch's kernel
+        ("lstm", None, True, "torch"),  # oneDNN's LSTM
+        ("lstm", [20, 19, 18, 20], True, "scan"),  # 4% padding: torch would run packed, step by step
+        ("gru", [20, 19, 18, 20], True, "scan"),
+        ("lstm", [20, 5, 6, 20], True, "torch"),  # 36% padding: the packed kernel skips it, the scan does not
+        ("lstm", [20, 19, 18, 20], False, "torch"),
+    ],
+)
+def test_auto_picks_the_path_measured_faster(monkeypatch, cell, lengths, grad, expected):
+    import dnn.layers.recurrent as recurrent
+
+    ran = []
+    for name, label in (("scan_layer", "scan"), ("fused_kernel", "torch")):
+        original = getattr(recurrent, name)
+        monkeypatch.setattr(recurrent, name, lambda *a, _o=original, _l=label: ran.append(_l) or _o(*a))
+    module = (GRU if cell == "gru" else LSTM)(5, 7, bidirectional=True)
+    x = torch.randn(20, 4, 5)
+    with torch.set_grad_enabled(grad):
+        module(x, lengths=None if lengths is None else torch.tensor(lengths))
+    assert set(ran) == {expected}
+    if grad:  # under autocast (and on CUDA) torch's kernels run: the scan's in-place buffers are fp32/fp64 only
+        from dnn.layers.recurrent_kernels import scan_is_faster
+
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not scan_is_faster(cell.upper(), x, None if lengths is None else torch.tensor(lengths), True)
+
+
+@pytest.mark.parametrize(
     "make,match",
     [
         (lambda: LSTM(0, 4), "input_size"),

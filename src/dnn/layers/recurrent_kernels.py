@@ -33,17 +33,18 @@ def scan_is_faster(mode: str, x: Tensor, lengths: Tensor | None, training: bool)
     """Whether ``implementation="auto"`` runs :func:`scan_layer` rather than torch's kernel, from measurements.
 
     Training (autograd recording) on a CPU in float32/float64 without autocast, the scan — the backward pass
-    written out, the weight gradients as one product over all steps — beat torch's kernels
-    (``benchmarks/recurrent_paths.py``, ``benchmarks/RECURRENT-PATHS.md``: batch 16–128, hidden 64–512, 10–40
-    steps, 1 and 2 threads):
+    written out, the weight gradients as one product over all steps — against torch's kernels
+    (``benchmarks/recurrent_paths.py`` → ``benchmarks/RECURRENT-PATHS.md``: batch 32 and 128, hidden 64–512, 10 and
+    40 steps, 1 and 2 threads; speed-up = torch's time ÷ the scan's, median and range):
 
-    - the GRU, which torch runs step by step through autograd on a CPU: 1.0–1.8× faster without lengths;
-    - any measured cell (GRU, LSTM) on a padded batch, which torch runs packed outside oneDNN: 1.2–1.8× faster at
-      40 steps with up to 15% padding. The scan computes the padded steps too, so with more padding the packed
-      kernel can win (0.7–1.4× at 10 steps with 30%): past :data:`SCAN_MAX_PADDING` torch's kernel runs.
+    - a padded batch with 6–8% padding (lengths within 6 of 40 steps): GRU 1.34× / 1.39× (bidirectional / one way;
+      1.13–1.74×), LSTM 1.30× / 1.36× (1.14–1.57×): torch runs a packed batch step by step outside oneDNN;
+    - the same with 26–32% padding (10 steps): GRU 0.87× / 0.94×, LSTM 0.91× / 0.94× — the scan computes padded
+      steps too, so past :data:`SCAN_MAX_PADDING` torch's packed kernel runs;
+    - without lengths: GRU 1.05× (0.91–1.39×; torch has no fused GRU on a CPU), LSTM 0.73× (0.42–0.87×: oneDNN's
+      LSTM) — so the GRU takes the scan and the LSTM stays with torch.
 
-    Torch's LSTM without lengths runs in oneDNN, 1.3–2.6× faster than the scan: it stays there, and so does
-    inference (no gradient), where torch's kernels keep no activations.
+    Inference (no gradient) stays with torch's kernels, which keep no activations.
     """
     if not training or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return False
