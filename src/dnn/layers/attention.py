@@ -193,12 +193,12 @@ class _AdditiveScores(torch.autograd.Function):
         S = k.shape[1]
         dtype = torch.result_type(p, k)
         step = max(1, ADDITIVE_CHUNK // max(1, T * S * H))
-        p2, k2 = (2 * p).to(dtype).unsqueeze(2), (2 * k).to(dtype).unsqueeze(1)  # (B, T, 1, H), (B, 1, S, H)
+        p2, k1 = (2 * p).to(dtype).unsqueeze(2), k.to(dtype).unsqueeze(1)  # 2p (B, T, 1, H), k (B, 1, S, H)
         buffer = p.new_empty((min(step, B), T, S, H), dtype=dtype)
         for start in range(0, B, step):
             rows = slice(start, min(B, start + step))
             sigma = buffer[: rows.stop - start]
-            yield rows, torch.add(p2[rows], k2[rows], out=sigma).sigmoid_()
+            yield rows, torch.add(p2[rows], k1[rows], alpha=2, out=sigma).sigmoid_()  # σ(2p + 2k)
 
     @staticmethod
     def forward(ctx, p: Tensor, k: Tensor, v: Tensor) -> Tensor:
