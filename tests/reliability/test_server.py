@@ -255,6 +255,27 @@ def test_connections_over_the_limit_close_the_longest_idle_and_health_gets_throu
     assert len(messages.records) <= 2 * len(kinds), [r.getMessage() for r in messages.records]
 
 
+def test_the_connection_closed_to_make_room_is_answered_503_not_reset(server):
+    """In a burst, the connection idle the longest may be a client whose request has not been read yet: it must read
+    an answer it can act on (503, retry-after), not find its connection reset."""
+    base, _ = server
+    oldest = socket.create_connection(address(base), timeout=SLACK)
+    try:
+        time.sleep(0.05)  # accepted first: the longest idle
+        others = _open(base, LIMITS.max_connections)  # one over the limit
+        try:
+            closed = _wait_closed([oldest], seconds=LIMITS.header_timeout_s / 2)
+            assert 0 in closed, "the longest idle connection should make room"
+            answer = closed[0]
+            assert answer.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in answer.lower(), answer
+        finally:
+            for sock in others:
+                sock.close()
+    finally:
+        oldest.close()
+    assert health(base) == 200
+
+
 def test_when_every_connection_has_a_request_in_progress_one_more_gets_503(server):
     base, _ = server
     head = (b"POST /runs/charlm/generate HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"

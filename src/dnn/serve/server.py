@@ -4,9 +4,10 @@ Both run uvicorn with the connection limits of :class:`~dnn.serve.limits.ServeLi
 
 - at most ``max_connections`` connections open at once, so a flood of connections cannot use up the process's
   file descriptors: one more closes the connection idle the longest — waiting for a request's headers, or kept
-  alive after a response (a client that sends its request at once is never that one) — or, if every connection
-  has a request in progress, is answered 503 and closed as soon as it is accepted (uvicorn's own
-  ``limit_concurrency``, set one above, answers 503 to a request beyond it);
+  alive after a response — with a 503 and ``retry-after: 1`` first, so that a client whose request was on its way
+  but not yet read (a burst of connections can arrive before it is) reads an answer, not a reset; or, if every
+  connection has a request in progress, the new one is answered 503 and closed as soon as it is accepted
+  (uvicorn's own ``limit_concurrency``, set one above, answers 503 to a request beyond it);
 - a request's headers must arrive within ``header_timeout_s`` of the connection (or of its first byte, on a kept-alive
   connection), else the connection is closed: uvicorn has no such timeout, and h11 waits as long as a client
   trickling its headers byte by byte likes (:class:`GuardedH11Protocol`);
@@ -137,6 +138,7 @@ class GuardedH11Protocol(H11Protocol):
                         self.max_connections)  # fmt: skip
             longest._disarm()
             longest.idle.pop(longest, None)
+            longest.transport.write(FULL)  # a request already on its way is answered 503 (retry), not reset
             longest.transport.close()
         self._arm()
 
