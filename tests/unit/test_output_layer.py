@@ -45,16 +45,26 @@ def test_loss_and_gradients_equal_torchs_cross_entropy_in_float64(eps, with_bias
         assert torch.all(grads_ours[0][(y == -100)] == 0)  # a padded row gets no gradient at all
 
 
-def test_a_translation_sized_vocabulary_in_float32_matches_to_float_rounding():
-    """V = 8,000 and logits ~±20 exercise the in-place softmax on whole rows of a large buffer."""
+def test_a_translation_sized_vocabulary_in_float32_is_as_exact_as_torchs_own_float32():
+    """V = 8,000 and logits ~±20 exercise the in-place softmax on whole rows of a large buffer. The oracle is the
+    float64 computation; torch's float32 route is the bar to meet (its rounding differs by CPU: AVX2 kernels round
+    its gradients ~2x further from float64 than AVX-512 ones)."""
     x, w, b, y = _problem(torch.float32, B=16, T=9, H=32, V=8000, seed=1)
     with torch.no_grad():
         w.mul_(3.0)
+    exact = [t.detach().double().requires_grad_() for t in (x, w, b)]
+    true_loss = _reference(*exact, y, 0.1)
     ours = linear_cross_entropy(x, w, b, y, label_smoothing=0.1)
     theirs = _reference(x, w, b, y, 0.1)
-    assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-5)
-    for a, c in zip(torch.autograd.grad(ours, (x, w, b)), torch.autograd.grad(theirs, (x, w, b)), strict=True):
-        assert torch.allclose(a, c, rtol=1e-4, atol=1e-6)
+    assert abs(ours.item() - true_loss.item()) <= 1e-5 * abs(true_loss.item())
+    true_grads = torch.autograd.grad(true_loss, exact)
+    ours_grads = torch.autograd.grad(ours, (x, w, b))
+    theirs_grads = torch.autograd.grad(theirs, (x, w, b))
+    for a, c, t in zip(ours_grads, theirs_grads, true_grads, strict=True):
+        ours_error = (a.double() - t).abs().max().item()
+        torch_error = (c.double() - t).abs().max().item()
+        assert ours_error <= 2e-6, ours_error  # float32 rounding of gradients up to ~0.14
+        assert ours_error <= max(1e-7, 1.5 * torch_error), (ours_error, torch_error)
 
 
 def test_no_real_target_gives_nan_as_torch_does_and_shapes_must_match():

@@ -216,7 +216,7 @@ class Decoder(nn.Module):
         one call and the attention over all T queries in one batched product.
         """
         if self.input_feeding:
-            raise ConfigError("Decoder.forward runs all steps at once, which input feeding rules out; use step()")
+            raise ConfigError("Decoder.features runs all steps at once, which input feeding rules out; use step()")
         out, _ = self.rnn(self.embedding(tgt_in), state.hidden)  # (B, T, H)
         attentional, weights = self._attend(out, state)  # (B, T, H), (B, T, S)
         return self.dropout(attentional), weights
@@ -278,14 +278,10 @@ class Seq2Seq(nn.Module):
             of ``tgt_in`` cannot affect earlier steps; give :meth:`loss` targets with -100 there.
         """
         check_tokens("tgt_in", tgt_in, self.config.tgt_vocab_size)
-        ratio = teacher_forcing
-        if ratio is None:
-            ratio = self.config.teacher_forcing if self.training else 1.0
-        if not 0.0 <= ratio <= 1.0:
-            raise ConfigError(f"teacher_forcing must be in [0, 1], got {ratio!r}")
+        ratio = self._teacher_forcing(teacher_forcing)
         state = self.encode(src, src_lengths)
-        if ratio >= 1.0 and not self.config.input_feeding:
-            return self.decoder(tgt_in, state)  # every step at once
+        if self._all_steps_at_once(ratio):
+            return self.decoder(tgt_in, state)
 
         B, T = tgt_in.shape
         logits, weights = [], []
@@ -317,14 +313,25 @@ class Seq2Seq(nn.Module):
         ``(B, T, V)`` logits or log-probabilities are kept. Equal to the two calls within float rounding, with the
         same random draws; otherwise it is the two calls.
         """
-        check_tokens("tgt_in", tgt_in, self.config.tgt_vocab_size)
-        ratio = self.config.teacher_forcing if self.training else 1.0
-        if ratio < 1.0 or self.config.input_feeding:
+        if not self._all_steps_at_once(self._teacher_forcing(None)):
             return self.loss(self(src, src_lengths, tgt_in)[0], tgt_out)
+        check_tokens("tgt_in", tgt_in, self.config.tgt_vocab_size)
         features, _ = self.decoder.features(tgt_in, self.encode(src, src_lengths))  # (B, T, H)
         output = self.decoder.output
         return linear_cross_entropy(features, output.weight, output.bias, tgt_out, ignore_index=IGNORE_INDEX,
                                     label_smoothing=self._smoothing())  # fmt: skip
+
+    def _teacher_forcing(self, ratio: float | None) -> float:
+        """ρ as given, or the config's while training and 1.0 in eval mode."""
+        if ratio is None:
+            ratio = self.config.teacher_forcing if self.training else 1.0
+        if not 0.0 <= ratio <= 1.0:
+            raise ConfigError(f"teacher_forcing must be in [0, 1], got {ratio!r}")
+        return ratio
+
+    def _all_steps_at_once(self, ratio: float) -> bool:
+        """Whether the decoder can run every target step in one call: always gold inputs, no input feeding."""
+        return ratio >= 1.0 and not self.config.input_feeding
 
     def _smoothing(self) -> float:
         return self.config.label_smoothing if self.training else 0.0
